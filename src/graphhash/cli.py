@@ -1,0 +1,62 @@
+"""Command-line entry points: the ``graphhash`` console script and the wrapper every stage script uses."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from graphhash.errors import GraphhashError
+
+
+def stage(main: Callable[[], None]) -> Callable[[], None]:
+    """Run a stage's ``main`` with logging set up; a GraphhashError becomes its message and exit status 2."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+        try:
+            main()
+        except GraphhashError as exc:
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted: rerun the stage to resume from the work already saved", file=sys.stderr)
+            sys.exit(130)
+
+    return run
+
+
+def _info(args: argparse.Namespace) -> None:
+    from graphhash.features import read_features
+
+    fs = read_features(args.file)
+    print(f"{args.file}: {fs.features.shape[0]} x {fs.features.shape[1]} float32 features")
+    for name in ("query", "database", "train"):
+        print(f"  {name}: {int(getattr(fs, name).sum())} items")
+    for key, value in sorted(fs.attrs.items()):
+        print(f"  {key}: {value}")
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    from graphhash.params import SCHEMA, load_params
+
+    params = load_params(args.params, *SCHEMA)
+    print(json.dumps({name: vars(section) for name, section in vars(params).items()}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="graphhash", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="describe a features file (HDF5)")
+    info.add_argument("file")
+    info.set_defaults(run=_info)
+    check = commands.add_parser("check-params", help="validate params.yaml and print the values stages will use")
+    check.add_argument("--params", default="params.yaml")
+    check.set_defaults(run=_check_params)
+    args = parser.parse_args(argv)
+    stage(lambda: args.run(args))()

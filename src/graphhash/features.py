@@ -1,0 +1,94 @@
+"""The features file (HDF5): the contract between ``extract`` and every stage after it.
+
+Datasets (N rows, one per item that was read):
+
+- ``features``: float32 (N, D)
+- ``labels``: int64 (N,), indexing the ``classes`` attribute
+- ``ids``: UTF-8 strings (N,), item paths relative to the dataset root
+- ``query``, ``database``, ``train``: bool (N,), the split masks
+
+Attributes: ``format``, ``source``, ``backbone``, ``weights``, ``image_size``, ``dim``, ``count``,
+``classes`` (JSON list), ``skipped_ids`` (JSON list of ids that could not be read), ``device``,
+``precision``, ``content_sha256`` (of the source data, from the manifest) and ``versions`` (JSON object of
+library versions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from graphhash.atomic import atomic_path
+from graphhash.errors import GraphhashError
+
+FORMAT = "graphhash-features/1"
+SPLITS = ("query", "database", "train")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    features: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    query: np.ndarray
+    database: np.ndarray
+    train: np.ndarray
+    attrs: dict[str, Any]
+
+
+def write_features(
+    dest: str | Path,
+    blocks: Iterable[np.ndarray],
+    *,
+    dim: int,
+    ids: list[str],
+    labels: np.ndarray,
+    masks: dict[str, np.ndarray],
+    attrs: dict[str, Any],
+) -> None:
+    """Stream ``blocks`` of feature rows (in id order, N rows in all) into ``dest``, atomically."""
+    count = len(ids)
+    with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
+        features = f.create_dataset(
+            "features", shape=(count, dim), dtype=np.float32, chunks=(max(1, min(count, 1024)), dim)
+        )
+        row = 0
+        for block in blocks:
+            features[row : row + len(block)] = block
+            row += len(block)
+        if row != count:
+            raise AssertionError(f"features: wrote {row} rows for {count} ids")
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        for name in SPLITS:
+            f.create_dataset(name, data=np.asarray(masks[name], dtype=bool))
+        f.attrs.update({"format": FORMAT, "dim": dim, "count": count, **attrs})
+
+
+def read_features(path: str | Path) -> FeatureSet:
+    """Load a features file written by ``write_features`` (everything into memory)."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise ValueError(f"format is {f.attrs.get('format')!r}, expected {FORMAT!r}")
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            return FeatureSet(
+                features=f["features"][()],
+                labels=f["labels"][()],
+                ids=[s.decode("utf-8") for s in f["ids"][()]],
+                attrs=attrs,
+                **{name: f[name][()] for name in SPLITS},
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise GraphhashError(f"{path}: not a valid graphhash features file ({exc}); rerun the extract stage") from exc
+
+
+def json_attr(value: Any) -> str:
+    """Lists and mappings are stored as JSON strings, readable from any HDF5 tool."""
+    return json.dumps(value, sort_keys=True)
