@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from graphhash.errors import GraphhashError
+from graphhash.runtime import tune_allocator
 
 
 def stage(main: Callable[[], None]) -> Callable[[], None]:
@@ -18,6 +19,7 @@ def stage(main: Callable[[], None]) -> Callable[[], None]:
     @functools.wraps(main)
     def run() -> None:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+        tune_allocator()
         try:
             main()
         except GraphhashError as exc:
