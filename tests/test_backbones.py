@@ -106,8 +106,8 @@ def test_real_efficientnet_weights_recognise_real_photographs(photo, classes):
     import skimage.data
 
     backbone = load_backbone("efficientnet_lite0", "default", "", 224)
-    pixels = to_pixels(Image.fromarray(getattr(skimage.data, photo)()).convert("RGB"), 224, backbone.resample)
-    x = torch.from_numpy(pixels).float()[None] / 255.0
+    pixels = to_pixels(Image.fromarray(getattr(skimage.data, photo)()).convert("RGB"), 224, backbone.interpolation)
+    x = torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255.0
     x = (x - torch.tensor(backbone.mean).view(1, 3, 1, 1)) / torch.tensor(backbone.std).view(1, 3, 1, 1)
     with torch.no_grad():
         logits = backbone.model.net._fc(backbone.model(x))  # the classifier on graphhash's feature

@@ -19,7 +19,7 @@ from PIL import Image
 from graphhash import extract as extract_module
 from graphhash.backbones import load_backbone
 from graphhash.errors import GraphhashError
-from graphhash.extract import extract, resolve_device
+from graphhash.extract import extract, resolve_device, resolve_workers
 from graphhash.features import read_features
 from graphhash.manifest import Manifest
 from graphhash.prepare import prepare
@@ -238,3 +238,9 @@ def test_stage_script_reports_bad_params_one_line_each(tmp_path):
     assert any("extract.image_size" in e for e in errors) and any("extract.device" in e for e in errors)
     assert "Traceback" not in run.stderr
     assert os.listdir(tmp_path) == ["params.yaml"]
+
+
+def test_auto_workers_none_on_cpu_some_on_cuda():
+    assert resolve_workers("auto", torch.device("cpu")) == 0
+    assert 1 <= resolve_workers("auto", torch.device("cuda")) <= 8
+    assert resolve_workers(3, torch.device("cpu")) == 3

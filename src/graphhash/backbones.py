@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.error import URLError
 
 import torch
-from PIL import Image
 from torch import nn
 
 from graphhash.errors import GraphhashError
@@ -47,7 +46,7 @@ class Backbone:
     dim: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    resample: Image.Resampling
+    interpolation: str  # how images are resized for it: bicubic or bilinear
     weights: str  # what was loaded, recorded in the features file
 
 
@@ -119,7 +118,7 @@ def _vit_b_16(weights: str, weights_path: str, image_size: int) -> Backbone:
         _load_into(model, _torchvision_state_dict(enum), f"torchvision weights {name}", "vit_b_16")
         described = name
     model.heads = nn.Identity()  # the class token after the encoder's final LayerNorm
-    return Backbone("vit_b_16", model, 768, IMAGENET_MEAN, IMAGENET_STD, Image.Resampling.BILINEAR, described)
+    return Backbone("vit_b_16", model, 768, IMAGENET_MEAN, IMAGENET_STD, "bilinear", described)
 
 
 def _torchvision_state_dict(enum) -> dict[str, torch.Tensor]:
@@ -157,7 +156,7 @@ def _efficientnet_lite0(weights: str, weights_path: str, image_size: int) -> Bac
     else:
         raise GraphhashError(f"extract.weights: efficientnet_lite0 takes 'default' or 'none', not {weights!r}")
     model = EfficientNetLiteFeatures(net)
-    return Backbone("efficientnet_lite0", model, 1280, TF_LITE_MEAN, TF_LITE_STD, Image.Resampling.BICUBIC, described)
+    return Backbone("efficientnet_lite0", model, 1280, TF_LITE_MEAN, TF_LITE_STD, "bicubic", described)
 
 
 BACKBONES: dict[str, Callable[[str, str, int], Backbone]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from graphhash.errors import GraphhashError
@@ -45,7 +47,14 @@ def decode(data: bytes, name: str) -> Image.Image:
         raise BadImageError(f"{name}: cannot decode image: {reason}") from exc
 
 
-def to_pixels(img: Image.Image, size: int, resample: Image.Resampling) -> np.ndarray:
-    """Resize to ``size`` x ``size`` (the whole image, no crop) and return uint8 pixels, shape (3, H, W)."""
-    resized = img.resize((size, size), resample=resample)
-    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))
+def to_pixels(img: Image.Image, size: int, interpolation: str) -> np.ndarray:
+    """Resize to ``size`` x ``size`` (the whole image, no crop) and return uint8 pixels, shape (H, W, 3).
+
+    ``interpolation`` is ``bicubic``, ``bilinear`` or ``nearest``. Resizing uses torch's antialiased uint8
+    kernels, which follow Pillow's filters (at most 2 grey levels apart) at about a third of the cost, which
+    matters when a small CPU decodes while the model runs. Height-width-channel order is the channels-last
+    layout the backbones run fastest in: ``torch.from_numpy(batch).permute(0, 3, 1, 2)`` needs no copy.
+    """
+    chw = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None]
+    resized = F.interpolate(chw, size=(size, size), mode=interpolation, antialias=interpolation != "nearest")
+    return resized[0].permute(1, 2, 0).contiguous().numpy()

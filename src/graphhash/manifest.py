@@ -54,8 +54,8 @@ class Manifest:
     def load(cls, src: str | Path) -> Manifest:
         try:
             raw = json.loads(Path(src).read_text(encoding="utf-8"))
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+                raise ValueError(f"not a {FORMAT} JSON object")
             masks = {name: np.array(raw[name], dtype=bool) for name in ("query", "database", "train")}
             labels = np.array(raw["labels"], dtype=np.int64)
             if not all(len(m) == len(raw["ids"]) == len(labels) for m in masks.values()):

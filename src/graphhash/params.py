@@ -20,7 +20,7 @@ from graphhash.errors import GraphhashError
 
 @dataclass(frozen=True)
 class Field:
-    """One param: the accepted types, and optional choices or an inclusive numeric range."""
+    """One param: the accepted types, the choices for a string, the inclusive range for a number."""
 
     types: tuple[type, ...]
     choices: tuple[Any, ...] = ()
@@ -33,15 +33,19 @@ class Field:
         if (isinstance(value, bool) and bool not in self.types) or not isinstance(value, self.types):
             names = " or ".join(t.__name__ for t in self.types)
             return f"{value!r} is not a {names}"
-        if self.choices and value not in self.choices:
-            return f"{value!r} is not one of: {', '.join(map(str, self.choices))}"
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            return f"{value!r} is out of range [{self.min}, {self.max}]"
+        if isinstance(value, str):
+            if self.choices and value not in self.choices:
+                return f"{value!r} is not one of: {', '.join(map(str, self.choices))}"
+            return None
+        if self.min is not None and value < self.min:
+            return f"{value!r} is out of range: must be >= {self.min}"
+        if self.max is not None and value > self.max:
+            return f"{value!r} is out of range: must be <= {self.max}"
         return None
 
 
-# A size is a count (int >= 1) or a fraction (float in (0, 1)); _cross_checks tells the two apart.
-SIZE = Field((int, float), min=0)
+# A size is a count (int >= 1) or a fraction (float in (0, 1)); _cross_checks checks its value.
+SIZE = Field((int, float))
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "prepare": {
@@ -60,7 +64,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "weights_path": Field((str,)),
         "image_size": Field((int,), min=32, max=1024),
         "batch_size": Field((int,), min=1, max=65536),
-        "num_workers": Field((int,), min=0, max=64),
+        "num_workers": Field((int, str), choices=("auto",), min=0, max=64),
         "device": Field((str,), choices=("auto", "cpu", "cuda")),
         "on_bad_image": Field((str,), choices=("fail", "skip")),
     },
@@ -84,8 +88,9 @@ def _cross_checks(name: str, section: dict[str, Any]) -> list[tuple[str, str]]:
             value = section.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool) and (p := _size_problem(value)):
                 problems.append((key, p))
-        if section.get("source") not in (None, "digits") and not section.get("path"):
-            problems.append(("path", f"is empty but source '{section['source']}' reads its data from a path"))
+        source, path = section.get("source"), section.get("path")
+        if source in SCHEMA["prepare"]["source"].choices and source != "digits" and path == "":
+            problems.append(("path", f"is empty but source '{source}' reads its data from a path"))
     return problems
 
 

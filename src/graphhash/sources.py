@@ -116,11 +116,15 @@ class TarStore:
         try:
             with tarfile.open(tar_path, "r:") as tar:
                 for m in tar:
-                    if m.isdir():
-                        dirs.add(m.name.rstrip("/"))
-                    elif m.isfile():
-                        files[m.name] = (m.offset_data, m.size)
-                        dirs.update(p.as_posix() for p in Path(m.name).parents if p.as_posix() != ".")
+                    name = m.name.removeprefix("./").rstrip("/")  # `tar cf x.tar ./cifar10` names start with ./
+                    if m.isfile():
+                        files[name] = (m.offset_data, m.size)
+                        folder = name.rpartition("/")[0]
+                    else:
+                        folder = name if m.isdir() else ""
+                    while folder and folder not in dirs:  # a folder and its parents (string ops: 60k members)
+                        dirs.add(folder)
+                        folder = folder.rpartition("/")[0]
         except (OSError, tarfile.TarError) as exc:
             raise GraphhashError(f"{tar_path}: cannot read tar (an uncompressed tar is needed): {exc}") from exc
         return files, dirs

@@ -1,0 +1,85 @@
+"""Memory of the extract stage as the number of images grows: streaming keeps it flat.
+
+Each run is a fresh process that samples its own resident memory (RSS) every 0.2 s while it extracts.
+Printed: the peak, and the RSS a quarter, half, three quarters of the way and at the end. Flat rows mean
+memory does not grow as images are processed; equal peaks across sizes mean it does not grow with N.
+Each size runs several times because the peak varies from run to run by ~200 MiB whatever the size
+(glibc's per-thread arenas keep what the model's threads allocated, and which thread allocates varies).
+
+    python bench/extract_memory.py [--counts 2000 10000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from common import CIFAR_TAR, cifar_manifest, extract_params
+
+from graphhash.extract import extract
+from graphhash.runtime import tune_allocator
+
+
+def one_run(tar: Path, count: int) -> None:
+    """Extract ``count`` images; print count, seconds, peak MiB, and MiB at 25/50/75/100% of the run."""
+    tune_allocator()  # as the stage does
+    manifest = cifar_manifest(tar, count)
+    process, samples, done = psutil.Process(), [], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(process.memory_info().rss / 2**20)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        sampler.start()
+        extract(manifest, extract_params(160, 64, "auto"), Path(tmp) / "features.h5")
+        done.set()
+        sampler.join()
+        seconds = time.perf_counter() - start
+    quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3, 4)]
+    print(len(manifest), f"{seconds:.1f}", f"{max(samples):.0f}", *(f"{q:.0f}" for q in quarters))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tar", type=Path, default=CIFAR_TAR)
+    parser.add_argument("--counts", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one_run(args.tar, args.one)
+        return
+    print("EfficientNet-Lite0 at 160 px, batch 64, workers auto (none on CPU), CIFAR-10 from the tar")
+    print(f"{'images':>7} {'seconds':>8} {'peak MiB':>9}   RSS MiB at 25% / 50% / 75% / 100% of the run")
+    peaks: dict[int, list[float]] = {}
+    for count in args.counts:
+        for _ in range(args.repeats):
+            out = subprocess.run(
+                [sys.executable, __file__, "--tar", str(args.tar), "--one", str(count)],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            if out and out[0] == "skipped:":
+                print(" ".join(out))
+                return
+            peaks.setdefault(int(out[0]), []).append(float(out[2]))
+            print(f"{out[0]:>7} {out[1]:>8} {out[2]:>9}   {' / '.join(out[3:])}")
+    means = {n: sum(values) / len(values) for n, values in peaks.items()}
+    for n, values in peaks.items():
+        print(f"{n} images: peak {means[n]:.0f} MiB on average (min {min(values):.0f}, max {max(values):.0f})")
+    small, large = min(means), max(means)
+    ratio = means[large] / means[small]
+    print(f"mean peak ratio {large} / {small} images: {ratio:.3f} ({large / small:.1f}x the images)")
+
+
+if __name__ == "__main__":
+    main()

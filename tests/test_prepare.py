@@ -1,0 +1,230 @@
+"""The prepare stage: manifest content, subsampling, content digest, and the manifest file round trip."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import CIFAR_CLASSES, cifar_paths, noise_image, save_image
+from sklearn.datasets import load_digits
+
+from graphhash.errors import GraphhashError
+from graphhash.manifest import Manifest
+from graphhash.prepare import prepare
+
+CLASSES = ["cow", "hen", "pig"]
+PER_CLASS = 6
+FOLDER_IDS = sorted(f"{cls}/{i}.png" for cls in CLASSES for i in range(PER_CLASS))
+
+
+def params(path="", **kwargs) -> SimpleNamespace:
+    values = {
+        "source": "folder",
+        "path": str(path),
+        "seed": 0,
+        "split": "auto",
+        "query_size": 1,
+        "train": "database",
+        "train_size": 0.5,
+        "limit_per_class": 0,
+    }
+    return SimpleNamespace(**(values | kwargs))
+
+
+@pytest.fixture
+def folder(tmp_path, make_tree):
+    return make_tree(tmp_path / "farm", FOLDER_IDS)
+
+
+def per_class(manifest: Manifest, mask: np.ndarray) -> list[int]:
+    return np.bincount(manifest.labels[mask], minlength=len(manifest.classes)).tolist()
+
+
+def test_prepare_folder(folder):
+    """Every item is listed with its class; query_size per class are queries, the rest database = train."""
+    m = prepare(params(folder, query_size=2))
+    assert m.source == "folder" and m.path == str(folder)
+    assert m.ids == FOLDER_IDS and len(m) == len(FOLDER_IDS)
+    assert m.classes == CLASSES
+    assert [m.classes[label] for label in m.labels] == [i.split("/")[0] for i in m.ids]
+    assert per_class(m, m.split.query) == [2, 2, 2]
+    assert per_class(m, m.split.database) == [4, 4, 4]
+    assert np.array_equal(m.split.train, m.split.database)
+    assert re.fullmatch(r"[0-9a-f]{64}", m.content_sha256)
+
+
+def test_prepare_digits():
+    """Digits: all 1,797 items with scikit-learn's labels, 20 queries per class, the rest the database."""
+    m = prepare(params(source="digits", query_size=20))
+    assert len(m) == 1797
+    assert np.array_equal(m.labels, load_digits().target)
+    assert per_class(m, m.split.query) == [20] * 10
+    assert int(m.split.database.sum()) == 1797 - 200
+    assert not (m.split.query & m.split.database).any()
+
+
+def test_prepare_is_deterministic(folder):
+    """Equal params give equal manifests; another seed gives another split."""
+    a, b = prepare(params(folder, seed=3)), prepare(params(folder, seed=3))
+    assert a.ids == b.ids and np.array_equal(a.split.query, b.split.query)
+    assert a.content_sha256 == b.content_sha256
+    assert any(not np.array_equal(a.split.query, prepare(params(folder, seed=s)).split.query) for s in (4, 5))
+
+
+def test_limit_per_class_caps_each_class(folder):
+    """limit_per_class keeps that many items of each class, a seeded subset of the full listing, in id order."""
+    m = prepare(params(folder, limit_per_class=4))
+    assert per_class(m, np.ones(len(m), bool)) == [4, 4, 4]
+    assert set(m.ids) <= set(FOLDER_IDS) and m.ids == sorted(m.ids)
+    assert m.ids == prepare(params(folder, limit_per_class=4)).ids
+    assert [m.classes[label] for label in m.labels] == [i.split("/")[0] for i in m.ids]
+
+
+def test_limit_above_class_size_keeps_everything(folder):
+    """A limit larger than every class keeps all items."""
+    assert prepare(params(folder, limit_per_class=PER_CLASS + 1)).ids == FOLDER_IDS
+
+
+@pytest.fixture
+def cifar_big(tmp_path, make_tree):
+    """A CIFAR-10 layout with 5 train and 3 test items per class."""
+    return make_tree(tmp_path / "cifar", cifar_paths(5, 3))
+
+
+def test_cifar10_native_split_and_limit_per_part(cifar_big):
+    """With split=auto the test/ items are the queries, and the limit caps train/ and test/ separately."""
+    full = prepare(params(cifar_big, source="cifar10"))
+    assert np.array_equal(full.split.query, [i.startswith("test/") for i in full.ids])
+    assert full.classes == list(CIFAR_CLASSES)
+
+    m = prepare(params(cifar_big, source="cifar10", limit_per_class=2))
+    is_test = np.array([i.startswith("test/") for i in m.ids])
+    assert per_class(m, is_test) == [2, 2, 2]
+    assert per_class(m, ~is_test) == [2, 2, 2]
+    assert np.array_equal(m.split.query, is_test)
+    assert np.array_equal(m.split.database, ~is_test)
+
+
+def test_cifar10_random_split_limits_whole_classes(cifar_big):
+    """With split=random the native split is ignored: the limit caps whole classes and queries are drawn."""
+    m = prepare(params(cifar_big, source="cifar10", split="random", limit_per_class=2, query_size=1))
+    assert per_class(m, np.ones(len(m), bool)) == [2, 2, 2]
+    assert per_class(m, m.split.query) == [1, 1, 1]
+
+
+def test_content_digest_follows_the_bytes(folder):
+    """The digest is stable when nothing changes, and changes when one image's bytes change."""
+    before = prepare(params(folder)).content_sha256
+    assert prepare(params(folder)).content_sha256 == before
+    save_image(folder / "hen/3.png", noise_image(999))
+    after = prepare(params(folder))
+    assert after.content_sha256 != before
+    assert after.ids == FOLDER_IDS  # same items, same split: only the content differs
+
+
+def test_content_digest_does_not_depend_on_the_split(folder):
+    """Changing only the seed (hence the split) keeps the digest: it covers content, not masks."""
+    assert prepare(params(folder, seed=1)).content_sha256 == prepare(params(folder, seed=2)).content_sha256
+
+
+def test_manifest_file_contents(folder, tmp_path):
+    """The saved JSON holds ids, labels, classes and the three masks as 0/1 lists, with counts."""
+    m = prepare(params(folder, query_size=1, train="disjoint", train_size=2))
+    dest = tmp_path / "out" / "manifest.json"  # parent folder does not exist yet
+    m.save(dest)
+    raw = json.loads(dest.read_text(encoding="utf-8"))
+    assert raw["ids"] == FOLDER_IDS
+    assert raw["classes"] == CLASSES
+    assert raw["labels"] == [CLASSES.index(i.split("/")[0]) for i in FOLDER_IDS]
+    assert raw["source"] == "folder" and raw["path"] == str(folder)
+    assert raw["content_sha256"] == m.content_sha256
+    for name, count in (("query", 3), ("train", 6), ("database", 9)):
+        assert set(raw[name]) <= {0, 1} and len(raw[name]) == len(FOLDER_IDS)
+        assert sum(raw[name]) == count == raw["counts"][name]
+    assert raw["counts"]["items"] == len(FOLDER_IDS)
+    assert all(q + d + t == 1 for q, d, t in zip(raw["query"], raw["database"], raw["train"], strict=True))
+
+
+def test_manifest_round_trip(folder, tmp_path):
+    """Manifest.load gives back exactly what was saved."""
+    m = prepare(params(folder, train="disjoint", train_size=1))
+    m.save(tmp_path / "m.json")
+    back = Manifest.load(tmp_path / "m.json")
+    assert (back.source, back.path, back.classes, back.ids, back.content_sha256) == (
+        m.source,
+        m.path,
+        m.classes,
+        m.ids,
+        m.content_sha256,
+    )
+    assert back.labels.dtype == np.int64 and np.array_equal(back.labels, m.labels)
+    for name in ("query", "database", "train"):
+        assert getattr(back.split, name).dtype == bool
+        assert np.array_equal(getattr(back.split, name), getattr(m.split, name))
+
+
+def test_save_is_byte_stable_and_leaves_no_temp_files(folder, tmp_path):
+    """Saving twice (the second over the first) gives equal bytes and leaves only the manifest in the folder."""
+    out = tmp_path / "data"
+    m = prepare(params(folder))
+    m.save(out / "manifest.json")
+    first = (out / "manifest.json").read_bytes()
+    m.save(out / "manifest.json")
+    assert (out / "manifest.json").read_bytes() == first
+    assert [p.name for p in out.iterdir()] == ["manifest.json"]
+
+
+@pytest.fixture
+def saved_manifest(folder, tmp_path):
+    path = tmp_path / "manifest.json"
+    prepare(params(folder)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda raw, text: "",  # empty file
+        lambda raw, text: text[: len(text) // 2],  # truncated JSON
+        lambda raw, text: "\x00\x01garbage",
+        lambda raw, text: json.dumps(raw | {"format": "graphhash-manifest/0"}),
+        lambda raw, text: json.dumps({k: v for k, v in raw.items() if k != "labels"}),
+        lambda raw, text: json.dumps(raw | {"query": raw["query"][:-1]}),  # a mask of the wrong length
+    ],
+    ids=["empty", "truncated", "garbage", "old-format", "no-labels", "short-mask"],
+)
+def test_corrupt_manifest_names_the_file(saved_manifest, corrupt):
+    """Loading a damaged manifest raises a GraphhashError naming the file."""
+    text = saved_manifest.read_text(encoding="utf-8")
+    saved_manifest.write_text(corrupt(json.loads(text), text), encoding="utf-8")
+    with pytest.raises(GraphhashError, match=re.escape(str(saved_manifest))):
+        Manifest.load(saved_manifest)
+
+
+def test_missing_manifest_names_the_file(tmp_path):
+    """A manifest that does not exist gives a GraphhashError naming it."""
+    with pytest.raises(GraphhashError, match=re.escape(str(tmp_path / "none.json"))):
+        Manifest.load(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("text", ["[]", "null"])
+def test_non_object_json_manifest_names_the_file(tmp_path, text):
+    """A manifest file holding a JSON list or null is reported as an invalid manifest naming the file."""
+    path = tmp_path / "manifest.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(GraphhashError, match=re.escape(str(path))):
+        Manifest.load(path)
+
+
+def test_failed_save_keeps_the_old_manifest_and_no_temp_files(saved_manifest):
+    """A save that fails midway leaves the previous manifest intact and no temporary file behind."""
+    before = saved_manifest.read_bytes()
+    m = Manifest.load(saved_manifest)
+    broken = Manifest(**(vars(m) | {"classes": [object()]}))  # not JSON-serialisable
+    with pytest.raises(TypeError):
+        broken.save(saved_manifest)
+    assert saved_manifest.read_bytes() == before
+    assert [p.name for p in saved_manifest.parent.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,302 @@
+"""Data sources: listings (ids, labels, classes, native query) and reading items, from folders and tars."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+
+import numpy as np
+import pytest
+from conftest import CIFAR_CLASSES, cifar_paths, make_tar
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from graphhash.errors import GraphhashError
+from graphhash.images import BadImageError
+from graphhash.sources import Cifar10Source, DigitsSource, FolderSource, NpySource, open_source
+
+# -- folder ---------------------------------------------------------------------------------------------
+
+FOLDER_FILES = [
+    "zebra/a.png",
+    "zebra/B.JPG",  # upper-case extension counts
+    "zebra/sub/c.jpeg",  # nested sub-folder belongs to its class
+    "zebra/.hidden.jpg",  # hidden: ignored
+    "zebra/notes.txt",  # not an image extension: ignored
+    "apple/y.webp",
+    "apple/x.bmp",
+    "apple/.cache/z.png",  # inside a hidden folder: ignored
+    "Mango/m.jpg",
+    ".git/config.png",  # hidden folder at the root: not a class
+    "README.txt",  # loose file at the root: ignored
+]
+# Sorted by id (byte order: upper case first); labels index the sorted class names.
+FOLDER_CLASSES = ["Mango", "apple", "zebra"]
+FOLDER_IDS = ["Mango/m.jpg", "apple/x.bmp", "apple/y.webp", "zebra/B.JPG", "zebra/a.png", "zebra/sub/c.jpeg"]
+FOLDER_LABELS = [0, 1, 1, 2, 2, 2]
+
+
+@pytest.fixture
+def folder(tmp_path, make_tree):
+    return make_tree(tmp_path / "images", FOLDER_FILES)
+
+
+def test_folder_listing(folder):
+    """Ids are sorted '/'-relative paths of image files only; labels index the sorted class names."""
+    listing = FolderSource(str(folder)).listing()
+    assert listing.ids == FOLDER_IDS
+    assert listing.classes == FOLDER_CLASSES
+    assert listing.labels.tolist() == FOLDER_LABELS
+    assert listing.labels.dtype == np.int64
+    assert listing.native_query is None
+
+
+def test_folder_read_and_image(folder):
+    """read() returns the file's bytes, and image() decodes them to the pixels that were written."""
+    source = FolderSource(str(folder))
+    assert source.read("zebra/sub/c.jpeg") == (folder / "zebra/sub/c.jpeg").read_bytes()
+    png = folder / "zebra/a.png"
+    assert np.array_equal(np.asarray(source.image("zebra/a.png")), np.asarray(Image.open(png).convert("RGB")))
+    assert str(png) in source.where("zebra/a.png")
+    assert source.holds_vectors is False
+
+
+def test_folder_bad_image_names_its_path(folder):
+    """A corrupt file raises BadImageError naming its full path."""
+    (folder / "apple/x.bmp").write_bytes(b"BM broken")
+    with pytest.raises(BadImageError, match=re.escape(str(folder / "apple/x.bmp"))):
+        FolderSource(str(folder)).image("apple/x.bmp")
+
+
+def test_empty_class_folder_is_named(folder):
+    """A class folder without images (only ignored files) is an error naming that folder."""
+    (folder / "empty").mkdir()
+    (folder / "empty/.DS_Store").write_bytes(b"x")
+    with pytest.raises(GraphhashError, match=re.escape(str(folder / "empty"))):
+        FolderSource(str(folder)).listing()
+
+
+def test_root_without_class_folders(tmp_path, make_tree):
+    """Images directly under the root, with no class folders, are an error naming the root."""
+    root = make_tree(tmp_path / "flat", ["a.png", "b.png"])
+    with pytest.raises(GraphhashError, match="no class folders") as info:
+        FolderSource(str(root)).listing()
+    assert str(root) in str(info.value)
+
+
+@pytest.mark.parametrize("cls", [FolderSource, NpySource, Cifar10Source])
+def test_nonexistent_path_names_prepare_path(tmp_path, cls):
+    """A path that does not exist is an error naming prepare.path and the path."""
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(GraphhashError, match=r"prepare\.path") as info:
+        cls(missing)
+    assert missing in str(info.value)
+
+
+# -- cifar10 --------------------------------------------------------------------------------------------
+
+
+def cifar_expected() -> tuple[list[str], list[int], list[bool]]:
+    """Ids (relative to the cifar10 folder), labels and native query flags the tiny layout must give."""
+    ids = sorted(p.removeprefix("cifar10/") for p in cifar_paths(4, 2))
+    labels = [CIFAR_CLASSES.index(i.split("/")[1]) for i in ids]
+    return ids, labels, [i.startswith("test/") for i in ids]
+
+
+@pytest.fixture
+def cifar_tar(tmp_path, cifar_dir):
+    return make_tar(cifar_dir / "cifar10", tmp_path / "cifar10.tar")
+
+
+@pytest.mark.parametrize("where", ["parent", "cifar10", "tar"])
+def test_cifar10_listing(cifar_dir, cifar_tar, where):
+    """The parent folder, the cifar10 folder itself and the tar all list the same items, test/ being the queries."""
+    path = {"parent": cifar_dir, "cifar10": cifar_dir / "cifar10", "tar": cifar_tar}[where]
+    listing = Cifar10Source(str(path)).listing()
+    ids, labels, query = cifar_expected()
+    assert listing.ids == ids
+    assert listing.labels.tolist() == labels
+    assert listing.classes == list(CIFAR_CLASSES)
+    assert listing.native_query.dtype == bool
+    assert listing.native_query.tolist() == query
+
+
+def test_cifar10_tar_ignores_hidden_members_like_the_folder(tmp_path, cifar_dir):
+    """Hidden files (e.g. macOS ._ files) are skipped in the tar just as in the folder."""
+    (cifar_dir / "cifar10/train/cat/._cat_00.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (cifar_dir / "cifar10/test/.trash").mkdir()
+    (cifar_dir / "cifar10/test/.trash/x.jpg").write_bytes(b"junk")
+    tar = make_tar(cifar_dir / "cifar10", tmp_path / "c.tar")
+    from_folder, from_tar = Cifar10Source(str(cifar_dir)).listing(), Cifar10Source(str(tar)).listing()
+    assert from_tar.ids == from_folder.ids == cifar_expected()[0]
+    assert from_tar.classes == from_folder.classes
+
+
+def test_cifar10_tar_read_matches_file(cifar_dir, cifar_tar):
+    """Reading an item from the tar gives the file's exact bytes, and it decodes."""
+    source = Cifar10Source(str(cifar_tar))
+    for item in ("train/bird/bird_00.jpg", "test/dog/dog_01.jpg"):
+        assert source.read(item) == (cifar_dir / "cifar10" / item).read_bytes()
+    assert source.image("test/dog/dog_01.jpg").size == (8, 8)
+    assert str(cifar_tar) in source.where("test/dog/dog_01.jpg")
+
+
+def test_cifar10_tar_without_cifar10_prefix(tmp_path, cifar_dir):
+    """A tar whose members start at train/ and test/ (no cifar10/ folder) gives the same ids."""
+    tar = tmp_path / "flat.tar"
+    make_tar(cifar_dir / "cifar10/train", tar, arcname="train")
+    with tarfile.open(tar, "a") as t:
+        t.add(cifar_dir / "cifar10/test", arcname="test")
+    assert Cifar10Source(str(tar)).listing().ids == cifar_expected()[0]
+
+
+def test_cifar10_tar_with_dot_slash_members(tmp_path, cifar_dir):
+    """A tar whose member names start with './' (as `tar cf c.tar ./cifar10` writes them) lists normally."""
+    tar = make_tar(cifar_dir / "cifar10", tmp_path / "dot.tar", arcname="./cifar10")
+    assert Cifar10Source(str(tar)).listing().ids == cifar_expected()[0]
+
+
+def test_cifar10_tar_without_test_folder(tmp_path, cifar_dir):
+    """A tar with train/ but no test/ is a clear error saying test is missing."""
+    tar = make_tar(cifar_dir / "cifar10/train", tmp_path / "train_only.tar", arcname="cifar10/train")
+    with pytest.raises(GraphhashError, match="no test folder"):
+        Cifar10Source(str(tar))
+
+
+def test_cifar10_folder_with_different_classes(cifar_dir):
+    """train and test holding different class folders is an error."""
+    (cifar_dir / "cifar10/test/cat").rename(cifar_dir / "cifar10/test/kitten")
+    with pytest.raises(GraphhashError, match="different class folders"):
+        Cifar10Source(str(cifar_dir)).listing()
+
+
+def test_cifar10_gzip_tar_is_rejected(tmp_path, cifar_dir):
+    """A gzip-compressed tar is a clear error naming the file and asking for an uncompressed tar."""
+    tgz = make_tar(cifar_dir / "cifar10", tmp_path / "cifar10.tgz", mode="w:gz")
+    with pytest.raises(GraphhashError, match="uncompressed") as info:
+        Cifar10Source(str(tgz))
+    assert str(tgz) in str(info.value)
+
+
+def test_cifar10_non_tar_file_is_rejected(tmp_path):
+    """A file that is not a tar is an error naming prepare.path."""
+    path = tmp_path / "cifar10.zip"
+    path.write_bytes(b"PK\x03\x04" + b"\x00" * 600)
+    with pytest.raises(GraphhashError, match=r"prepare\.path"):
+        Cifar10Source(str(path))
+
+
+# -- npy ------------------------------------------------------------------------------------------------
+
+
+def test_npy_vectors(tmp_path):
+    """Vectors of shape (D,) and (1, D), of any numeric dtype, load as float32 (D,) with their values."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    flat = np.arange(5, dtype=np.float64) / 4
+    row = np.arange(5, dtype=np.int32).reshape(1, 5) * 3
+    np.save(tmp_path / "a/flat.npy", flat)
+    np.save(tmp_path / "b/row.npy", row)
+    (tmp_path / "b/ignored.txt").write_text("x")
+    source = NpySource(str(tmp_path))
+    listing = source.listing()
+    assert listing.ids == ["a/flat.npy", "b/row.npy"] and listing.labels.tolist() == [0, 1]
+    assert source.holds_vectors is True
+    for item, expected in (("a/flat.npy", [0, 0.25, 0.5, 0.75, 1.0]), ("b/row.npy", [0, 3, 6, 9, 12])):
+        vector = source.vector(item)
+        assert vector.dtype == np.float32 and vector.shape == (5,)
+        assert vector.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((3, 4), dtype=np.float32),  # a matrix, not a vector
+        np.array(["a", "b", "c"]),  # not numeric
+        np.array([{"x": 1}, None], dtype=object),  # pickled objects are refused
+        np.zeros((0,), dtype=np.float32),  # empty
+        np.float32(1.0),  # a scalar
+    ],
+    ids=["matrix", "strings", "objects", "empty", "scalar"],
+)
+def test_npy_bad_arrays_name_the_file(tmp_path, array):
+    """Anything but a non-empty numeric (D,) or (1, D) array is a GraphhashError naming the file."""
+    path = tmp_path / "c" / "bad.npy"
+    path.parent.mkdir()
+    np.save(path, array, allow_pickle=True)
+    with pytest.raises(GraphhashError, match=re.escape(str(path))):
+        NpySource(str(tmp_path)).vector("c/bad.npy")
+
+
+def test_npy_source_has_no_images(tmp_path):
+    """Asking an npy source for an image is a programming error."""
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a/v.npy", np.ones(3))
+    with pytest.raises(NotImplementedError):
+        NpySource(str(tmp_path)).image("a/v.npy")
+
+
+def test_image_source_has_no_vectors(folder):
+    """Asking an image source for a vector is a programming error."""
+    with pytest.raises(NotImplementedError):
+        FolderSource(str(folder)).vector("zebra/a.png")
+
+
+# -- digits ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return DigitsSource(), load_digits()
+
+
+def test_digits_listing(digits):
+    """1,797 items in 10 classes '0'..'9', labels equal to scikit-learn's targets, ids unique and sorted."""
+    source, reference = digits
+    listing = source.listing()
+    assert len(listing.ids) == 1797 == len(set(listing.ids))
+    assert listing.ids == sorted(listing.ids)
+    assert listing.classes == [str(d) for d in range(10)]
+    assert np.array_equal(listing.labels, reference.target)
+    assert listing.native_query is None
+
+
+def test_digits_images_are_dark_ink_on_white(digits):
+    """Each image is RGB 8x8 grey, ink 16 is black, background 0 is white, and levels in between are linear."""
+    source, reference = digits
+    ids = source.listing().ids
+    for index in (1, 500, 1796):  # each holds both full ink (16) and blank (0) pixels
+        img = source.image(ids[index])
+        assert img.mode == "RGB" and img.size == (8, 8)
+        pixels = np.asarray(img).astype(float)
+        level = reference.images[index]  # 0..16
+        assert np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2])
+        assert (level == 16).any() and (level == 0).any()
+        assert np.all(pixels[level == 16] == 0) and np.all(pixels[level == 0] == 255)
+        assert np.all(np.abs(pixels[..., 0] - 255 * (16 - level) / 16) <= 0.5)
+
+
+def test_digits_read_is_the_item_content(digits):
+    """read() gives 64 bytes holding the item's 0..16 grey levels; distinct items give distinct bytes."""
+    source, reference = digits
+    ids = source.listing().ids
+    data = source.read(ids[42])
+    assert np.frombuffer(data, dtype=np.uint8).reshape(8, 8).tolist() == reference.images[42].astype(int).tolist()
+    assert source.read(ids[0]) != source.read(ids[1])
+
+
+# -- open_source ----------------------------------------------------------------------------------------
+
+
+def test_open_source_picks_the_source(folder, cifar_dir):
+    """open_source maps each name to its source class."""
+    assert isinstance(open_source("digits", ""), DigitsSource)
+    assert isinstance(open_source("folder", str(folder)), FolderSource)
+    assert isinstance(open_source("cifar10", str(cifar_dir)), Cifar10Source)
+    assert type(open_source("npy", str(folder))) is NpySource
+
+
+def test_open_source_unknown_name():
+    """An unknown source name is an error naming prepare.source."""
+    with pytest.raises(GraphhashError, match=r"prepare\.source"):
+        open_source("imagenet", "/data")
