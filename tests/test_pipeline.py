@@ -12,8 +12,15 @@ import h5py
 import pytest
 import yaml
 
+from graphhash.codes import read_codes
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"prepare": {"limit_per_class": 4, "query_size": 1}, "extract": {"image_size": 32, "batch_size": 16}}
+TINY = {
+    "prepare": {"limit_per_class": 4, "query_size": 1},
+    "extract": {"image_size": 32, "batch_size": 16},
+    "represent": {"epochs": 1},
+    "hash": {"bits": [8, 16], "epochs": 1, "batch_size": 8},
+}
 
 
 @pytest.fixture
@@ -62,25 +69,43 @@ def locked_md5(work: Path, stage: str) -> str:
 
 def test_repro_then_an_extract_param_change_reruns_only_extract(pipeline):
     first = run(pipeline, "dvc", "repro")
-    assert "Running stage 'prepare'" in first and "Running stage 'extract'" in first
+    for stage in ("prepare", "extract", "represent@8", "represent@16", "hash@8", "hash@16"):
+        assert f"Running stage '{stage}'" in first
     with h5py.File(pipeline / "data" / "features.h5", "r") as f:
         assert f["features"].shape == (40, 1280) and f.attrs["image_size"] == 32
+    for bits in (8, 16):
+        codes = read_codes(pipeline / "data" / "codes" / f"nrdh-{bits}.h5")
+        assert codes.bits == bits and codes.database.shape == (30, bits // 8) and codes.query.shape == (10, bits // 8)
+        assert (pipeline / "models" / f"nrdh-{bits}.pt").is_file()
+        assert (pipeline / "metrics" / "hash" / f"{bits}.csv").is_file()
     manifest_md5, features_md5 = locked_md5(pipeline, "prepare"), locked_md5(pipeline, "extract")
 
     unchanged = run(pipeline, "dvc", "repro")
     assert "Stage 'extract' didn't change, skipping" in unchanged
+    assert "Running stage 'hash@8'" not in unchanged
     assert locked_md5(pipeline, "extract") == features_md5
 
     params = yaml.safe_load((pipeline / "params.yaml").read_text())
     params["extract"]["image_size"] = 48
     (pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = run(pipeline, "dvc", "repro")
-    assert "Running stage 'extract'" in changed
+    assert "Running stage 'extract'" in changed and "Running stage 'hash@16'" in changed
     # prepare always looks at its data, but produced the same manifest, so only extract's output moved
     assert locked_md5(pipeline, "prepare") == manifest_md5
     assert locked_md5(pipeline, "extract") != features_md5
     with h5py.File(pipeline / "data" / "features.h5", "r") as f:
         assert f.attrs["image_size"] == 48
+
+
+def test_a_hash_param_change_reruns_only_the_hash_stages(pipeline):
+    run(pipeline, "dvc", "repro")
+    params = yaml.safe_load((pipeline / "params.yaml").read_text())
+    params["hash"]["omega"] = 0.5
+    (pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = run(pipeline, "dvc", "repro")
+    assert "Running stage 'hash@8'" in changed and "Running stage 'hash@16'" in changed
+    for stage in ("extract", "represent@8", "represent@16"):
+        assert f"Stage '{stage}' didn't change, skipping" in changed
 
 
 def test_dvc_exp_run_sets_a_param_from_the_command_line(pipeline):

@@ -51,6 +51,21 @@ def _check_params(args: argparse.Namespace) -> None:
     print(json.dumps({name: vars(section) for name, section in vars(params).items()}, indent=1))
 
 
+def _encode(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from graphhash.atomic import atomic_path
+    from graphhash.codes import pack
+    from graphhash.features import read_features
+    from graphhash.hashnet import encode, load_hashnet
+
+    model = load_hashnet(args.model)
+    codes = pack(encode(model, read_features(args.features).features))
+    with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
+        np.save(f, codes)
+    print(f"{args.out}: {codes.shape[0]} codes of {model.config.bits} bits, packed into {codes.shape[1]} bytes each")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graphhash", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,5 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check-params", help="validate params.yaml and print the values stages will use")
     check.add_argument("--params", default="params.yaml")
     check.set_defaults(run=_check_params)
+    enc = commands.add_parser("encode", help="hash every row of a features file with a saved NRDH model")
+    enc.add_argument("model", help="the model's path without suffix, e.g. models/nrdh-64")
+    enc.add_argument("features", help="a features file (HDF5) from the extract stage")
+    enc.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
+    enc.set_defaults(run=_encode)
     args = parser.parse_args(argv)
     stage(lambda: args.run(args))()
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,29 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "device": Field((str,), choices=("auto", "cpu", "cuda")),
         "on_bad_image": Field((str,), choices=("fail", "skip")),
     },
+    "represent": {
+        "filter": Field((str,), choices=("gcn", "none")),
+        "batch_nodes": Field((int,), min=2, max=100000),
+        "rho": Field((int, float), min=-1.0, max=1.0),
+        "p": Field((int, float), min=0.0, max=1.0),
+        "hidden": Field((int,), min=1, max=65536),
+        "alpha": Field((int, float), min=0.0),
+        "beta": Field((int, float), min=0.0),
+        "epochs": Field((int,), min=1, max=100000),
+        "lr": Field((float,), min=0.0),
+        "graphs_per_step": Field((int,), min=1),
+        "seed": Field((int,), min=0),
+    },
+    "hash": {
+        "bits": Field((list,)),
+        "mu": Field((int, float), min=0.0),
+        "omega": Field((int, float), min=0.0),
+        "epochs": Field((int,), min=1, max=100000),
+        "batch_size": Field((int,), min=2, max=1000000),
+        "lr": Field((float,), min=0.0),
+        "negative_slope": Field((int, float), min=0.0, max=1.0),
+        "seed": Field((int,), min=0),
+    },
 }
 
 
@@ -91,6 +114,12 @@ def _cross_checks(name: str, section: dict[str, Any]) -> list[tuple[str, str]]:
         source, path = section.get("source"), section.get("path")
         if source in SCHEMA["prepare"]["source"].choices and source != "digits" and path == "":
             problems.append(("path", f"is empty but source '{source}' reads its data from a path"))
+    if name == "hash" and isinstance(section.get("bits"), list):
+        bits = section["bits"]
+        if not bits or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 4096 for b in bits):
+            problems.append(("bits", f"{bits!r} must be a non-empty list of code lengths in [1, 4096]"))
+        elif len(set(bits)) != len(bits):
+            problems.append(("bits", f"{bits!r} lists a code length twice"))
     return problems
 
 

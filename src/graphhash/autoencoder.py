@@ -1,0 +1,150 @@
+"""Stage 1 of NRDH (section 3.1): a graph-convolutional autoencoder whose latent vectors are the node
+representations.
+
+Layers (Table 1), for a graph with propagation matrix U' (G, M, M) and node features X (G, M, D):
+
+    X^{l+1} = f(U' X^l W^l)                                  (Eq. 5, no bias)
+    encoder: D -> 64 (ReLU) -> 64 (ReLU) -> g (none)         the node representation Z
+    decoder: g -> 64 (ReLU) -> 64 (ReLU) -> D (none)         the reconstruction X_hat
+
+    L1 = alpha * L_r + beta * L_w                            (Eq. 8)
+    L_r = mean over nodes of ||X - X_hat||^2                 (Eq. 6)
+    L_w = 1/2 * sum over encoder and decoder layers of ||W||_F^2   (Eq. 7)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from graphhash.errors import GraphhashError
+from graphhash.graph import epoch_batches, identity_propagation, nrdh_propagation
+
+log = logging.getLogger(__name__)
+
+
+class GraphConv(nn.Module):
+    """One graph convolution without activation: (G, M, in), (G, M, M) -> (G, M, out) = U' X W."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
+        return propagation @ (x @ self.weight)
+
+
+class GraphAutoencoder(nn.Module):
+    """Table 1's encoder and its mirror image as decoder; ReLU after every layer but the last of each."""
+
+    def __init__(self, in_dim: int, bits: int, hidden: int = 64):
+        super().__init__()
+        dims = [in_dim, hidden, hidden, bits]
+        self.encoder = nn.ModuleList(GraphConv(a, b) for a, b in itertools.pairwise(dims))
+        back = dims[::-1]
+        self.decoder = nn.ModuleList(GraphConv(a, b) for a, b in itertools.pairwise(back))
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(layers):
+            x = layer(x, propagation)
+            if i < len(layers) - 1:
+                x = torch.relu(x)
+        return x
+
+    def encode(self, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
+        return self._run(self.encoder, x, propagation)
+
+    def forward(self, x: torch.Tensor, propagation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x, propagation)
+        return z, self._run(self.decoder, z, propagation)
+
+    def weight_penalty(self) -> torch.Tensor:
+        """L_w of Eq. 7."""
+        return 0.5 * sum(layer.weight.pow(2).sum() for layer in (*self.encoder, *self.decoder))
+
+
+@dataclass(frozen=True)
+class AutoencoderLoss:
+    total: torch.Tensor
+    reconstruction: torch.Tensor
+    penalty: torch.Tensor
+
+
+def autoencoder_loss(
+    model: GraphAutoencoder, x: torch.Tensor, x_hat: torch.Tensor, alpha: float, beta: float
+) -> AutoencoderLoss:
+    """L1 of Eq. 8 with its two terms."""
+    reconstruction = (x - x_hat).pow(2).sum(dim=-1).mean()
+    penalty = model.weight_penalty()
+    return AutoencoderLoss(alpha * reconstruction + beta * penalty, reconstruction, penalty)
+
+
+def propagation_for(params: SimpleNamespace) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The batch-graph builder ``represent.filter`` selects."""
+    if params.filter == "gcn":
+        return partial(nrdh_propagation, rho=params.rho, p=params.p)
+    if params.filter == "none":
+        return identity_propagation
+    raise GraphhashError(f"represent.filter: unknown filter {params.filter!r} (gcn, none)")
+
+
+def train_autoencoder(
+    features: torch.Tensor, bits: int, params: SimpleNamespace
+) -> tuple[GraphAutoencoder, list[dict[str, float]]]:
+    """Train on the training nodes ``features`` (N, D); return the model and one loss record per epoch.
+
+    Every epoch shuffles the nodes (seeded) into graphs of ``batch_nodes`` nodes, builds all their
+    propagation matrices in one batched call, then takes one Adam step per ``graphs_per_step`` graphs
+    (1 in the paper: one graph, one step).
+    """
+    torch.manual_seed(params.seed)
+    model = GraphAutoencoder(features.shape[1], bits, params.hidden)
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
+    propagate = propagation_for(params)
+    order_rng = torch.Generator().manual_seed(params.seed)
+    history = []
+    for epoch in range(1, params.epochs + 1):
+        sums = torch.zeros(3, dtype=torch.float64)
+        for block in epoch_batches(torch.randperm(len(features), generator=order_rng), params.batch_nodes):
+            x = features[block]
+            propagation = propagate(x)
+            for start in range(0, len(block), params.graphs_per_step):
+                xs, ps = x[start : start + params.graphs_per_step], propagation[start : start + params.graphs_per_step]
+                _, x_hat = model(xs, ps)
+                loss = autoencoder_loss(model, xs, x_hat, params.alpha, params.beta)
+                optimiser.zero_grad(set_to_none=True)
+                loss.total.backward()
+                optimiser.step()
+                weight = xs.shape[0] * xs.shape[1]  # nodes in this step
+                sums += torch.tensor([loss.total.item(), loss.reconstruction.item(), loss.penalty.item()]) * weight
+        mean = (sums / len(features)).tolist()
+        history.append({"epoch": epoch, "loss": mean[0], "reconstruction": mean[1], "weight_penalty": mean[2]})
+        log.info("represent: epoch %d/%d, loss %.5f", epoch, params.epochs, mean[0])
+    return model, history
+
+
+@torch.no_grad()
+def node_representations(model: GraphAutoencoder, features: torch.Tensor, params: SimpleNamespace) -> torch.Tensor:
+    """The g-dimensional representation of every training node, (N, g).
+
+    A node's representation depends on the graph it sits in, so it is computed the way training saw
+    nodes: in random graphs of ``batch_nodes`` nodes built by the same rule. The grouping is drawn from a
+    generator seeded with ``represent.seed``, so the representations, and everything fitted to them,
+    are reproducible.
+    """
+    propagate = propagation_for(params)
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(params.seed))
+    out = torch.empty(len(features), model.encoder[-1].weight.shape[1])
+    for block in epoch_batches(order, params.batch_nodes):
+        x = features[block]
+        out[block.reshape(-1)] = model.encode(x, propagate(x)).reshape(-1, out.shape[1])
+    return out

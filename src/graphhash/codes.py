@@ -1,0 +1,64 @@
+"""Code files: the contract between every hashing method and the evaluation.
+
+``data/codes/<method>-<bits>.h5`` holds
+
+- ``query``, ``database``: uint8 (n, ceil(bits / 8)), codes packed with ``np.packbits`` along the bits, so
+  bit 0 is the most significant bit of byte 0;
+- ``query_ids``, ``database_ids``: UTF-8 strings; ``query_labels``, ``database_labels``: int64;
+- attributes ``method`` and ``bits``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from graphhash.atomic import atomic_path
+from graphhash.errors import GraphhashError
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    method: str
+    bits: int
+    query: np.ndarray  # packed uint8
+    database: np.ndarray
+    query_ids: list[str]
+    database_ids: list[str]
+    query_labels: np.ndarray
+    database_labels: np.ndarray
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """Boolean codes (n, bits) to packed bytes (n, ceil(bits / 8)), bit 0 first."""
+    return np.packbits(np.asarray(bits, dtype=bool), axis=1)
+
+
+def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    return np.unpackbits(packed, axis=1, count=bits).astype(bool)
+
+
+def write_codes(dest: str | Path, codes: CodeSet) -> None:
+    with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
+        for part in ("query", "database"):
+            f.create_dataset(part, data=getattr(codes, part))
+            f.create_dataset(f"{part}_ids", data=np.array(getattr(codes, f"{part}_ids"), dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))  # fmt: skip
+            f.create_dataset(f"{part}_labels", data=np.asarray(getattr(codes, f"{part}_labels"), dtype=np.int64))
+        f.attrs.update({"method": codes.method, "bits": codes.bits})
+
+
+def read_codes(path: str | Path) -> CodeSet:
+    try:
+        with h5py.File(path, "r") as f:
+            parts = {}
+            for part in ("query", "database"):
+                parts[part] = f[part][()]
+                parts[f"{part}_ids"] = [s.decode("utf-8") for s in f[f"{part}_ids"][()]]
+                parts[f"{part}_labels"] = f[f"{part}_labels"][()]
+            return CodeSet(method=str(f.attrs["method"]), bits=int(f.attrs["bits"]), **parts)
+    except (OSError, KeyError) as exc:
+        raise GraphhashError(f"{path}: not a valid code file ({exc})") from exc
