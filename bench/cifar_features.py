@@ -30,8 +30,16 @@ def cifar_features() -> Path:
         raise SystemExit(f"skipped: {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)")
     tune_allocator()
     manifest = prepare(
-        SimpleNamespace(source="cifar10", path=str(CIFAR_TAR), seed=0, split="auto", query_size=1,
-                        train="database", train_size=0.5, limit_per_class=0)  # fmt: skip
+        SimpleNamespace(
+            source="cifar10",
+            path=str(CIFAR_TAR),
+            seed=0,
+            split="auto",
+            query_size=1,
+            train="database",
+            train_size=0.5,
+            limit_per_class=0,
+        )
     )
     extract(manifest, extract_params(160, 64, "auto"), CACHE)
     return CACHE
