@@ -31,10 +31,10 @@ def nrdh_propagation(features: torch.Tensor, rho: float, p: float) -> torch.Tens
     count = features.shape[-2]
     eye = torch.eye(count, dtype=torch.bool, device=features.device)
     linked = (cosine_similarity(features) > rho) & ~eye  # Eq. 3, without the trivial self-link
-    neighbours = linked.sum(dim=-1, keepdim=True)  # n_i, (G, M, 1)
+    neighbours = linked.sum(dim=-1, keepdim=True).to(features.dtype)  # n_i, (G, M, 1)
     off_diagonal = linked * ((1.0 - p) / neighbours.clamp_min(1))
-    self_weight = torch.where(neighbours > 0, p, 1.0).to(features.dtype)  # isolated nodes keep everything
-    return off_diagonal.to(features.dtype) + torch.diag_embed(self_weight.squeeze(-1))
+    self_weight = torch.where(neighbours > 0, neighbours.new_tensor(p), neighbours.new_tensor(1.0))  # isolated: 1
+    return off_diagonal + torch.diag_embed(self_weight.squeeze(-1))
 
 
 def identity_propagation(features: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -119,6 +120,6 @@ def load_hashnet(stem: str | Path) -> HashNet:
         config = HashNetConfig(raw["in_dim"], raw["bits"], tuple(raw["hidden"]), raw["negative_slope"])
         model = HashNet(config)
         model.load_state_dict(torch.load(stem.with_suffix(".pt"), map_location="cpu", weights_only=True))
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         raise GraphhashError(f"{stem}: cannot load the hash model ({exc})") from exc
     return model.eval()
