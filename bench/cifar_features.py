@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
-from common import CIFAR_TAR, extract_params
+from common import CIFAR_TAR, cifar_manifest, extract_params
 
 from graphhash.extract import extract
-from graphhash.prepare import prepare
 from graphhash.runtime import tune_allocator
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "cifar10-efficientnet_lite0-160.h5"
@@ -26,21 +24,8 @@ def cifar_features() -> Path:
     """The cached features file, extracting it first when missing."""
     if CACHE.is_file():
         return CACHE
-    if not CIFAR_TAR.is_file():
-        raise SystemExit(f"skipped: {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)")
     tune_allocator()
-    manifest = prepare(
-        SimpleNamespace(
-            source="cifar10",
-            path=str(CIFAR_TAR),
-            seed=0,
-            split="auto",
-            query_size=1,
-            train="database",
-            train_size=0.5,
-            limit_per_class=0,
-        )
-    )
+    manifest = cifar_manifest(CIFAR_TAR, count=0)  # all 60,000
     extract(manifest, extract_params(160, 64, "auto"), CACHE)
     return CACHE
 

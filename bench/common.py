@@ -14,7 +14,7 @@ CIFAR_TAR = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar"
 
 
 def cifar_manifest(tar: Path, count: int) -> Manifest:
-    """``count`` CIFAR-10 images, half train and half test, equal per class (read from the tar)."""
+    """``count`` CIFAR-10 images, half train and half test, equal per class (read from the tar); 0: all."""
     if not tar.is_file():
         print(f"skipped: {tar} not found (the CIFAR-10 tar lives in ../shared/datasets)")
         sys.exit(0)

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from sklearn.datasets import load_digits
+
+from graphhash.runtime import single_threaded
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,3 +73,16 @@ def make_tar(src: Path, dest: Path, arcname: str = "cifar10", mode: str = "w") -
     with tarfile.open(dest, mode) as tar:
         tar.add(src, arcname=arcname)
     return dest
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with torch on one thread (restored afterwards)."""
+    with single_threaded():
+        yield
+
+
+@pytest.fixture(scope="module")
+def digits() -> torch.Tensor:
+    """200 real 64-d feature vectors (sklearn's bundled 8x8 digits)."""
+    return torch.from_numpy(load_digits().data[:200].astype(np.float32))

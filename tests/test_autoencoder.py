@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from graphhash.autoencoder import (
     GraphAutoencoder,
@@ -53,19 +52,8 @@ def dense_propagation(v: np.ndarray, rho: float, p: float) -> np.ndarray:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Run this module's tiny networks on one thread: intra-op threads only add synchronisation on such sizes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits() -> torch.Tensor:
-    """200 real 64-d feature vectors (sklearn's bundled 8x8 digits)."""
-    return torch.from_numpy(load_digits().data[:200].astype(np.float32))
+# Tiny networks run on one thread: intra-op threads only add synchronisation at such sizes.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
