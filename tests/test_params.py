@@ -254,7 +254,7 @@ def test_validate_names_the_origin():
     assert str(info.value).startswith("exp.yaml: prepare.seed")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "extract", "represent", "hash"])
+@pytest.mark.parametrize("stage", ["prepare", "extract", "represent", "hash", "baselines", "evaluate"])
 def test_dvc_yaml_params_match_the_schema(stage):
     """dvc.yaml tracks exactly the schema's keys for each stage, so a param change reruns that stage.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ TINY = {
     "extract": {"image_size": 32, "batch_size": 16},
     "represent": {"epochs": 1},
     "hash": {"bits": [8, 16], "epochs": 1, "batch_size": 8},
+    "evaluate": {"map_at": [10]},
 }
 
 
@@ -69,7 +71,7 @@ def locked_md5(work: Path, stage: str) -> str:
 
 def test_repro_then_an_extract_param_change_reruns_only_extract(pipeline):
     first = run(pipeline, "dvc", "repro")
-    for stage in ("prepare", "extract", "represent@8", "represent@16", "hash@8", "hash@16"):
+    for stage in ("prepare", "extract", "represent@8", "hash@16", "baselines@8", "evaluate"):
         assert f"Running stage '{stage}'" in first
     with h5py.File(pipeline / "data" / "features.h5", "r") as f:
         assert f["features"].shape == (40, 1280) and f.attrs["image_size"] == 32
@@ -97,15 +99,25 @@ def test_repro_then_an_extract_param_change_reruns_only_extract(pipeline):
         assert f.attrs["image_size"] == 48
 
 
-def test_a_hash_param_change_reruns_only_the_hash_stages(pipeline):
+def test_a_hash_param_change_reruns_only_hash_and_evaluate_and_shows_in_metrics_diff(pipeline):
     run(pipeline, "dvc", "repro")
+    metrics = json.loads((pipeline / "metrics" / "metrics.json").read_text())
+    assert set(metrics) == {"nrdh", "lsh", "pcah", "itq", "sh", "cosine"}
+    assert set(metrics["nrdh"]) == {"8", "16"} and "map@all" in metrics["nrdh"]["16"]
+    run(pipeline, "git", "add", "-A")
+    run(pipeline, "git", "commit", "-qm", "first run")
+
     params = yaml.safe_load((pipeline / "params.yaml").read_text())
     params["hash"]["omega"] = 0.5
     (pipeline / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = run(pipeline, "dvc", "repro")
     assert "Running stage 'hash@8'" in changed and "Running stage 'hash@16'" in changed
-    for stage in ("extract", "represent@8", "represent@16"):
+    assert "Running stage 'evaluate'" in changed
+    for stage in ("extract", "represent@8", "represent@16", "baselines@8", "baselines@16"):
         assert f"Stage '{stage}' didn't change, skipping" in changed
+    diff = json.loads(run(pipeline, "dvc", "metrics", "diff", "--json"))["metrics/metrics.json"]
+    assert any(key.startswith("nrdh.") for key in diff), diff
+    assert not any(key.startswith(("itq.", "lsh.", "cosine.")) for key in diff), diff
 
 
 def test_dvc_exp_run_sets_a_param_from_the_command_line(pipeline):

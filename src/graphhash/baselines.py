@@ -13,9 +13,14 @@ features, then ``encode`` any features to boolean codes (n, bits). Fitted state 
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 
+from graphhash.codes import encode_splits, write_codes
 from graphhash.errors import GraphhashError
+from graphhash.features import read_features
 
 
 def _pca(x: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +105,14 @@ class SH:
 
 
 BASELINES = {"lsh": LSH, "pcah": PCAH, "itq": ITQ, "sh": SH}
+
+
+def write_baseline_codes(features_path: Path, bits: int, params: SimpleNamespace, codes_dir: Path) -> None:
+    """Fit every baseline on the training features; write ``<codes_dir>/<method>-<bits>.h5`` for each."""
+    fs = read_features(features_path)
+    train = fs.features[fs.train].astype(np.float64)
+    models = {"lsh": LSH(bits, params.seed), "pcah": PCAH(bits), "itq": ITQ(bits, params.itq_iterations, params.seed),
+              "sh": SH(bits)}  # fmt: skip
+    for method, model in models.items():
+        model.fit(train)
+        write_codes(codes_dir / f"{method}-{bits}.h5", encode_splits(fs, model.encode, method, bits))

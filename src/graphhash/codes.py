@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from graphhash.atomic import atomic_path
 from graphhash.errors import GraphhashError
+from graphhash.features import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,17 @@ def pack(bits: np.ndarray) -> np.ndarray:
 
 def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     return np.unpackbits(packed, axis=1, count=bits).astype(bool)
+
+
+def encode_splits(fs: FeatureSet, encode: Callable[[np.ndarray], np.ndarray], method: str, bits: int) -> CodeSet:
+    """Codes of a features file's query and database items, ``encode`` mapping features to bool codes."""
+    parts = {}
+    for part in ("query", "database"):
+        mask = getattr(fs, part)
+        parts[part] = pack(encode(fs.features[mask]))
+        parts[f"{part}_ids"] = fs.ids_where(mask)
+        parts[f"{part}_labels"] = fs.labels[mask]
+    return CodeSet(method=method, bits=bits, **parts)
 
 
 def write_codes(dest: str | Path, codes: CodeSet) -> None:

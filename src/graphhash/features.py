@@ -41,6 +41,9 @@ class FeatureSet:
     train: np.ndarray
     attrs: dict[str, Any]
 
+    def ids_where(self, mask: np.ndarray) -> list[str]:
+        return [item_id for item_id, keep in zip(self.ids, mask, strict=True) if keep]
+
 
 def write_features(
     dest: str | Path,

@@ -20,14 +20,10 @@ import torch
 
 from graphhash.atomic import atomic_path, write_csv, write_json, write_state_dict
 from graphhash.autoencoder import node_representations, train_autoencoder
-from graphhash.codes import CodeSet, pack, write_codes
+from graphhash.codes import encode_splits, write_codes
 from graphhash.errors import GraphhashError
-from graphhash.features import FeatureSet, read_features
+from graphhash.features import read_features
 from graphhash.hashnet import encode, save_hashnet, train_hashnet
-
-
-def ids_of(fs: FeatureSet, mask: np.ndarray) -> list[str]:
-    return [item_id for item_id, keep in zip(fs.ids, mask, strict=True) if keep]
 
 
 def represent(
@@ -39,7 +35,7 @@ def represent(
     z = node_representations(model, train, params).numpy()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("representations", data=z.astype(np.float32))
-        f.create_dataset("ids", data=np.array(ids_of(fs, fs.train), dtype=object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("ids", data=np.array(fs.ids_where(fs.train), dtype=object), dtype=h5py.string_dtype("utf-8"))
         f.attrs.update({"bits": bits, "filter": params.filter})
     write_state_dict(model_stem.with_suffix(".pt"), model.state_dict())
     write_json(model_stem.with_suffix(".json"), {"model": "nrdh-graph-autoencoder", "in_dim": train.shape[1],
@@ -60,15 +56,9 @@ def hash_codes(
     with h5py.File(representations_path, "r") as f:
         z = f["representations"][()]
         ids = [s.decode("utf-8") for s in f["ids"][()]]
-    if ids != ids_of(fs, fs.train) or z.shape[1] != bits:
+    if ids != fs.ids_where(fs.train) or z.shape[1] != bits:
         raise GraphhashError(f"{representations_path}: does not match the training items of {features_path}")
     model, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), torch.from_numpy(z), params)
-    parts = {}
-    for part in ("query", "database"):
-        mask = getattr(fs, part)
-        parts[part] = pack(encode(model, fs.features[mask]))
-        parts[f"{part}_ids"] = ids_of(fs, mask)
-        parts[f"{part}_labels"] = fs.labels[mask]
-    write_codes(codes_path, CodeSet(method="nrdh", bits=bits, **parts))
+    write_codes(codes_path, encode_splits(fs, lambda x: encode(model, x), "nrdh", bits))
     save_hashnet(model, model_stem, extra={"training": vars(params), "backbone": fs.attrs.get("backbone")})
     write_csv(losses, history)

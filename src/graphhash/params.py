@@ -91,6 +91,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "negative_slope": Field((int, float), min=0.0, max=1.0),
         "seed": Field((int,), min=0),
     },
+    "baselines": {
+        "itq_iterations": Field((int,), min=1, max=10000),
+        "seed": Field((int,), min=0),
+    },
+    "evaluate": {
+        "map_at": Field((list,)),
+        "radius": Field((int,), min=0),
+    },
 }
 
 
@@ -120,6 +128,10 @@ def _cross_checks(name: str, section: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append(("bits", f"{bits!r} must be a non-empty list of code lengths in [1, 4096]"))
         elif len(set(bits)) != len(bits):
             problems.append(("bits", f"{bits!r} lists a code length twice"))
+    if name == "evaluate" and isinstance(section.get("map_at"), list):
+        ks = section["map_at"]
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            problems.append(("map_at", f"{ks!r} must be a non-empty list of cut-offs K >= 1"))
     return problems
 
 

@@ -1,0 +1,77 @@
+"""The evaluate stage's library: cosine ranking against brute force, and the files it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from graphhash.codes import CodeSet, pack, write_codes
+from graphhash.evaluation import cosine_ranking, evaluate_codes
+from graphhash.features import write_features
+
+
+@pytest.fixture
+def features(tmp_path):
+    """30 queries and 120 database items in 4 classes; class means apart, so rankings are informative."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 150)
+    x = (rng.normal(size=(150, 6)) + 2.0 * np.eye(6)[labels]).astype(np.float32)
+    query = np.zeros(150, dtype=bool)
+    query[:30] = True
+    path = tmp_path / "features.h5"
+    write_features(path, [x], dim=6, ids=[f"i{i}" for i in range(150)], labels=labels,
+                   masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
+    return path, x, labels, query
+
+
+def brute_force_map(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    """Rank by descending score, ties by index; AP@k = sum of P@i at hits / hits within k; 0 if none."""
+    aps = []
+    for s, rel in zip(scores, relevant, strict=True):
+        order = sorted(range(len(s)), key=lambda j: (-s[j], j))[:k]
+        hits, total = 0, 0.0
+        for i, j in enumerate(order, start=1):
+            if rel[j]:
+                hits += 1
+                total += hits / i
+        aps.append(total / hits if hits else 0.0)
+    return float(np.mean(aps))
+
+
+def test_cosine_ranking_matches_brute_force(features):
+    path, x, labels, query = features
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    scores = unit[query] @ unit[~query].T
+    relevant = labels[query][:, None] == labels[~query][None, :]
+    result = cosine_ranking(path, [10, 500], block_size=7)
+    assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, 120), rel=1e-5)
+    assert result["map@10"] == pytest.approx(brute_force_map(scores, relevant, 10), rel=1e-5)
+    assert result["map@500"] == pytest.approx(result["map@all"], rel=1e-12)  # K beyond the database
+
+
+def test_evaluate_codes_writes_metrics_tables_and_curves(features, tmp_path):
+    path, _, labels, query = features
+    rng = np.random.default_rng(1)
+    for method, bits in (("nrdh", 8), ("itq", 8), ("itq", 16)):
+        codes = rng.random((150, bits)) < 0.5
+        write_codes(tmp_path / "codes" / f"{method}-{bits}.h5", CodeSet(
+            method, bits, pack(codes[query]), pack(codes[~query]), [], [], labels[query], labels[~query]))  # fmt: skip
+    out = tmp_path / "metrics"
+    params = SimpleNamespace(map_at=[10], radius=2)
+    evaluate_codes(tmp_path / "codes", path, params, out)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"nrdh", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
+    assert set(metrics["nrdh"]["8"]) == {"map@all", "map@10", "p@r2", "r@r2", "f1@r2"}
+    assert all(isinstance(v, float) for m in ("nrdh", "itq") for b in metrics[m].values() for v in b.values())
+    table = (out / "results.md").read_text()
+    assert "| nrdh | " in table and "| itq | " in table and "cosine" in table
+    with open(out / "plots" / "pr_rank" / "8.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["recall", "itq", "nrdh"] and len(rows) == 20
+    with open(out / "plots" / "precision_radius" / "16.csv") as f:
+        assert list(next(csv.DictReader(f))) == ["radius", "itq"]
