@@ -121,9 +121,9 @@ def evaluate(
                 needed = np.ceil(np.asarray(RECALL_GRID) * total - 1e-9)
                 rank_precision += needed / (np.searchsorted(hits[row], needed) + 1)
     count = len(query)
-    radius = min(radius, bits)
     result = {key: value / count for key, value in sums.items()}
-    p, r = ball_precision[radius] / count, ball_recall[radius] / count
+    ball = min(radius, bits)  # a radius of bits or more already holds the whole database
+    p, r = ball_precision[ball] / count, ball_recall[ball] / count
     result.update({f"p@r{radius}": p, f"r@r{radius}": r, f"f1@r{radius}": 2 * p * r / (p + r) if p + r > 0 else 0.0})
     result["pr_by_radius"] = {"radius": list(range(bits + 1)), "precision": (ball_precision / count).tolist(),
                               "recall": (ball_recall / count).tolist()}  # fmt: skip
