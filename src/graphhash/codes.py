@@ -19,7 +19,7 @@ import numpy as np
 
 from graphhash.atomic import atomic_path
 from graphhash.errors import GraphhashError
-from graphhash.features import FeatureSet
+from graphhash.features import FeatureSet, read_strings, write_strings
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,7 @@ def write_codes(dest: str | Path, codes: CodeSet) -> None:
     with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
         for part in ("query", "database"):
             f.create_dataset(part, data=getattr(codes, part))
-            f.create_dataset(f"{part}_ids", data=np.array(getattr(codes, f"{part}_ids"), dtype=object),
-                             dtype=h5py.string_dtype("utf-8"))  # fmt: skip
+            write_strings(f, f"{part}_ids", getattr(codes, f"{part}_ids"))
             f.create_dataset(f"{part}_labels", data=np.asarray(getattr(codes, f"{part}_labels"), dtype=np.int64))
         f.attrs.update({"method": codes.method, "bits": codes.bits})
 
@@ -70,7 +69,7 @@ def read_codes(path: str | Path) -> CodeSet:
             parts = {}
             for part in ("query", "database"):
                 parts[part] = f[part][()]
-                parts[f"{part}_ids"] = [s.decode("utf-8") for s in f[f"{part}_ids"][()]]
+                parts[f"{part}_ids"] = read_strings(f[f"{part}_ids"])
                 parts[f"{part}_labels"] = f[f"{part}_labels"][()]
             return CodeSet(method=str(f.attrs["method"]), bits=int(f.attrs["bits"]), **parts)
     except (OSError, KeyError) as exc:

@@ -68,7 +68,7 @@ def write_features(
         if row != count:
             raise AssertionError(f"features: wrote {row} rows for {count} ids")
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        f.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        write_strings(f, "ids", ids)
         for name in SPLITS:
             f.create_dataset(name, data=np.asarray(masks[name], dtype=bool))
         f.attrs.update({"format": FORMAT, "dim": dim, "count": count, **attrs})
@@ -84,12 +84,21 @@ def read_features(path: str | Path) -> FeatureSet:
             return FeatureSet(
                 features=f["features"][()],
                 labels=f["labels"][()],
-                ids=[s.decode("utf-8") for s in f["ids"][()]],
+                ids=read_strings(f["ids"]),
                 attrs=attrs,
                 **{name: f[name][()] for name in SPLITS},
             )
     except (OSError, KeyError, ValueError) as exc:
         raise GraphhashError(f"{path}: not a valid graphhash features file ({exc}); rerun the extract stage") from exc
+
+
+def write_strings(group: h5py.Group, name: str, values: list[str]) -> None:
+    """A dataset of UTF-8 strings (ids), readable from any HDF5 tool."""
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    return [s.decode("utf-8") for s in dataset[()]]
 
 
 def json_attr(value: Any) -> str:

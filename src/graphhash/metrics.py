@@ -55,11 +55,10 @@ def relevance(query_labels: np.ndarray, database_labels: np.ndarray) -> np.ndarr
 
 @dataclass(frozen=True)
 class Block:
-    """One block of queries: distances, the ranking, and relevance in rank order."""
+    """One block of queries: distances, and relevance in database order and in rank order."""
 
     distances: np.ndarray  # (b, n) uint16
-    order: np.ndarray  # (b, n) database indices, ascending distance, then ascending index
-    ranked_relevance: np.ndarray  # (b, n) bool
+    ranked_relevance: np.ndarray  # (b, n) bool: ascending distance, then ascending database index
     relevant: np.ndarray  # (b, n) bool, in database order
 
 
@@ -71,7 +70,7 @@ def blocks(
         distances = hamming(query[start:stop], database)
         order = np.argsort(distances, axis=1, kind="stable")  # radix sort on small ints: ties by index
         relevant = relevance(query_labels[start:stop], database_labels)
-        yield Block(distances, order, np.take_along_axis(relevant, order, axis=1), relevant)
+        yield Block(distances, np.take_along_axis(relevant, order, axis=1), relevant)
 
 
 def average_precision(ranked_relevance: np.ndarray, k: int) -> np.ndarray:

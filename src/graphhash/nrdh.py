@@ -22,7 +22,7 @@ from graphhash.atomic import atomic_path, write_csv, write_json, write_state_dic
 from graphhash.autoencoder import node_representations, train_autoencoder
 from graphhash.codes import encode_splits, write_codes
 from graphhash.errors import GraphhashError
-from graphhash.features import read_features
+from graphhash.features import read_features, read_strings, write_strings
 from graphhash.hashnet import encode, save_hashnet, train_hashnet
 
 
@@ -35,7 +35,7 @@ def represent(
     z = node_representations(model, train, params).numpy()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("representations", data=z.astype(np.float32))
-        f.create_dataset("ids", data=np.array(fs.ids_where(fs.train), dtype=object), dtype=h5py.string_dtype("utf-8"))
+        write_strings(f, "ids", fs.ids_where(fs.train))
         f.attrs.update({"bits": bits, "filter": params.filter})
     write_state_dict(model_stem.with_suffix(".pt"), model.state_dict())
     write_json(model_stem.with_suffix(".json"), {"model": "nrdh-graph-autoencoder", "in_dim": train.shape[1],
@@ -55,7 +55,7 @@ def hash_codes(
     fs = read_features(features_path)
     with h5py.File(representations_path, "r") as f:
         z = f["representations"][()]
-        ids = [s.decode("utf-8") for s in f["ids"][()]]
+        ids = read_strings(f["ids"])
     if ids != fs.ids_where(fs.train) or z.shape[1] != bits:
         raise GraphhashError(f"{representations_path}: does not match the training items of {features_path}")
     model, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), torch.from_numpy(z), params)
