@@ -337,6 +337,21 @@ def test_evaluate_multi_label(seed):
     check(qb, db, ql, dl, bits, map_at=(1, 10, 500), radius=int(rng.integers(0, bits + 1)), precision_at=(2, 500))
 
 
+@pytest.mark.parametrize(("labels", "multi"), [(70, False), (130, True)])
+def test_labels_beyond_one_machine_word(labels, multi):
+    """More than 64 classes or labels: the label bit sets span several words; long codes too."""
+    rng = np.random.default_rng(labels)
+    bits, q, n = 200, 9, 150
+    qb, db = random_codes(rng, q, bits, p=0.05), random_codes(rng, n, bits, p=0.05)
+    if multi:
+        ql = (rng.random((q, labels)) < 0.01).astype(np.int64)
+        dl = (rng.random((n, labels)) < 0.01).astype(np.int64)
+        ql[:, -1], dl[::3, -1] = 1, 1  # sharing only the last label, in the last word, is relevant
+    else:
+        ql, dl = rng.choice([0, 63, 64, 69], q), rng.choice([0, 63, 64, 69], n)
+    check(qb, db, ql, dl, bits, map_at=(10, 100), radius=12, precision_at=(5, 50))
+
+
 def test_multi_label_equals_single_label_for_one_hot():
     """One-hot label matrices give the same metrics as the class indices."""
     rng = np.random.default_rng(6)
