@@ -8,10 +8,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from graphhash.codes import CodeSet, pack, write_codes
 from graphhash.evaluation import cosine_ranking, evaluate_codes
 from graphhash.features import write_features
+from graphhash.figures import THUMB
+from graphhash.manifest import Manifest
+from graphhash.split import Split
+
+DIGIT_IDS = [f"digits/{i:04d}" for i in range(150)]  # real items, so the retrieval figures can show them
 
 
 @pytest.fixture
@@ -23,7 +29,7 @@ def features(tmp_path):
     query = np.zeros(150, dtype=bool)
     query[:30] = True
     path = tmp_path / "features.h5"
-    write_features(path, [x], dim=6, ids=[f"i{i}" for i in range(150)], labels=labels,
+    write_features(path, [x], dim=6, ids=DIGIT_IDS, labels=labels,
                    masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
     return path, x, labels, query
 
@@ -53,16 +59,31 @@ def test_cosine_ranking_matches_brute_force(features):
     assert result["map@500"] == pytest.approx(result["map@all"], rel=1e-12)  # K beyond the database
 
 
-def test_evaluate_codes_writes_metrics_tables_and_curves(features, tmp_path):
-    path, _, labels, query = features
+def write_manifest(path, source: str, source_path: str, labels: np.ndarray, query: np.ndarray):
+    Manifest(source=source, path=source_path, classes=[str(c) for c in range(4)], ids=DIGIT_IDS, labels=labels,
+             split=Split(query, ~query, ~query), content_sha256="-").save(path)  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def codes_dir(features, tmp_path):
+    _, _, labels, query = features
+    ids = np.array(DIGIT_IDS)
     rng = np.random.default_rng(1)
     for method, bits in (("nrdh", 8), ("itq", 8), ("itq", 16)):
         codes = rng.random((150, bits)) < 0.5
         write_codes(tmp_path / "codes" / f"{method}-{bits}.h5", CodeSet(
-            method, bits, pack(codes[query]), pack(codes[~query]), [], [], labels[query], labels[~query]))  # fmt: skip
+            method, bits, pack(codes[query]), pack(codes[~query]), list(ids[query]), list(ids[~query]),
+            labels[query], labels[~query]))  # fmt: skip
+    return tmp_path / "codes"
+
+
+def test_evaluate_codes_writes_metrics_tables_and_curves(features, codes_dir, tmp_path):
+    path, _, labels, query = features
     out = tmp_path / "metrics"
-    params = SimpleNamespace(map_at=[10], radius=2)
-    evaluate_codes(tmp_path / "codes", path, params, out)
+    params = SimpleNamespace(map_at=[10], radius=2, figure_queries=3)
+    manifest = write_manifest(tmp_path / "manifest.json", "digits", "", labels, query)
+    evaluate_codes(codes_dir, path, manifest, params, out)
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"nrdh", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
@@ -75,3 +96,17 @@ def test_evaluate_codes_writes_metrics_tables_and_curves(features, tmp_path):
     assert list(rows[0]) == ["recall", "itq", "nrdh"] and len(rows) == 20
     with open(out / "plots" / "precision_radius" / "16.csv") as f:
         assert list(next(csv.DictReader(f))) == ["radius", "itq"]
+    figures = sorted(p.name for p in (out / "retrieval").iterdir())
+    assert figures == ["itq-16.png", "itq-8.png", "nrdh-8.png"]
+    assert Image.open(out / "retrieval" / "itq-8.png").size[1] > 3 * THUMB  # three query rows
+
+
+def test_no_figures_without_images_or_when_turned_off(features, codes_dir, tmp_path):
+    """Feature-only sources (npy) and figure_queries = 0 leave the declared folder empty."""
+    path, _, labels, query = features
+    for name, source, count in (("npy", "npy", 3), ("off", "digits", 0)):
+        manifest = write_manifest(tmp_path / f"{name}.json", source, str(tmp_path), labels, query)
+        out = tmp_path / name
+        evaluate_codes(codes_dir, path, manifest, SimpleNamespace(map_at=[10], radius=2, figure_queries=count), out)
+        assert (out / "metrics.json").is_file()
+        assert list((out / "retrieval").iterdir()) == []

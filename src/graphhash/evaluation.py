@@ -2,8 +2,9 @@
 
 Writes ``metrics/metrics.json`` (numbers only: ``{method: {bits: {metric: value}}}``, plus ``cosine``, the
 ranking of the database by the cosine similarity of the raw features: what binarisation costs),
-``metrics/results.md`` (tables, methods x bits) and the precision-recall curves under ``metrics/plots/``,
-one CSV per code length and curve with one column per method.
+``metrics/results.md`` (tables, methods x bits), the precision-recall curves under ``metrics/plots/``
+(one CSV per code length and curve, one column per method) and, for image datasets, a top-10 retrieval
+figure per code file under ``metrics/retrieval/``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from graphhash.atomic import atomic_path, write_csv, write_json
 from graphhash.codes import read_codes
 from graphhash.errors import GraphhashError
 from graphhash.features import read_features
+from graphhash.figures import fixed_queries, retrieval_figure, write_png
+from graphhash.manifest import Manifest
 from graphhash.metrics import RECALL_GRID, average_precision, evaluate, relevance
+from graphhash.sources import open_source
 
 SUMMARY = ("map@all", "map@1000", "map@100")
 
@@ -38,11 +42,17 @@ def cosine_ranking(features_path: Path, map_at: list[int], block_size: int = 256
     return {key: float(value / len(query)) for key, value in sums.items()}
 
 
-def evaluate_codes(codes_dir: Path, features_path: Path, params: SimpleNamespace, out_dir: Path) -> dict:
-    """Evaluate every ``<codes_dir>/<method>-<bits>.h5``; write the metrics, tables and curves."""
+def evaluate_codes(
+    codes_dir: Path, features_path: Path, manifest_path: Path, params: SimpleNamespace, out_dir: Path
+) -> dict:
+    """Evaluate every ``<codes_dir>/<method>-<bits>.h5``; write the metrics, tables, curves and figures."""
     files = sorted(codes_dir.glob("*.h5"))
     if not files:
         raise GraphhashError(f"evaluate: no code files in {codes_dir}")
+    manifest = Manifest.load(manifest_path)
+    source = open_source(manifest.source, manifest.path)
+    draw_figures = params.figure_queries > 0 and not source.holds_vectors
+    (out_dir / "retrieval").mkdir(parents=True, exist_ok=True)  # declared output, empty without figures
     metrics: dict = {}
     curves: dict[int, dict[str, dict]] = {}
     for path in files:
@@ -53,6 +63,10 @@ def evaluate_codes(codes_dir: Path, features_path: Path, params: SimpleNamespace
         keep = ["map@all", *(f"map@{k}" for k in params.map_at), f"p@r{r}", f"r@r{r}", f"f1@r{r}"]
         metrics.setdefault(codes.method, {})[str(codes.bits)] = {key: float(result[key]) for key in keep}
         curves.setdefault(codes.bits, {})[codes.method] = result
+        if draw_figures:
+            queries = fixed_queries(codes.query_labels, params.figure_queries)
+            figure = retrieval_figure(codes, source.image, manifest.classes, queries)
+            write_png(out_dir / "retrieval" / f"{path.stem}.png", figure)
     metrics["cosine"] = cosine_ranking(features_path, list(params.map_at))
     write_json(out_dir / "metrics.json", metrics)
     _write_curves(curves, out_dir / "plots")

@@ -98,6 +98,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "evaluate": {
         "map_at": Field((list,)),
         "radius": Field((int,), min=0),
+        "figure_queries": Field((int,), min=0),
     },
 }
 
