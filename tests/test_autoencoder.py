@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from graphhash.autoencoder import (
-    GraphAutoencoder,
-    GraphConv,
-    node_representations,
-    propagation_for,
-    reconstruction_loss,
-    train_autoencoder,
-)
+from graphhash import autoencoder
+from graphhash.autoencoder import GraphAutoencoder, node_representations, reconstruction_loss, train_autoencoder
 from graphhash.errors import GraphhashError
-from graphhash.graph import nrdh_propagation
+from graphhash.filters import FILTERS, GCNConv, Graph
+from graphhash.graph import epoch_graphs, kipf_propagation, nrdh_propagation
 
 BITS = 16
 
@@ -62,13 +57,13 @@ def trained(digits):
 
 
 def test_graph_conv_is_dense_formula():
-    """GraphConv gives U' X W for each graph."""
+    """The gcn layer gives U' X W for each graph, whatever propagation matrix the graph holds."""
     torch.manual_seed(0)
-    layer = GraphConv(5, 3)
+    layer = GCNConv(5, 3)
     x, u = torch.randn(2, 4, 5), torch.rand(2, 4, 4)
     w = layer.weight.detach().double().numpy()
     expected = np.stack([u[g].double().numpy() @ x[g].double().numpy() @ w for g in range(2)])
-    got = layer(x, u)
+    got = layer(x, Graph(operator=u))
     assert got.shape == (2, 4, 3)
     np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
 
@@ -84,17 +79,19 @@ def test_autoencoder_layer_shapes_follow_table_1():
 def test_autoencoder_forward_by_hand():
     """Latent and reconstruction equal the hand-computed chain: ReLU after layers 1-2 of each half, none after 3."""
     torch.manual_seed(0)
-    model = GraphAutoencoder(6, 3, hidden=5)
+    model = GraphAutoencoder(6, 3, hidden=5, params=small_params(rho=0.1, p=0.7))
     x = torch.randn(2, 4, 6)
     u = nrdh_propagation(x, rho=0.1, p=0.7)
-    z, x_hat = model(x, u)
+    graph = model.prepare(x)
+    assert torch.equal(graph.operator, u)
+    z, x_hat = model(x, graph)
     xs, us = x.double().numpy(), u.double().numpy()
     enc, dec = weights_of(model.encoder), weights_of(model.decoder)
     z_ref = np.stack([dense_run(enc, xs[g], us[g]) for g in range(2)])
     x_hat_ref = np.stack([dense_run(dec, z_ref[g], us[g]) for g in range(2)])
     np.testing.assert_allclose(z.detach().numpy(), z_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x_hat.detach().numpy(), x_hat_ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.encode(x, u).detach().numpy(), z_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.encode(x, graph).detach().numpy(), z_ref, rtol=1e-5, atol=1e-5)
     # The example discriminates: outputs go negative (no final ReLU) and the first layer's input to ReLU does too.
     assert (z_ref < 0).any() and (x_hat_ref < 0).any()
     assert (us[0] @ xs[0] @ enc[0] < 0).any()
@@ -106,6 +103,16 @@ def test_weight_penalty_is_half_sum_of_squares():
     model = GraphAutoencoder(7, 4, hidden=5)
     expected = 0.5 * sum((w**2).sum() for w in weights_of([*model.encoder, *model.decoder]))
     assert model.weight_penalty().item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["cheby", "lanczos", "spline", "fourier"])
+def test_weight_penalty_covers_every_parameter(kind):
+    """With several weight matrices and a response per layer, L_w is 1/2 the sum of squares of all of them,
+    the parameters Adam's weight decay acts on."""
+    model = GraphAutoencoder(7, 4, hidden=5, params=small_params(filter=kind))
+    arrays = [p.detach().double().numpy() for p in model.parameters()]
+    assert len(arrays) > 6 or arrays[0].ndim == 3  # responses, or stacked matrices (Theta_k)
+    assert model.weight_penalty().item() == pytest.approx(0.5 * sum((a**2).sum() for a in arrays), rel=1e-6)
 
 
 def test_reconstruction_loss_is_mean_squared_norm_per_node():
@@ -126,7 +133,7 @@ def test_training_step_follows_the_full_loss_of_eq_8():
     reference = GraphAutoencoder(5, 3, params.hidden)
     optimiser = torch.optim.Adam(reference.parameters(), lr=params.lr)
     propagation = nrdh_propagation(x[None], params.rho, params.p)
-    _, x_hat = reference(x[None], propagation)
+    _, x_hat = reference(x[None], Graph(operator=propagation))
     squared = ((x[None] - x_hat) ** 2).sum(-1).mean()
     penalty = 0.5 * sum((layer.weight**2).sum() for layer in [*reference.encoder, *reference.decoder])
     (params.alpha * squared + params.beta * penalty).backward()
@@ -135,15 +142,22 @@ def test_training_step_follows_the_full_loss_of_eq_8():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_propagation_for_selects_filter():
-    """'none' gives the identity per graph; 'gcn' gives U' with the params' rho and p; others are refused."""
+def test_prepare_selects_filter():
+    """'none' needs no graph (X W alone); 'gcn' gives U' with the params' rho and p, or Kipf's propagation;
+    other names are refused."""
     x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(3))
-    np.testing.assert_array_equal(propagation_for(small_params(filter="none"))(x).numpy(), np.stack([np.eye(6)] * 2))
+    none = GraphAutoencoder(3, 2, hidden=4, params=small_params(filter="none"))
+    assert none.prepare(x) == Graph()
+    layer = none.encoder[0]
+    torch.testing.assert_close(layer(x, none.prepare(x)), x @ layer.weight)
     for rho, p in [(0.1, 0.6), (0.5, 0.9)]:
-        got = propagation_for(small_params(filter="gcn", rho=rho, p=p))(x)
-        assert torch.equal(got, nrdh_propagation(x, rho=rho, p=p))
-    with pytest.raises(GraphhashError, match="sparse"):
-        propagation_for(small_params(filter="sparse"))
+        got = GraphAutoencoder(3, 2, hidden=4, params=small_params(filter="gcn", rho=rho, p=p)).prepare(x)
+        assert torch.equal(got.operator, nrdh_propagation(x, rho=rho, p=p))
+    kipf = GraphAutoencoder(3, 2, hidden=4, params=small_params(gcn_propagation="kipf", rho=0.1)).prepare(x)
+    linked = (nrdh_propagation(x, rho=0.1, p=0.5) > 0).float() - torch.eye(6)
+    torch.testing.assert_close(kipf.operator, kipf_propagation(linked))
+    with pytest.raises(GraphhashError, match=r"^represent\.filter: unknown filter 'sparse'"):
+        GraphAutoencoder(3, 2, params=small_params(filter="sparse"))
 
 
 def test_training_lowers_loss_and_records_each_epoch(trained):
@@ -209,3 +223,76 @@ def test_node_representations_single_graph_matches_dense(digits, trained):
     expected = dense_run(weights_of(model.encoder), x, u)
     got = node_representations(model, digits[:8], params).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+FILTER_PARAMS = {"cheby_order": 3, "lanczos_steps": 4, "spectral_basis": "bspline", "spectral_knots": 6,
+                 "gcn_propagation": "nrdh"}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", FILTERS)
+def test_every_filter_trains_and_represents_with_a_remainder_graph(digits, kind):
+    """47 nodes in graphs of 10 (four graphs and a remainder of 7): two epochs give finite, falling losses and
+    finite (N, g) representations, for every filter."""
+    params = small_params(filter=kind, epochs=2, lr=0.01, **FILTER_PARAMS)
+    model, history = train_autoencoder(digits[:47], 6, params)
+    assert len(history) == 2
+    assert all(np.isfinite(record[key]) for record in history for key in ("loss", "reconstruction"))
+    assert history[-1]["reconstruction"] < history[0]["reconstruction"]
+    z = node_representations(model, digits[:47], params)
+    assert z.shape == (47, 6)
+    assert torch.isfinite(z).all()
+
+
+def test_gcn_with_kipf_propagation_trains(digits):
+    """The Kipf-normalised gcn runs end to end too, and differs from NRDH's U'."""
+    params = small_params(epochs=1, gcn_propagation="kipf")
+    model, history = train_autoencoder(digits[:30], 4, params)
+    assert np.isfinite(history[0]["loss"])
+    nrdh, _ = train_autoencoder(digits[:30], 4, small_params(epochs=1))
+    assert not torch.equal(model.encoder[0].weight, nrdh.encoder[0].weight)
+
+
+def test_fourier_remainder_graph_is_completed(digits):
+    """For fourier the remainder's representations come from its graph completed with the order's first nodes,
+    and only its own nodes are written; fewer nodes than one graph are refused."""
+    params = small_params(filter="fourier", epochs=1)
+    features = digits[:23]
+    model, _ = train_autoencoder(features, 5, params)
+    got = node_representations(model, features, params)
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(params.seed))
+    (full, _), (last, own) = epoch_graphs(order, 10, complete=True)
+    assert own == 3 and last.shape == (1, 10)
+    with torch.no_grad():
+        x = features[last]
+        expected = model.encode(x, model.prepare(x))[0, :own]
+        torch.testing.assert_close(got[order[20:]], expected)
+        x = features[full]
+        torch.testing.assert_close(got[full.reshape(-1)], model.encode(x, model.prepare(x)).reshape(-1, 5))
+    with pytest.raises(GraphhashError, match=r"^represent\.batch_nodes: .* 10 nodes, but there are only 9"):
+        train_autoencoder(features[:9], 5, params)
+
+
+def test_fourier_loss_counts_each_node_once(digits):
+    """The borrowed nodes of the completed remainder graph are not in its loss: an epoch on 13 nodes (a graph
+    of 10, and the remainder of 3 completed with 7 borrowed nodes) records the mean over the 13 own nodes."""
+    params = small_params(filter="fourier", epochs=1, lr=0.0, beta=0.0)  # lr 0: the weights stay put
+    features = digits[:13]
+    model, history = train_autoencoder(features, 5, params)
+    order = torch.randperm(13, generator=torch.Generator().manual_seed(params.seed))  # the first epoch's order
+    total = 0.0
+    with torch.no_grad():
+        for block, own in epoch_graphs(order, 10, complete=True):
+            x = features[block]
+            _, x_hat = model(x, model.prepare(x))
+            total += ((x - x_hat)[:, :own] ** 2).sum(dim=-1).sum().item()
+    assert history[0]["reconstruction"] == pytest.approx(total / 13, rel=1e-5)
+
+
+def test_graph_is_prepared_once_per_block(digits, monkeypatch):
+    """The weight-free graph work runs once per block of graphs per epoch, not per layer or per step."""
+    calls = []
+    prepare = GraphAutoencoder.prepare
+    monkeypatch.setattr(GraphAutoencoder, "prepare", lambda self, x: calls.append(x.shape) or prepare(self, x))
+    params = small_params(filter="spline", epochs=2, **FILTER_PARAMS)
+    autoencoder.train_autoencoder(digits[:47], 4, params)
+    assert calls == [(4, 10, 64), (1, 7, 64)] * 2

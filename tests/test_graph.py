@@ -5,9 +5,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from graphhash.graph import cosine_similarity, epoch_batches, identity_propagation, nrdh_propagation
+from graphhash.graph import (
+    adjacency,
+    cosine_similarity,
+    epoch_batches,
+    epoch_graphs,
+    identity_propagation,
+    nrdh_propagation,
+    reweighted_propagation,
+)
 
 
 def reference_propagation(vectors: np.ndarray, rho: float, p: float) -> np.ndarray:
@@ -141,6 +150,33 @@ def test_nrdh_propagation_keeps_float64_precision():
     np.testing.assert_allclose(got[0].numpy(), FOUR_PROPAGATION, rtol=0, atol=1e-12)
 
 
+def test_adjacency_is_eq_3_symmetric_binary_without_self_links():
+    """A = [cos > rho] off the diagonal, 0/1 in the features' dtype, symmetric; the links U' is built on."""
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(3, 9, 4)))
+    a = adjacency(x, 0.3)
+    cos = cosine_similarity(x).numpy()
+    expected = (cos > 0.3) & ~np.eye(9, dtype=bool)
+    assert a.dtype == torch.float64
+    np.testing.assert_array_equal(a.numpy(), expected.astype(np.float64))
+    assert torch.equal(a, a.transpose(-1, -2))
+    assert torch.equal(nrdh_propagation(x, 0.3, 0.8) > 0, (a > 0) | torch.eye(9, dtype=torch.bool))
+    np.testing.assert_array_equal(
+        adjacency(FOUR[None], 0.5)[0].numpy(), (FOUR_PROPAGATION > 0) & ~np.eye(4, dtype=bool)
+    )
+
+
+def test_nrdh_propagation_is_p_identity_plus_random_walk():
+    """U' = p I + (1 - p) D^-1 A on nodes with neighbours and e_i on isolated ones, from the adjacency alone."""
+    rng = np.random.default_rng(6)
+    upper = np.triu(rng.random((8, 8)) < 0.3, 1)
+    a = (upper | upper.T).astype(np.float64)
+    a[5, :] = a[:, 5] = 0.0
+    degree = a.sum(axis=1)
+    p = 0.7
+    expected = np.where(degree[:, None] > 0, p * np.eye(8) + (1 - p) * a / np.maximum(degree[:, None], 1), np.eye(8))
+    np.testing.assert_allclose(reweighted_propagation(torch.from_numpy(a[None]), p)[0].numpy(), expected, atol=1e-15)
+
+
 def test_identity_propagation():
     """Without a graph each node propagates only to itself, in every graph, in the features' dtype."""
     x = torch.randn(3, 4, 5, dtype=torch.float64)
@@ -173,3 +209,30 @@ def test_epoch_batches_fewer_nodes_than_graph():
     blocks = epoch_batches(torch.tensor([2, 0, 1]), 10)
     assert len(blocks) == 1
     assert blocks[0].tolist() == [[2, 0, 1]]
+
+
+def test_epoch_graphs_without_completion_are_epoch_batches():
+    """Each block comes with its own width: every node of every graph is its own."""
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(1))
+    pairs = epoch_graphs(order, 5)
+    assert [(tuple(b.shape), own) for b, own in pairs] == [((4, 5), 5), ((1, 3), 3)]
+    assert all(torch.equal(b, e) for (b, _), e in zip(pairs, epoch_batches(order, 5), strict=True))
+
+
+def test_epoch_graphs_complete_the_remainder_from_the_start_of_the_order():
+    """With completion the remainder graph takes the first nodes of the order: (1, M), its own nodes first."""
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(2))
+    (full, full_own), (last, own) = epoch_graphs(order, 5, complete=True)
+    assert (tuple(full.shape), full_own, tuple(last.shape), own) == ((4, 5), 5, (1, 5), 3)
+    assert last[0].tolist() == order[20:].tolist() + order[:2].tolist()
+    assert len(set(last[0].tolist())) == 5  # no node twice in a graph
+    divisible = torch.arange(10)
+    assert [own for _, own in epoch_graphs(divisible, 5, complete=True)] == [5]
+    ((only, only_own),) = epoch_graphs(torch.arange(5), 5, complete=True)
+    assert only.tolist() == [[0, 1, 2, 3, 4]] and only_own == 5
+
+
+def test_epoch_graphs_cannot_complete_from_too_few_nodes():
+    """Fewer nodes than M cannot fill a graph without repeating nodes."""
+    with pytest.raises(ValueError, match="cannot complete"):
+        epoch_graphs(torch.arange(3), 5, complete=True)

@@ -10,13 +10,15 @@ Layers (Table 1), for a graph with propagation matrix U' (G, M, M) and node feat
     L1 = alpha * L_r + beta * L_w                            (Eq. 8)
     L_r = mean over nodes of ||X - X_hat||^2                 (Eq. 6)
     L_w = 1/2 * sum over encoder and decoder layers of ||W||_F^2   (Eq. 7)
+
+``represent.filter`` swaps U' X W for another graph filter (``graphhash.filters``: gcn, cheby, lanczos,
+spline, fourier, none); L_w then covers all of the layers' parameters (weight matrices and responses).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
 
@@ -24,52 +26,54 @@ import torch
 from torch import nn
 
 from graphhash.errors import GraphhashError
-from graphhash.graph import epoch_batches, identity_propagation, nrdh_propagation
+from graphhash.filters import Graph, filter_layer, prepare_graph
+from graphhash.graph import epoch_graphs
 from graphhash.runtime import single_threaded
 
 log = logging.getLogger(__name__)
 
-
-class GraphConv(nn.Module):
-    """One graph convolution without activation: (G, M, in), (G, M, M) -> (G, M, out) = U' X W."""
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
-        nn.init.xavier_uniform_(self.weight)
-
-    def forward(self, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
-        return propagation @ (x @ self.weight)
+# The paper's graph (Eqs. 2-4) for a model built without params.
+PAPER_GRAPH = SimpleNamespace(filter="gcn", gcn_propagation="nrdh", rho=0.4, p=0.8)
 
 
 class GraphAutoencoder(nn.Module):
-    """Table 1's encoder and its mirror image as decoder; ReLU after every layer but the last of each."""
+    """Table 1's encoder and its mirror image as decoder; ReLU after every layer but the last of each.
 
-    def __init__(self, in_dim: int, bits: int, hidden: int = 64):
+    The six layers are the filter ``params`` select (``filters.filter_layer``; default NRDH's GCN); they share
+    one ``Graph`` per batch of graphs, built by ``prepare`` (or ``filters.prepare_graph`` with other params).
+    """
+
+    def __init__(self, in_dim: int, bits: int, hidden: int = 64, params: SimpleNamespace | None = None):
         super().__init__()
+        self.graph_params = PAPER_GRAPH if params is None else params
+        layer = partial(filter_layer, self.graph_params)
         dims = [in_dim, hidden, hidden, bits]
-        self.encoder = nn.ModuleList(GraphConv(a, b) for a, b in itertools.pairwise(dims))
+        self.encoder = nn.ModuleList(layer(a, b) for a, b in itertools.pairwise(dims))
         back = dims[::-1]
-        self.decoder = nn.ModuleList(GraphConv(a, b) for a, b in itertools.pairwise(back))
+        self.decoder = nn.ModuleList(layer(a, b) for a, b in itertools.pairwise(back))
+
+    def prepare(self, features: torch.Tensor) -> Graph:
+        """Everything weight-free about the batch graphs of ``features`` (G, M, D), for all six layers."""
+        return prepare_graph(self.graph_params, features)
 
     @staticmethod
-    def _run(layers: nn.ModuleList, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
+    def _run(layers: nn.ModuleList, x: torch.Tensor, graph: Graph) -> torch.Tensor:
         for i, layer in enumerate(layers):
-            x = layer(x, propagation)
+            x = layer(x, graph)
             if i < len(layers) - 1:
                 x = torch.relu(x)
         return x
 
-    def encode(self, x: torch.Tensor, propagation: torch.Tensor) -> torch.Tensor:
-        return self._run(self.encoder, x, propagation)
+    def encode(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
+        return self._run(self.encoder, x, graph)
 
-    def forward(self, x: torch.Tensor, propagation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x, propagation)
-        return z, self._run(self.decoder, z, propagation)
+    def forward(self, x: torch.Tensor, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x, graph)
+        return z, self._run(self.decoder, z, graph)
 
     def weight_penalty(self) -> torch.Tensor:
-        """L_w of Eq. 7."""
-        return 0.5 * sum(layer.weight.pow(2).sum() for layer in (*self.encoder, *self.decoder))
+        """L_w of Eq. 7, over every parameter: what Adam's weight decay (beta) applies to in training."""
+        return 0.5 * sum(parameter.pow(2).sum() for parameter in self.parameters())
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -77,13 +81,16 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).pow(2).sum(dim=-1).mean()
 
 
-def propagation_for(params: SimpleNamespace) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The batch-graph builder ``represent.filter`` selects."""
-    if params.filter == "gcn":
-        return partial(nrdh_propagation, rho=params.rho, p=params.p)
-    if params.filter == "none":
-        return identity_propagation
-    raise GraphhashError(f"represent.filter: unknown filter {params.filter!r} (gcn, none)")
+def _graphs(order: torch.Tensor, params: SimpleNamespace) -> list[tuple[torch.Tensor, int]]:
+    """The epoch's (block, own nodes per graph) pairs; for fourier, with the remainder graph completed."""
+    size = params.batch_nodes
+    complete = params.filter == "fourier"  # the one filter defined only on graphs of exactly M nodes
+    if complete and len(order) < size:
+        raise GraphhashError(
+            f"represent.batch_nodes: the fourier filter needs graphs of exactly {size} nodes, "
+            f"but there are only {len(order)} training nodes"
+        )
+    return epoch_graphs(order, size, complete)
 
 
 def train_autoencoder(
@@ -91,22 +98,23 @@ def train_autoencoder(
 ) -> tuple[GraphAutoencoder, list[dict[str, float]]]:
     """Train on the training nodes ``features`` (N, D); return the model and one loss record per epoch.
 
-    Every epoch shuffles the nodes (seeded) into graphs of ``batch_nodes`` nodes, builds all their
-    propagation matrices in one batched call, then takes one Adam step per ``graphs_per_step`` graphs
-    (1 in the paper: one graph, one step).
+    Every epoch shuffles the nodes (seeded) into graphs of ``batch_nodes`` nodes, prepares all their graphs
+    (propagation matrices, eigendecompositions...) in one batched call, then takes one Adam step per
+    ``graphs_per_step`` graphs (1 in the paper: one graph, one step). For the fourier filter the remainder
+    graph is completed to ``batch_nodes`` nodes with nodes of the epoch's first graph, which only lend it
+    their links: the loss counts the remainder's own nodes.
     """
     torch.manual_seed(params.seed)
-    model = GraphAutoencoder(features.shape[1], bits, params.hidden)
+    model = GraphAutoencoder(features.shape[1], bits, params.hidden, params)
     # L1 = alpha * L_r + beta * L_w (Eq. 8). The gradient of beta * L_w = beta/2 sum ||W||^2 is beta * W,
     # which is exactly what Adam's (coupled) weight decay adds to every gradient; applying it there saves
     # about twenty tiny tensor operations per step, and steps are many (one per graph of 10 nodes).
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.beta, foreach=True)
-    propagate = propagation_for(params)
     order_rng = torch.Generator().manual_seed(params.seed)
     history = []
     with single_threaded():
         for epoch in range(1, params.epochs + 1):
-            history.append(_epoch(model, optimiser, features, propagate, order_rng, params, epoch))
+            history.append(_epoch(model, optimiser, features, order_rng, params, epoch))
     return model, history
 
 
@@ -114,19 +122,21 @@ def _epoch(
     model: GraphAutoencoder,
     optimiser: torch.optim.Optimizer,
     features: torch.Tensor,
-    propagate: Callable[[torch.Tensor], torch.Tensor],
     order_rng: torch.Generator,
     params: SimpleNamespace,
     epoch: int,
 ) -> dict[str, float]:
     """One pass over the nodes in freshly shuffled graphs; the epoch's loss record."""
     reconstruction_sum = torch.zeros((), dtype=torch.float64)
-    for block in epoch_batches(torch.randperm(len(features), generator=order_rng), params.batch_nodes):
+    order = torch.randperm(len(features), generator=order_rng)
+    for block, own in _graphs(order, params):
         x = features[block]
-        propagation = propagate(x)
+        graph = model.prepare(x)
         for start in range(0, len(block), params.graphs_per_step):
             xs = x[start : start + params.graphs_per_step]
-            _, x_hat = model(xs, propagation[start : start + params.graphs_per_step])
+            _, x_hat = model(xs, graph[start : start + params.graphs_per_step])
+            if own < xs.shape[1]:  # a completed remainder graph: the borrowed nodes count elsewhere
+                xs, x_hat = xs[:, :own], x_hat[:, :own]
             reconstruction = reconstruction_loss(xs, x_hat)
             optimiser.zero_grad(set_to_none=True)
             (params.alpha * reconstruction).backward()
@@ -147,12 +157,12 @@ def node_representations(model: GraphAutoencoder, features: torch.Tensor, params
     A node's representation depends on the graph it sits in, so it is computed the way training saw
     nodes: in random graphs of ``batch_nodes`` nodes built by the same rule. The grouping is drawn from a
     generator seeded with ``represent.seed``, so the representations, and everything fitted to them,
-    are reproducible.
+    are reproducible. For the fourier filter the remainder graph is completed as in training.
     """
-    propagate = propagation_for(params)
     order = torch.randperm(len(features), generator=torch.Generator().manual_seed(params.seed))
-    out = torch.empty(len(features), model.encoder[-1].weight.shape[1])
-    for block in epoch_batches(order, params.batch_nodes):
+    out = torch.empty(len(features), model.encoder[-1].out_dim)
+    for block, own in _graphs(order, params):
         x = features[block]
-        out[block.reshape(-1)] = model.encode(x, propagate(x)).reshape(-1, out.shape[1])
+        z = model.encode(x, prepare_graph(params, x))
+        out[block[:, :own].reshape(-1)] = z[:, :own].reshape(-1, out.shape[1])
     return out
