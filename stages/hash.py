@@ -1,7 +1,9 @@
-"""DVC stage ``hash@<bits>``: the NRDH hash-function network and the codes of the query and database items.
+"""DVC stage ``hash@<filter>-<bits>``: the NRDH hash-function network and the codes of the query and
+database items, fitted to the representations of one graph filter.
 
-Reads: params.yaml (hash.*), data/features.h5, data/representations/<bits>.h5. Writes:
-data/codes/nrdh-<bits>.h5, models/nrdh-<bits>.pt and .json, metrics/hash/<bits>.csv (loss per epoch).
+Reads: params.yaml (hash.*), data/features.h5, data/representations/<filter>-<bits>.h5. Writes:
+data/codes/nrdh-<filter>-<bits>.h5, models/nrdh-<filter>-<bits>.pt and .json, metrics/hash/<filter>-<bits>.csv
+(loss per epoch).
 """
 
 import sys
@@ -14,16 +16,18 @@ from graphhash.params import load_params
 
 @stage
 def main() -> None:
-    bits = int(sys.argv[1])
+    name, bits = sys.argv[1], int(sys.argv[2])
     params = load_params("params.yaml", "hash")
+    method = f"nrdh-{name}"
     hash_codes(
         Path("data/features.h5"),
-        Path(f"data/representations/{bits}.h5"),
+        Path(f"data/representations/{name}-{bits}.h5"),
         bits,
         params.hash,
-        codes_path=Path(f"data/codes/nrdh-{bits}.h5"),
-        model_stem=Path(f"models/nrdh-{bits}"),
-        losses=Path(f"metrics/hash/{bits}.csv"),
+        method=method,
+        codes_path=Path(f"data/codes/{method}-{bits}.h5"),
+        model_stem=Path(f"models/{method}-{bits}"),
+        losses=Path(f"metrics/hash/{name}-{bits}.csv"),
     )
 
 

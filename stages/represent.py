@@ -1,7 +1,7 @@
-"""DVC stage ``represent@<bits>``: NRDH node representations from the graph autoencoder.
+"""DVC stage ``represent@<filter>-<bits>``: NRDH node representations from the graph autoencoder.
 
-Reads: params.yaml (represent.*), data/features.h5. Writes: data/representations/<bits>.h5,
-models/gcnae-<bits>.pt and .json, metrics/represent/<bits>.csv (loss per epoch).
+Reads: params.yaml (represent.*), data/features.h5. Writes: data/representations/<filter>-<bits>.h5,
+models/gcnae-<filter>-<bits>.pt and .json, metrics/represent/<filter>-<bits>.csv (loss per epoch).
 """
 
 import sys
@@ -9,20 +9,20 @@ from pathlib import Path
 
 from graphhash.cli import stage
 from graphhash.nrdh import represent
-from graphhash.params import load_params
+from graphhash.params import load_params, with_filter
 
 
 @stage
 def main() -> None:
-    bits = int(sys.argv[1])
+    name, bits = sys.argv[1], int(sys.argv[2])
     params = load_params("params.yaml", "represent")
     represent(
         Path("data/features.h5"),
         bits,
-        params.represent,
-        out=Path(f"data/representations/{bits}.h5"),
-        model_stem=Path(f"models/gcnae-{bits}"),
-        losses=Path(f"metrics/represent/{bits}.csv"),
+        with_filter(params.represent, name),
+        out=Path(f"data/representations/{name}-{bits}.h5"),
+        model_stem=Path(f"models/gcnae-{name}-{bits}"),
+        losses=Path(f"metrics/represent/{name}-{bits}.csv"),
     )
 
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from graphhash.codes import CodeSet, pack, write_codes
-from graphhash.evaluation import cosine_ranking, evaluate_codes
+from graphhash.errors import GraphhashError
+from graphhash.evaluation import code_files, cosine_ranking, evaluate_codes
 from graphhash.features import write_features
 from graphhash.figures import THUMB
 from graphhash.manifest import Manifest
@@ -83,7 +84,7 @@ def test_evaluate_codes_writes_metrics_tables_and_curves(features, codes_dir, tm
     out = tmp_path / "metrics"
     params = SimpleNamespace(map_at=[10], radius=2, figure_queries=3)
     manifest = write_manifest(tmp_path / "manifest.json", "digits", "", labels, query)
-    evaluate_codes(codes_dir, path, manifest, params, out)
+    evaluate_codes(sorted(codes_dir.glob("*.h5")), path, manifest, params, out)
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"nrdh", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
@@ -107,6 +108,14 @@ def test_no_figures_without_images_or_when_turned_off(features, codes_dir, tmp_p
     for name, source, count in (("npy", "npy", 3), ("off", "digits", 0)):
         manifest = write_manifest(tmp_path / f"{name}.json", source, str(tmp_path), labels, query)
         out = tmp_path / name
-        evaluate_codes(codes_dir, path, manifest, SimpleNamespace(map_at=[10], radius=2, figure_queries=count), out)
+        params = SimpleNamespace(map_at=[10], radius=2, figure_queries=count)
+        evaluate_codes(sorted(codes_dir.glob("*.h5")), path, manifest, params, out)
         assert (out / "metrics.json").is_file()
         assert list((out / "retrieval").iterdir()) == []
+
+
+def test_code_files_come_from_the_params_not_from_what_lies_in_the_folder(codes_dir):
+    """A stale file (a filter or length since removed) is not evaluated; a missing one is named."""
+    assert code_files(codes_dir, ["itq"], [16, 8]) == [codes_dir / "itq-8.h5", codes_dir / "itq-16.h5"]
+    with pytest.raises(GraphhashError, match=r"evaluate: .*nrdh-16\.h5 is missing"):
+        code_files(codes_dir, ["itq", "nrdh"], [8, 16])

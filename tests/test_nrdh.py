@@ -18,7 +18,8 @@ from graphhash.hashnet import encode, load_hashnet
 from graphhash.nrdh import hash_codes, represent
 
 REPRESENT = SimpleNamespace(filter="gcn", batch_nodes=10, rho=0.4, p=0.8, hidden=32, alpha=0.999, beta=0.001,
-                            epochs=3, lr=0.001, graphs_per_step=1, seed=0)  # fmt: skip
+                            epochs=3, lr=0.001, graphs_per_step=1, seed=0, gcn_propagation="nrdh", cheby_order=3,
+                            lanczos_steps=6, spectral_basis="bspline", spectral_knots=6)  # fmt: skip
 HASH = SimpleNamespace(mu=0.8, omega=0.2, epochs=5, batch_size=64, lr=0.001, negative_slope=0.2, seed=0)
 
 
@@ -45,14 +46,14 @@ def digits_features(tmp_path_factory) -> Path:
 
 def run_nrdh(features: Path, out: Path, bits: int) -> Path:
     represent(features, bits, REPRESENT, out / "repr.h5", out / "gcnae", out / "represent.csv")
-    hash_codes(features, out / "repr.h5", bits, HASH, out / "codes.h5", out / "nrdh", out / "hash.csv")
+    hash_codes(features, out / "repr.h5", bits, HASH, "nrdh-gcn", out / "codes.h5", out / "nrdh", out / "hash.csv")
     return out
 
 
 def test_codes_file_contract(digits_features, tmp_path):
     out = run_nrdh(digits_features, tmp_path, bits=12)
     codes = read_codes(out / "codes.h5")
-    assert (codes.method, codes.bits) == ("nrdh", 12)
+    assert (codes.method, codes.bits) == ("nrdh-gcn", 12)
     assert codes.query.dtype == np.uint8 and codes.query.shape == (100, 2) and codes.database.shape == (500, 2)
     assert len(codes.query_ids) == 100 and not set(codes.query_ids) & set(codes.database_ids)
     # the packed padding bits beyond bit 12 are zero

@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from graphhash.errors import GraphhashError
-from graphhash.params import SCHEMA, load_params, validate
+from graphhash.params import SCHEMA, load_params, validate, with_filter
 
 VALID = {
     "prepare": {
@@ -32,6 +32,24 @@ VALID = {
         "num_workers": 0,
         "device": "cpu",
         "on_bad_image": "skip",
+    },
+    "represent": {
+        "filters": ["gcn", "spline"],
+        "gcn_propagation": "kipf",
+        "cheby_order": 4,
+        "lanczos_steps": 5,
+        "spectral_basis": "poly",
+        "spectral_knots": 3,
+        "batch_nodes": 10,
+        "rho": 0.4,
+        "p": 0.8,
+        "hidden": 64,
+        "alpha": 0.999,
+        "beta": 0.001,
+        "epochs": 2,
+        "lr": 0.001,
+        "graphs_per_step": 1,
+        "seed": 0,
     },
 }
 
@@ -63,7 +81,7 @@ def error_lines(tmp_path: Path, params: dict, *sections: str) -> list[str]:
 
 def test_valid_file_loads_as_attributes(tmp_path):
     """A valid file passes, and every value comes back unchanged as params.<section>.<key>."""
-    params = load_params(write_params(tmp_path, VALID), "prepare", "extract")
+    params = load_params(write_params(tmp_path, VALID), *VALID)
     for section, values in VALID.items():
         assert vars(getattr(params, section)) == values
     assert params.extract.image_size == 224
@@ -254,17 +272,43 @@ def test_validate_names_the_origin():
     assert str(info.value).startswith("exp.yaml: prepare.seed")
 
 
+def test_represent_filters_must_be_known_and_distinct():
+    for bad in ([], ["gcn", "gcn"], ["gcn", "chebby"], "gcn"):
+        with pytest.raises(GraphhashError, match=r"represent\.filters"):
+            validate(with_changes(represent__filters=bad), ["represent"])
+    validate(with_changes(represent__filters=["none", "fourier"]), ["represent"])
+
+
+def test_cubic_b_splines_need_four_knots_polynomials_one():
+    with pytest.raises(GraphhashError, match=r"represent\.spectral_knots: 3 is too few for cubic B-splines"):
+        validate(with_changes(represent__spectral_basis="bspline", represent__spectral_knots=3), ["represent"])
+    validate(with_changes(represent__spectral_basis="poly", represent__spectral_knots=1), ["represent"])
+
+
+def test_with_filter_sets_the_stage_filter_and_refuses_an_unlisted_one():
+    params = load_params(REPO / "params.yaml", "represent").represent
+    assert with_filter(params, "cheby").filter == "cheby"
+    with pytest.raises(GraphhashError, match=r"represent\.filters: 'none' is not listed"):
+        with_filter(params, "none")
+
+
 @pytest.mark.parametrize("stage", ["prepare", "extract", "represent", "hash", "baselines", "evaluate"])
 def test_dvc_yaml_params_match_the_schema(stage):
     """dvc.yaml tracks exactly the schema's keys for each stage, so a param change reruns that stage.
 
-    hash.bits is the exception: it is the matrix that makes one represent and one hash stage per length.
+    The exceptions are the matrix keys: hash.bits and represent.filters make one represent and one hash stage
+    per filter and code length (a stage's own filter and length are in its command).
     """
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
     tracked = dvc["stages"][stage]["params"]
+    matrix_keys = {("hash", "bits"), ("represent", "filters")}
     assert len(tracked) == len(set(tracked))
-    assert sorted(tracked) == sorted(f"{stage}.{key}" for key in SCHEMA[stage] if (stage, key) != ("hash", "bits"))
-    if "matrix" in dvc["stages"][stage]:
+    own = sorted(f"{stage}.{key}" for key in SCHEMA[stage] if (stage, key) not in matrix_keys)
+    # evaluate also tracks the matrix keys: they name the code files it reads
+    assert sorted(tracked) == (sorted([*own, "represent.filters", "hash.bits"]) if stage == "evaluate" else own)
+    if stage in ("represent", "hash"):
+        assert dvc["stages"][stage]["matrix"] == {"filter": "${represent.filters}", "bits": "${hash.bits}"}
+    elif "matrix" in dvc["stages"][stage]:
         assert dvc["stages"][stage]["matrix"] == {"bits": "${hash.bits}"}
 
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--params", default="params.yaml")
     check.set_defaults(run=_check_params)
     enc = commands.add_parser("encode", help="hash every row of a features file with a saved NRDH model")
-    enc.add_argument("model", help="the model's path without suffix, e.g. models/nrdh-64")
+    enc.add_argument("model", help="the model's path without suffix, e.g. models/nrdh-gcn-64")
     enc.add_argument("features", help="a features file (HDF5) from the extract stage")
     enc.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
     enc.set_defaults(run=_encode)

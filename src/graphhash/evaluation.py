@@ -42,13 +42,23 @@ def cosine_ranking(features_path: Path, map_at: list[int], block_size: int = 256
     return {key: float(value / len(query)) for key, value in sums.items()}
 
 
+def code_files(codes_dir: Path, methods: list[str], bits: list[int]) -> list[Path]:
+    """``<codes_dir>/<method>-<bits>.h5`` for every method and code length the params ask for.
+
+    Listed from the params rather than found by globbing, so that codes left behind by a filter or a code
+    length since removed from params.yaml are not evaluated.
+    """
+    files = [codes_dir / f"{method}-{b}.h5" for method in sorted(methods) for b in sorted(bits)]
+    for path in files:
+        if not path.is_file():
+            raise GraphhashError(f"evaluate: {path} is missing; run the stage that writes it (dvc repro)")
+    return files
+
+
 def evaluate_codes(
-    codes_dir: Path, features_path: Path, manifest_path: Path, params: SimpleNamespace, out_dir: Path
+    files: list[Path], features_path: Path, manifest_path: Path, params: SimpleNamespace, out_dir: Path
 ) -> dict:
-    """Evaluate every ``<codes_dir>/<method>-<bits>.h5``; write the metrics, tables, curves and figures."""
-    files = sorted(codes_dir.glob("*.h5"))
-    if not files:
-        raise GraphhashError(f"evaluate: no code files in {codes_dir}")
+    """Evaluate the code files ``files``; write the metrics, tables, curves and figures."""
     manifest = Manifest.load(manifest_path)
     source = open_source(manifest.source, manifest.path)
     draw_figures = params.figure_queries > 0 and not source.holds_vectors
@@ -101,4 +111,18 @@ def results_table(metrics: dict) -> str:
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         cosine = f"{metrics['cosine'][key]:.4f}"  # no code length: the same ranking in every column
         lines += ["| cosine (real-valued features) | " + " | ".join([cosine] * len(bits)) + " |", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _filter_table(metrics, bits))
+
+
+def _filter_table(metrics: dict, bits: list[int]) -> list[str]:
+    """The HAGCN papers' table: graph filter x code length, mAP at the first cut-off of the summary."""
+    filters = sorted(m.removeprefix("nrdh-") for m in metrics if m.startswith("nrdh-"))
+    key = next((k for k in SUMMARY[1:] if k in metrics["cosine"]), "map@all")
+    if not filters:
+        return []
+    lines = [f"## Graph filters ({key})", "", "| filter | " + " | ".join(f"{b} bits" for b in bits) + " |",
+             "| --- |" + " ---: |" * len(bits)]  # fmt: skip
+    for f in filters:
+        row = metrics[f"nrdh-{f}"]
+        lines.append(f"| {f} | " + " | ".join(f"{row[str(b)][key]:.4f}" if str(b) in row else "" for b in bits) + " |")
+    return [*lines, ""]

@@ -1,12 +1,12 @@
 """The NRDH stages: files in, files out. The models and their training live in ``autoencoder`` and
 ``hashnet``; this module reads the features, runs them, and writes the declared outputs.
 
-- ``represent`` (one per code length g): trains the graph autoencoder on the training items and writes
-  their g-dimensional node representations (``data/representations/<g>.h5``: ``ids``,
-  ``representations``), the model (``models/gcnae-<g>.pt`` + ``.json``) and the loss per epoch.
-- ``hash`` (one per g): trains the hash network on the training items' features and representations,
-  encodes the query and database items (``data/codes/nrdh-<g>.h5``), and saves the network
-  (``models/nrdh-<g>.pt`` + ``.json``) and the loss per epoch.
+- ``represent`` (one per graph filter f and code length g): trains the graph autoencoder on the training
+  items and writes their g-dimensional node representations (``data/representations/<f>-<g>.h5``:
+  ``ids``, ``representations``), the model (``models/gcnae-<f>-<g>.pt`` + ``.json``) and the loss per epoch.
+- ``hash`` (one per f and g): trains the hash network on the training items' features and
+  representations, encodes the query and database items (``data/codes/nrdh-<f>-<g>.h5``, method
+  ``nrdh-<f>``), and saves the network (``models/nrdh-<f>-<g>.pt`` + ``.json``) and the loss per epoch.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def hash_codes(
     representations_path: Path,
     bits: int,
     params: SimpleNamespace,
+    method: str,
     codes_path: Path,
     model_stem: Path,
     losses: Path,
@@ -59,6 +60,6 @@ def hash_codes(
     if ids != fs.ids_where(fs.train) or z.shape[1] != bits:
         raise GraphhashError(f"{representations_path}: does not match the training items of {features_path}")
     model, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), torch.from_numpy(z), params)
-    write_codes(codes_path, encode_splits(fs, lambda x: encode(model, x), "nrdh", bits))
+    write_codes(codes_path, encode_splits(fs, lambda x: encode(model, x), method, bits))
     save_hashnet(model, model_stem, extra={"training": vars(params), "backbone": fs.attrs.get("backbone")})
     write_csv(losses, history)

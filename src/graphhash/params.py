@@ -44,6 +44,8 @@ class Field:
         return None
 
 
+FILTERS = ("gcn", "cheby", "lanczos", "spline", "fourier", "none")
+
 # A size is a count (int >= 1) or a fraction (float in (0, 1)); _cross_checks checks its value.
 SIZE = Field((int, float))
 
@@ -69,7 +71,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "on_bad_image": Field((str,), choices=("fail", "skip")),
     },
     "represent": {
-        "filter": Field((str,), choices=("gcn", "none")),
+        "filters": Field((list,)),
+        "gcn_propagation": Field((str,), choices=("nrdh", "kipf")),
+        "cheby_order": Field((int,), min=1, max=100),
+        "lanczos_steps": Field((int,), min=1, max=100000),
+        "spectral_basis": Field((str,), choices=("bspline", "poly")),
+        "spectral_knots": Field((int,), min=1, max=100),
         "batch_nodes": Field((int,), min=2, max=100000),
         "rho": Field((int, float), min=-1.0, max=1.0),
         "p": Field((int, float), min=0.0, max=1.0),
@@ -129,6 +136,15 @@ def _cross_checks(name: str, section: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append(("bits", f"{bits!r} must be a non-empty list of code lengths in [1, 4096]"))
         elif len(set(bits)) != len(bits):
             problems.append(("bits", f"{bits!r} lists a code length twice"))
+    if name == "represent" and isinstance(section.get("filters"), list):
+        filters = section["filters"]
+        if not filters or any(f not in FILTERS for f in filters) or len(set(filters)) != len(filters):
+            problems.append(("filters", f"{filters!r} must be a non-empty list of distinct filters from: "
+                             + ", ".join(FILTERS)))  # fmt: skip
+    if name == "represent" and section.get("spectral_basis") == "bspline":
+        knots = section.get("spectral_knots")
+        if isinstance(knots, int) and not isinstance(knots, bool) and knots < 4:
+            problems.append(("spectral_knots", f"{knots!r} is too few for cubic B-splines: must be >= 4"))
     if name == "evaluate" and isinstance(section.get("map_at"), list):
         ks = section["map_at"]
         if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
@@ -171,3 +187,10 @@ def load_params(path: str | Path, *sections: str) -> SimpleNamespace:
         raise GraphhashError(f"{path}: params file must be a mapping of sections")
     validate(raw, list(sections), origin=str(path))
     return SimpleNamespace(**{name: SimpleNamespace(**raw[name]) for name in sections})
+
+
+def with_filter(represent: SimpleNamespace, name: str) -> SimpleNamespace:
+    """The ``represent`` params of one stage of the filter matrix: ``filter`` set to ``name``."""
+    if name not in represent.filters:
+        raise GraphhashError(f"represent.filters: {name!r} is not listed ({', '.join(represent.filters)})")
+    return SimpleNamespace(**vars(represent), filter=name)
