@@ -236,7 +236,7 @@ def test_lanczos_with_n_steps_is_exact_spectral_filter(basis):
     coefficients = rng.normal(size=6)
     layer = spectral_only(LanczosConv(4, 4, steps=8, basis=basis, knots=6).double(), coefficients)
     graph = layer.prepare(torch.from_numpy(a), torch.from_numpy(x))
-    assert graph.basis.shape == (3, 8, 8)
+    assert graph.spectral.shape == (3, 8, 8, 6)
     got = layer(torch.from_numpy(x), graph).detach().numpy()
 
     def h(lam: np.ndarray) -> np.ndarray:
@@ -442,8 +442,7 @@ def test_graph_slices_every_field():
     x, a = random_batch(11)
     graph = LanczosConv(5, 2, steps=3).double().prepare(a, x)
     part = graph[1:3]
-    assert torch.equal(part.operator, graph.operator[1:3]) and torch.equal(part.basis, graph.basis[1:3])
-    assert torch.equal(part.response, graph.response[1:3])
+    assert torch.equal(part.operator, graph.operator[1:3]) and torch.equal(part.spectral, graph.spectral[1:3])
     assert Graph()[0:1] == Graph()
 
 
@@ -454,7 +453,7 @@ def test_prepare_graph_is_the_layers_preparation(kind):
     params = SimpleNamespace(**({"p": 0.8, "batch_nodes": 7, "rho": 0.1} | KINDS[kind]))
     got = prepare_graph(params, x)
     expected = filter_layer(params, 5, 4).double().prepare(adjacency(x, 0.1), x)
-    for name in ("operator", "basis", "response"):
+    for name in ("operator", "spectral"):
         a, b = getattr(got, name), getattr(expected, name)
         assert (a is None and b is None) or torch.equal(a, b), name
 

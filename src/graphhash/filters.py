@@ -48,15 +48,16 @@ class Graph:
     """What a layer needs of a batch of G graphs of M nodes, computed once by ``prepare``; unused fields are None.
 
     - ``operator`` (G, M, M): the matrix multiplying node features: P (gcn), L~ (cheby), L (lanczos).
-    - ``basis`` (G, M, k): orthonormal columns: the eigenvectors U of L (spline, fourier, k = M) or the Ritz
-      vectors V (lanczos, k = m).
-    - ``response`` (G, k, B): maps the layer's B response coefficients to one filter value per column of
-      ``basis``: the basis functions at the eigenvalues (spline, lanczos), the tie averaging (fourier).
+    - ``spectral`` (G, M, M, B): a spectral filter is linear in the layer's B response coefficients c,
+      U diag(Phi c) U^T = sum_b c_b U diag(Phi_b) U^T, so the B matrices U diag(Phi_b) U^T are computed
+      once per batch (``spectral_operators``) and a forward pass only mixes them: one small product instead
+      of a round trip through the eigenbasis. U: the eigenvectors of L (spline, fourier) or the Ritz vectors
+      V (lanczos); Phi: the response's basis functions at the eigenvalues (spline, lanczos) or the tie
+      averaging (fourier).
     """
 
     operator: torch.Tensor | None = None
-    basis: torch.Tensor | None = None
-    response: torch.Tensor | None = None
+    spectral: torch.Tensor | None = None
 
     def __getitem__(self, index: slice) -> Graph:
         """The graphs ``index`` selects, e.g. those of one optimiser step."""
@@ -211,9 +212,14 @@ def initial_response(kind: str, count: int) -> torch.Tensor:
     return 1.0 - centres / 2.0  # cubic B-splines reproduce a linear function from its values at the centres
 
 
-def spectral_filter(y: torch.Tensor, basis: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
-    """basis diag(response) basis^T y: y (G, M, F), basis (G, M, k), response (G, k) -> (G, M, F)."""
-    return basis @ (response[..., None] * (basis.transpose(-1, -2) @ y))
+def spectral_operators(basis: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """basis diag(response[..., b]) basis^T for each b: basis (G, M, k), response (G, k, B) -> (G, M, M, B)."""
+    return torch.einsum("gik,gkb,gjk->gijb", basis, response, basis)
+
+
+def spectral_filter(y: torch.Tensor, spectral: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """U diag(Phi c) U^T y from the prepared operators: y (G, M, F), spectral (G, M, M, B), c (B,) -> (G, M, F)."""
+    return (spectral @ coefficients) @ y
 
 
 class SplineConv(GraphFilter):
@@ -235,10 +241,10 @@ class SplineConv(GraphFilter):
     @torch.no_grad()
     def graph(adjacency: torch.Tensor, features: torch.Tensor, basis: str = "bspline", knots: int = 6) -> Graph:
         eigenvalues, eigenvectors = torch.linalg.eigh(normalized_laplacian(adjacency))
-        return Graph(basis=eigenvectors, response=response_basis(eigenvalues, basis, knots))
+        return Graph(spectral=spectral_operators(eigenvectors, response_basis(eigenvalues, basis, knots)))
 
     def propagate(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
-        return spectral_filter(x @ self.weight, graph.basis, graph.response @ self.response)
+        return spectral_filter(x @ self.weight, graph.spectral, self.response)
 
 
 def _check_basis(basis: str, knots: int) -> None:
@@ -282,11 +288,11 @@ class FourierConv(GraphFilter):
     def graph(adjacency: torch.Tensor, features: torch.Tensor, nodes: int) -> Graph:
         _check_nodes(nodes, adjacency.shape[-1])
         eigenvalues, eigenvectors = torch.linalg.eigh(normalized_laplacian(adjacency))
-        return Graph(basis=eigenvectors, response=tie_average(eigenvalues))
+        return Graph(spectral=spectral_operators(eigenvectors, tie_average(eigenvalues)))
 
     def propagate(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
         _check_nodes(self.fixed_nodes, x.shape[-2])
-        return spectral_filter(x @ self.weight, graph.basis, graph.response @ self.response)
+        return spectral_filter(x @ self.weight, graph.spectral, self.response)
 
 
 def _check_nodes(expected: int, nodes: int) -> None:
@@ -383,11 +389,13 @@ class LanczosConv(GraphFilter):
         ritz_values, mixing = torch.linalg.eigh(tridiagonal - unused)
         real = (mixing.square() * used[..., None]).sum(dim=-2) > 0.5  # (G, m): a pair of the used steps
         response = response_basis(ritz_values, basis, knots) * real[..., None]
-        return Graph(operator=laplacian, basis=q @ mixing, response=response)
+        return Graph(operator=laplacian, spectral=spectral_operators(q @ mixing, response))
 
     def propagate(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
-        short = x @ self.weight[0] + graph.operator @ (x @ self.weight[1])
-        return short + spectral_filter(x @ self.weight[2], graph.basis, graph.response @ self.response)
+        spectral = graph.spectral @ self.response  # (G, M, M): V h(R) V^T
+        # [X, L X, V h(R) V^T X] (G, M, 3 in) through the stacked (W_0; W_1; W_2): one product, as in ChebConv
+        terms = torch.cat([x, graph.operator @ x, spectral @ x], dim=-1)
+        return terms @ self.weight.reshape(-1, self.out_dim)
 
 
 def selected_filter(params: SimpleNamespace) -> tuple[type[GraphFilter], dict]:
