@@ -1,7 +1,8 @@
 """DVC stage ``represent@<filter>-<bits>``: NRDH node representations from the graph autoencoder.
 
-Reads: params.yaml (represent.*), data/features.h5. Writes: data/representations/<filter>-<bits>.h5,
-models/gcnae-<filter>-<bits>.pt and .json, metrics/represent/<filter>-<bits>.csv (loss per epoch).
+Reads: params.yaml (represent.*), data/features.h5, data/neighbours.h5 (with represent.graph: knn).
+Writes: data/representations/<filter>-<bits>.h5, models/gcnae-<filter>-<bits>.pt and .json,
+metrics/represent/<filter>-<bits>.csv (loss per epoch).
 """
 
 import sys
@@ -23,6 +24,7 @@ def main() -> None:
         out=Path(f"data/representations/{name}-{bits}.h5"),
         model_stem=Path(f"models/gcnae-{name}-{bits}"),
         losses=Path(f"metrics/represent/{name}-{bits}.csv"),
+        neighbours_path=Path("data/neighbours.h5"),
     )
 
 

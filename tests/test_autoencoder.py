@@ -20,7 +20,7 @@ BITS = 16
 def small_params(**overrides) -> SimpleNamespace:
     """The ``represent`` params, shrunk so that a training run takes well under a second."""
     values = {"filter": "gcn", "batch_nodes": 10, "rho": 0.4, "p": 0.8, "hidden": 16, "alpha": 0.999,
-              "beta": 0.001, "epochs": 5, "lr": 1e-3, "graphs_per_step": 1, "seed": 0}  # fmt: skip
+              "beta": 0.001, "epochs": 5, "lr": 1e-3, "graphs_per_step": 1, "seed": 0, "graph": "batch"}  # fmt: skip
     return SimpleNamespace(**(values | overrides))
 
 
@@ -296,3 +296,45 @@ def test_graph_is_prepared_once_per_block(digits, monkeypatch):
     params = small_params(filter="spline", epochs=2, **FILTER_PARAMS)
     autoencoder.train_autoencoder(digits[:47], 4, params)
     assert calls == [(4, 10, 64), (1, 7, 64)] * 2
+
+
+def brute_force_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Each node's k most cosine-similar other nodes, (N, k), by a dense similarity matrix."""
+    unit = features / features.norm(dim=1, keepdim=True)
+    sims = unit @ unit.T
+    sims.fill_diagonal_(-2.0)
+    return sims.topk(k, dim=1).indices
+
+
+def test_knn_representations_encode_each_node_in_its_own_graph(digits, monkeypatch):
+    """With represent.graph: knn a node's representation is row 0 of the encoder on [node, its neighbours],
+    whatever chunk of graphs it is computed in."""
+    monkeypatch.setattr(autoencoder, "KNN_CHUNK", 7)
+    params = small_params(graph="knn", batch_nodes=5, epochs=2, graphs_per_step=4)
+    features = digits[:40]
+    neighbours = brute_force_neighbours(features, 4)
+    model, history = train_autoencoder(features, 6, params, neighbours)
+    got = node_representations(model, features, params, neighbours)
+    enc = weights_of(model.encoder)
+    for i in range(len(features)):
+        graph = features[torch.cat([torch.tensor([i]), neighbours[i]])].double().numpy()
+        expected = dense_run(enc, graph, dense_propagation(graph, params.rho, params.p))[0]
+        np.testing.assert_allclose(got[i].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert len(history) == 2 and history[-1]["reconstruction"] < history[0]["reconstruction"]
+
+
+def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits):
+    """An epoch of kNN graphs counts each of the N graphs' M nodes (lr 0: the weights stay put)."""
+    params = small_params(graph="knn", batch_nodes=4, epochs=1, lr=0.0, beta=0.0, graphs_per_step=3)
+    features = digits[:11]
+    neighbours = brute_force_neighbours(features, 3)
+    model, history = train_autoencoder(features, 5, params, neighbours)
+    with torch.no_grad():
+        x = features[torch.cat([torch.arange(11)[:, None], neighbours], dim=1)]
+        _, x_hat = model(x, model.prepare(x))
+    assert history[0]["reconstruction"] == pytest.approx(((x - x_hat) ** 2).sum(-1).mean().item(), rel=1e-5)
+
+
+def test_knn_graph_needs_neighbours(digits):
+    with pytest.raises(GraphhashError, match=r"^represent\.graph: knn needs"):
+        train_autoencoder(digits[:20], 4, small_params(graph="knn"))

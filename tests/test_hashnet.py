@@ -12,7 +12,16 @@ import torch
 from torch import nn
 
 from graphhash.errors import GraphhashError
-from graphhash.hashnet import HashNet, HashNetConfig, encode, hash_loss, load_hashnet, save_hashnet, train_hashnet
+from graphhash.hashnet import (
+    HashNet,
+    HashNetConfig,
+    encode,
+    hash_loss,
+    load_hashnet,
+    rotated_targets,
+    save_hashnet,
+    train_hashnet,
+)
 
 BITS = 16
 EXECUTED: list[str] = []  # filled only if unpickling a checkpoint runs code
@@ -31,7 +40,8 @@ class _Payload:
 
 def hash_params(**overrides) -> SimpleNamespace:
     """The ``hash`` params, shrunk so that a training run takes well under a second."""
-    values = {"mu": 0.8, "omega": 0.2, "epochs": 5, "batch_size": 50, "lr": 1e-3, "negative_slope": 0.2, "seed": 0}
+    values = {"mu": 0.8, "omega": 0.2, "epochs": 5, "batch_size": 50, "lr": 1e-3, "negative_slope": 0.2, "seed": 0,
+              "input": "features", "input_p": 0.3, "target": "representation"}  # fmt: skip
     return SimpleNamespace(**(values | overrides))
 
 
@@ -253,3 +263,19 @@ def test_load_missing_files(tmp_path):
     with pytest.raises(GraphhashError) as info:
         load_hashnet(stem)
     assert str(stem) in str(info.value)
+
+
+def test_rotated_targets_keep_every_distance_and_centre_the_bits(targets):
+    """An orthogonal change of basis after centring: pairwise distances unchanged, every dimension mean 0."""
+    skewed = (targets @ torch.randn(BITS, BITS, generator=torch.Generator().manual_seed(2)) + 3.0).numpy()
+    rotated = rotated_targets(skewed, seed=0)
+    assert rotated.shape == skewed.shape and rotated.dtype == np.float32
+    np.testing.assert_allclose(rotated.mean(axis=0), 0.0, atol=1e-4)
+    distances = np.linalg.norm(skewed[:, None] - skewed[None], axis=-1)
+    np.testing.assert_allclose(np.linalg.norm(rotated[:, None] - rotated[None], axis=-1), distances, rtol=1e-4,
+                               atol=1e-3)  # fmt: skip
+    # the quantisation error ||sign(V R) - V R||^2 is no larger than for PCA directions alone (R = I)
+    centred = skewed - skewed.mean(axis=0)
+    pca = centred @ np.linalg.eigh(np.cov(centred, rowvar=False))[1]
+    assert ((np.sign(rotated) - rotated) ** 2).sum() <= ((np.sign(pca) - pca) ** 2).sum()
+    np.testing.assert_array_equal(rotated, rotated_targets(skewed, seed=0))

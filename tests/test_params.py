@@ -35,6 +35,7 @@ VALID = {
     },
     "represent": {
         "filters": ["gcn", "spline"],
+        "graph": "knn",
         "gcn_propagation": "kipf",
         "cheby_order": 4,
         "lanczos_steps": 5,
@@ -292,20 +293,28 @@ def test_with_filter_sets_the_stage_filter_and_refuses_an_unlisted_one():
         with_filter(params, "none")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "extract", "represent", "hash", "baselines", "evaluate"])
+# Keys of other sections a stage also tracks: the matrix keys name evaluate's code files; hash builds its kNN
+# graph inputs with represent's rho and batch_nodes; neighbours finds batch_nodes - 1 neighbours.
+BORROWED = {
+    "evaluate": ["represent.filters", "hash.bits"],
+    "hash": ["represent.rho", "represent.batch_nodes"],
+    "neighbours": ["represent.batch_nodes"],
+}
+
+
+@pytest.mark.parametrize("stage", ["prepare", "extract", "neighbours", "represent", "hash", "baselines", "evaluate"])
 def test_dvc_yaml_params_match_the_schema(stage):
     """dvc.yaml tracks exactly the schema's keys for each stage, so a param change reruns that stage.
 
     The exceptions are the matrix keys: hash.bits and represent.filters make one represent and one hash stage
-    per filter and code length (a stage's own filter and length are in its command).
+    per filter and code length (a stage's own filter and length are in its command); and the BORROWED keys.
     """
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))
     tracked = dvc["stages"][stage]["params"]
     matrix_keys = {("hash", "bits"), ("represent", "filters")}
     assert len(tracked) == len(set(tracked))
-    own = sorted(f"{stage}.{key}" for key in SCHEMA[stage] if (stage, key) not in matrix_keys)
-    # evaluate also tracks the matrix keys: they name the code files it reads
-    assert sorted(tracked) == (sorted([*own, "represent.filters", "hash.bits"]) if stage == "evaluate" else own)
+    own = [f"{stage}.{key}" for key in SCHEMA.get(stage, {}) if (stage, key) not in matrix_keys]
+    assert sorted(tracked) == sorted([*own, *BORROWED.get(stage, [])])
     if stage in ("represent", "hash"):
         assert dvc["stages"][stage]["matrix"] == {"filter": "${represent.filters}", "bits": "${hash.bits}"}
     elif "matrix" in dvc["stages"][stage]:

@@ -7,10 +7,14 @@ import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from graphhash.errors import GraphhashError
 from graphhash.runtime import tune_allocator
+
+log = logging.getLogger(__name__)
 
 
 def stage(main: Callable[[], None]) -> Callable[[], None]:
@@ -20,6 +24,7 @@ def stage(main: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
         tune_allocator()
+        start = time.perf_counter()
         try:
             main()
         except GraphhashError as exc:
@@ -29,6 +34,8 @@ def stage(main: Callable[[], None]) -> Callable[[], None]:
         except KeyboardInterrupt:
             print("interrupted: rerun the stage to resume from the work already saved", file=sys.stderr)
             sys.exit(130)
+        name = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
+        log.info("%s finished in %.1f s", name, time.perf_counter() - start)  # read by bench/cifar10.py
 
     return run
 
@@ -58,9 +65,14 @@ def _encode(args: argparse.Namespace) -> None:
     from graphhash.codes import pack
     from graphhash.features import read_features
     from graphhash.hashnet import encode, load_hashnet
+    from graphhash.nrdh import with_graph_inputs
 
     model = load_hashnet(args.model)
-    codes = pack(encode(model, read_features(args.features).features))
+    fs = read_features(args.features)
+    saved = json.loads(Path(args.model).with_suffix(".json").read_text(encoding="utf-8"))
+    if saved.get("graph_input"):  # hash.input: graph: the model hashes features propagated over kNN graphs
+        fs = with_graph_inputs(fs, saved["graph_input"])
+    codes = pack(encode(model, fs.features))
     with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
         np.save(f, codes)
     print(f"{args.out}: {codes.shape[0]} codes of {model.config.bits} bits, packed into {codes.shape[1]} bytes each")
@@ -77,7 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     check.set_defaults(run=_check_params)
     enc = commands.add_parser("encode", help="hash every row of a features file with a saved NRDH model")
     enc.add_argument("model", help="the model's path without suffix, e.g. models/nrdh-gcn-64")
-    enc.add_argument("features", help="a features file (HDF5) from the extract stage")
+    enc.add_argument(
+        "features",
+        help="a features file (HDF5) from the extract stage (for a model trained with "
+        "hash.input: graph, its training items are the graph's nodes)",
+    )
     enc.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
     enc.set_defaults(run=_encode)
     args = parser.parse_args(argv)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphhash.atomic import write_json, write_state_dict
+from graphhash.baselines import ITQ
 from graphhash.errors import GraphhashError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,20 @@ def hash_loss(fc: torch.Tensor, target: torch.Tensor, mu: float, omega: float) -
     targets = (torch.tanh(fc) >= 0).to(fc.dtype).detach()
     bce = F.binary_cross_entropy_with_logits(2.0 * fc, targets)
     return {"loss": mu * mse + omega * bce, "mse": mse, "bce": bce}
+
+
+def rotated_targets(representations: np.ndarray, seed: int, iterations: int = 50) -> np.ndarray:
+    """The representations centred and rotated by ITQ (Gong and Lazebnik): (N, g) -> (N, g) float32.
+
+    Bits are the signs of fc(x), and fc(x) is fitted to the representations, so each bit is the sign of one
+    representation dimension. The autoencoder's dimensions are neither centred nor uncorrelated: bits come
+    out unbalanced and redundant. A rotation changes no distance between representations, only the
+    directions whose signs become bits: PCA (all g directions) decorrelates them, and ITQ's rotation then
+    minimises the quantisation error ||B - V R||^2, which spreads variance evenly over the bits.
+    """
+    z = np.asarray(representations, dtype=np.float64)
+    itq = ITQ(z.shape[1], iterations, seed).fit(z)
+    return ((z - itq.mean_) @ itq.components_ @ itq.rotation_).astype(np.float32)
 
 
 def train_hashnet(

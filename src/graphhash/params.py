@@ -72,6 +72,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "represent": {
         "filters": Field((list,)),
+        "graph": Field((str,), choices=("batch", "knn")),
         "gcn_propagation": Field((str,), choices=("nrdh", "kipf")),
         "cheby_order": Field((int,), min=1, max=100),
         "lanczos_steps": Field((int,), min=1, max=100000),
@@ -90,6 +91,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "hash": {
         "bits": Field((list,)),
+        "input": Field((str,), choices=("features", "graph")),
+        "input_p": Field((int, float), min=0.0, max=1.0),
+        "target": Field((str,), choices=("representation", "rotated")),
         "mu": Field((int, float), min=0.0),
         "omega": Field((int, float), min=0.0),
         "epochs": Field((int,), min=1, max=100000),

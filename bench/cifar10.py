@@ -1,0 +1,299 @@
+"""The CIFAR-10 benchmark: graphhash against LSH, PCAH, SH, ITQ and cosine ranking, through DVC.
+
+Protocol: queries = the 10,000 test images, database = training set = the 50,000 training images,
+relevance = same class; EfficientNet-Lite0 features at 160 px; code lengths 16, 32, 64, 128; seeds 0, 1, 2
+(represent.seed, hash.seed and baselines.seed together).
+
+The script sets up a DVC project in ``bench/.work/cifar10`` (git-ignored): its own git repository with
+copies of dvc.yaml, stages/ and src/ (what the stages' deps hash; the stages import the installed
+graphhash, the same code) and a params.yaml for CIFAR-10 read through the ``cifar10`` source from
+``../shared/datasets/cifar10-jpeg.tar``. Every configuration and seed is one ``dvc exp run -S ...``:
+prepare and extract run once and are cached by DVC, and each run reruns only what its params change.
+Each run's metrics.json, precision-recall curves and stage times (from the stages' log lines) are kept
+under ``runs/``, so an interrupted benchmark resumes where it stopped. ``--report`` then writes
+``docs/results/cifar10.json``, the tables in ``docs/results/cifar10.md`` and the PR figure.
+
+    python bench/cifar10.py                # every configuration and seed, then the report
+    python bench/cifar10.py --sweeps       # also the rho and p sweeps of the paper's configuration
+    python bench/cifar10.py --report       # only the report, from the runs already made
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from common import CIFAR_TAR, REPO
+
+WORK = REPO / "bench" / ".work" / "cifar10"
+RESULTS = REPO / "docs" / "results"
+BITS = [16, 32, 64, 128]
+SEEDS = [0, 1, 2]
+FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]
+
+# Every run sets every key below, so no value leaks from one experiment into the next.
+PAPER = {  # NRDH's settings (GCN, M = 10 random nodes, rho 0.4, p 0.8, mu 0.8, omega 0.2); training length ours
+    "represent.filters": ["gcn", "none"],
+    "represent.graph": "batch",
+    "represent.rho": 0.4,
+    "represent.p": 0.8,
+    "represent.epochs": 20,
+    "represent.graphs_per_step": 32,
+    "hash.input": "features",
+    "hash.target": "representation",
+    "hash.epochs": 20,
+}
+CHOSEN = {  # chosen on the validation split (bench/cifar10_validation.py), one run per graph filter
+    **PAPER,
+    "represent.filters": FILTERS,
+    "represent.graph": "knn",
+    "represent.p": 0.3,
+    "represent.epochs": 2,
+    "represent.graphs_per_step": 128,
+    "hash.input": "graph",
+    "hash.input_p": 0.3,
+    "hash.target": "rotated",
+    "hash.epochs": 3,
+}
+PAPER["hash.input_p"] = CHOSEN["hash.input_p"]  # unused with input: features; set so that it never leaks
+CONFIGS = {"paper": PAPER, "chosen": CHOSEN}
+# The result keys of each configuration's code files.
+RENAME = {"paper": {"nrdh-gcn": "nrdh-paper", "nrdh-none": "nrdh-nograph"}, "chosen": {}}
+BEST = "nrdh-gcn"  # the chosen configuration's filter reported as nrdh-best
+SWEEPS = [("represent.rho", v) for v in (0.2, 0.6)] + [("represent.p", v) for v in (0.5, 1.0)]
+STAGE_TIME = re.compile(r"graphhash\.cli: (.+) finished in ([\d.]+) s")
+GIT_ENV = {"GIT_AUTHOR_NAME": "graphhash bench", "GIT_AUTHOR_EMAIL": "bench@graphhash.invalid",
+           "GIT_COMMITTER_NAME": "graphhash bench", "GIT_COMMITTER_EMAIL": "bench@graphhash.invalid"}  # fmt: skip
+
+
+def sh(*args: str, capture: bool = False) -> str:
+    env = {**os.environ, **GIT_ENV}
+    done = subprocess.run(args, cwd=WORK, env=env, check=True, text=True, capture_output=capture)
+    return done.stdout if capture else ""
+
+
+def set_up() -> None:
+    """The work project: code copies and CIFAR-10 params, committed (dvc exp needs a commit)."""
+    fresh = not (WORK / ".dvc").is_dir()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        sh("git", "init", "-q")
+        sh("dvc", "init", "-q")
+    for folder in ("stages", "src"):
+        shutil.rmtree(WORK / folder, ignore_errors=True)
+        shutil.copytree(REPO / folder, WORK / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", WORK / "dvc.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["prepare"].update(source="cifar10", path=str(CIFAR_TAR), split="auto", limit_per_class=0)
+    params["extract"].update(backbone="efficientnet_lite0", image_size=160)
+    params["hash"]["bits"] = BITS
+    params["evaluate"].update(map_at=[1000, 100], radius=2, figure_queries=0)
+    (WORK / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (WORK / ".gitignore").write_text("__pycache__/\n/runs/\n", encoding="utf-8")
+    sh("git", "add", "-A")
+    if sh("git", "status", "--porcelain", capture=True).strip():
+        sh("git", "commit", "-q", "-m", "benchmark set-up")
+
+
+def curves(bits: int) -> str:
+    return (WORK / "metrics" / "plots" / "pr_rank" / f"{bits}.csv").read_text(encoding="utf-8")
+
+
+def experiment(name: str, settings: dict) -> dict:
+    """One ``dvc exp run -S ...``; its metrics, curves and stage times, kept in runs/<name>.json."""
+    record_path = WORK / "runs" / f"{name}.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text(encoding="utf-8"))
+    subprocess.run(["dvc", "exp", "remove", name], cwd=WORK, capture_output=True)  # a failed earlier attempt
+    command = ["dvc", "exp", "run", "-n", name]
+    for key, value in settings.items():
+        command += ["-S", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
+    print(f"{name}: {' '.join(command[4:])}", flush=True)
+    start = time.perf_counter()
+    run = subprocess.run(command, cwd=WORK, env={**os.environ, **GIT_ENV}, text=True, capture_output=True)
+    (WORK / "runs").mkdir(exist_ok=True)
+    (WORK / "runs" / f"{name}.log").write_text(run.stdout + run.stderr, encoding="utf-8")
+    if run.returncode != 0:
+        sys.exit(f"{name}: dvc exp run failed; see {WORK / 'runs' / (name + '.log')}")
+    record = {
+        "settings": settings,
+        "seconds": time.perf_counter() - start,
+        "stages": {m[1]: float(m[2]) for m in STAGE_TIME.finditer(run.stdout + run.stderr)},
+        "metrics": json.loads((WORK / "metrics" / "metrics.json").read_text(encoding="utf-8")),
+        "pr_rank": {b: curves(b) for b in settings["hash.bits"]},
+    }
+    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    print(f"{name}: {record['seconds']:.0f} s", flush=True)
+    return record
+
+
+def run_all(sweeps: bool) -> None:
+    for seed in SEEDS:
+        for config, settings in CONFIGS.items():
+            seeds = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed}
+            experiment(f"{config}-s{seed}", {**settings, **seeds, "hash.bits": BITS})
+    if sweeps:
+        for key, value in SWEEPS:
+            name = f"sweep-{key.split('.')[1]}-{value}"
+            experiment(name, {**PAPER, key: value, "represent.filters": ["gcn"], "hash.bits": [64],
+                              "represent.seed": 0, "hash.seed": 0, "baselines.seed": 0})  # fmt: skip
+
+
+def load_runs() -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted((WORK / "runs").glob("*.json"))}
+
+
+def results(runs: dict[str, dict]) -> dict:
+    """{method: {bits: {metric: {"mean", "std", "runs"}}}} over the seeds (std with ddof 0: population)."""
+    values: dict = {}
+    for seed in SEEDS:
+        for config in CONFIGS:
+            run = runs.get(f"{config}-s{seed}")
+            if run is None:
+                continue
+            for method, by_bits in run["metrics"].items():
+                key = RENAME[config].get(method, method)
+                if config != "paper" and (key == "cosine" or not key.startswith("nrdh")):
+                    continue  # baselines and cosine: from the paper runs (same features, seeds, code)
+                if method == "cosine":
+                    by_bits = {str(b): by_bits for b in BITS}  # one ranking, whatever the code length
+                names = [key, "nrdh-best"] if config == "chosen" and method == BEST else [key]
+                for name in names:
+                    for bits, metrics in by_bits.items():
+                        for metric, value in metrics.items():
+                            values.setdefault(name, {}).setdefault(bits, {}).setdefault(metric, []).append(value)
+    return {method: {bits: {metric: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": len(v)}
+                            for metric, v in metrics.items()} for bits, metrics in by_bits.items()}
+            for method, by_bits in values.items()}  # fmt: skip
+
+
+ORDER = ["cosine", "lsh", "pcah", "sh", "itq", "nrdh-paper", "nrdh-nograph", *(f"nrdh-{f}" for f in FILTERS),
+         "nrdh-best"]  # fmt: skip
+
+
+def table(res: dict, metric: str) -> list[str]:
+    lines = [f"| method | {' | '.join(f'{b} bits' for b in BITS)} |", "| --- |" + " ---: |" * len(BITS)]
+    for method in [m for m in ORDER if m in res]:
+        cells = []
+        for b in BITS:
+            cell = res[method].get(str(b), {}).get(metric)
+            cells.append(f"{cell['mean']:.4f} ± {cell['std']:.4f}" if cell else "")
+        lines.append(f"| {method} | {' | '.join(cells)} |")
+    return lines
+
+
+def stage_times(runs: dict[str, dict]) -> list[str]:
+    """Wall time of every stage that ran in the seed-0 runs (a stage restored from DVC's cache does not run)."""
+    lines = ["| run | stage | seconds |", "| --- | --- | ---: |"]
+    total = 0.0
+    for config in CONFIGS:
+        run = runs.get(f"{config}-s0", {})
+        for stage, seconds in run.get("stages", {}).items():
+            lines.append(f"| {config}-s0 | {stage} | {seconds:.1f} |")
+            if not stage.startswith(("prepare", "extract")):
+                total += seconds
+        if run:
+            lines.append(f"| {config}-s0 | whole `dvc exp run` | {run['seconds']:.1f} |")
+    lines.append(f"| both, seed 0 | every stage after extract, all code lengths | {total:.1f} |")
+    return lines
+
+
+def sweep_table(runs: dict[str, dict]) -> list[str]:
+    rows = [("rho 0.4, p 0.8 (paper)", runs.get("paper-s0"))]
+    rows += [(f"{k.split('.')[1]} {v}", runs.get(f"sweep-{k.split('.')[1]}-{v}")) for k, v in SWEEPS]
+    lines = ["| setting (nrdh-paper, 64 bits, seed 0) | mAP@1000 | mAP@all |", "| --- | ---: | ---: |"]
+    for name, run in rows:
+        if run:
+            m = run["metrics"]["nrdh-gcn"]["64"]
+            lines.append(f"| {name} | {m['map@1000']:.4f} | {m['map@all']:.4f} |")
+    return lines
+
+
+def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
+    """SVG: precision at each recall level of the ranking, every method, seed 0."""
+    curves: dict[str, list[float]] = {}
+    recall: list[float] = []
+    for config in CONFIGS:
+        rows = [line.split(",") for line in runs[f"{config}-s0"]["pr_rank"][str(bits)].split()]
+        header, body = rows[0], rows[1:]
+        recall = [float(r[0]) for r in body]
+        for i, method in enumerate(header[1:], start=1):
+            key = RENAME[config].get(method, method)
+            if config == "paper" or key.startswith("nrdh"):
+                curves[key] = [float(r[i]) for r in body]
+    width, height, left, bottom, top, right = 640, 420, 60, 50, 20, 170
+    plot_w, plot_h = width - left - right, height - top - bottom
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf", "#000000"]  # fmt: skip
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             'font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>']  # fmt: skip
+    for tick in np.linspace(0, 1, 6):
+        x, y = left + tick * plot_w, top + (1 - tick) * plot_h
+        parts += [f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>',
+                  f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{tick:.1f}</text>',
+                  f'<text x="{x:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{tick:.1f}</text>']  # fmt: skip
+    parts += [f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">recall</text>',
+              f'<text x="16" y="{top + plot_h / 2}" transform="rotate(-90 16 {top + plot_h / 2})" '
+              'text-anchor="middle">precision</text>',
+              f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#000"/>']  # fmt: skip
+    for n, method in enumerate(m for m in ORDER if m in curves):
+        colour = colours[n % len(colours)]
+        points = " ".join(f"{left + r * plot_w:.1f},{top + (1 - p) * plot_h:.1f}"
+                          for r, p in zip(recall, curves[method], strict=True))  # fmt: skip
+        y = top + 14 + n * 18
+        parts += [
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>',
+            f'<line x1="{left + plot_w + 12}" y1="{y - 4}" x2="{left + plot_w + 32}" y2="{y - 4}" '
+            f'stroke="{colour}" stroke-width="2"/>',
+            f'<text x="{left + plot_w + 38}" y="{y}">{method}</text>',
+        ]
+    dest.write_text("\n".join([*parts, "</svg>", ""]), encoding="utf-8")
+
+
+def report() -> None:
+    runs = load_runs()
+    res = results(runs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cifar10.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if "paper-s0" in runs and "chosen-s0" in runs:
+        pr_figure(runs, 64, RESULTS / "cifar10-pr-64.svg")
+    seeds = sorted({int(name.rsplit("-s", 1)[1]) for name in runs if not name.startswith("sweep")})
+    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± standard deviation over the seeds.", ""]
+    for metric in ("map@1000", "map@all", "p@r2", "r@r2", "f1@r2"):
+        lines += [f"#### {metric}", "", *table(res, metric), ""]
+    lines += ["#### Wall time per stage (seed 0, 2 CPU cores)", "", *stage_times(runs), ""]
+    lines += ["#### rho and p sweeps (`dvc exp run -S`)", "", *sweep_table(runs), ""]
+    doc = RESULTS / "cifar10.md"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "<!-- results:start -->\n<!-- results:end -->\n"
+    head, rest = text.split("<!-- results:start -->")
+    _, tail = rest.split("<!-- results:end -->")
+    doc.write_text(head + "<!-- results:start -->\n" + "\n".join(lines) + "<!-- results:end -->" + tail,
+                   encoding="utf-8")  # fmt: skip
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweeps", action="store_true", help="also the rho and p sweeps (64 bits, seed 0)")
+    parser.add_argument("--report", action="store_true", help="only write the report from the runs made")
+    args = parser.parse_args()
+    if not args.report:
+        if not CIFAR_TAR.is_file():
+            print(f"skipped: {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)")
+            return
+        set_up()
+        run_all(args.sweeps)
+    report()
+
+
+if __name__ == "__main__":
+    main()
