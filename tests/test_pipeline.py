@@ -72,8 +72,8 @@ def locked_md5(work: Path, stage: str) -> str:
 
 def test_repro_then_an_extract_param_change_reruns_only_extract(pipeline):
     first = run(pipeline, "dvc", "repro")
-    for stage in ("prepare", "extract", "represent@gcn-8", "represent@cheby-16", "hash@gcn-16", "hash@cheby-8",
-                  "baselines@8", "evaluate"):  # fmt: skip
+    for stage in ("prepare", "extract", "neighbours", "represent@gcn-8", "represent@cheby-16", "hash@gcn-16",
+                  "hash@cheby-8", "baselines@8", "evaluate"):  # fmt: skip
         assert f"Running stage '{stage}'" in first
     with h5py.File(pipeline / "data" / "features.h5", "r") as f:
         assert f["features"].shape == (40, 1280) and f.attrs["image_size"] == 32
@@ -130,6 +130,23 @@ def test_dvc_exp_run_sets_a_param_from_the_command_line(pipeline):
     with h5py.File(pipeline / "data" / "features.h5", "r") as f:
         assert f.attrs["image_size"] == 40
     assert "extract.image_size" in run(pipeline, "dvc", "params", "diff")
+
+
+def test_knn_configuration_as_an_experiment_reruns_only_represent_hash_and_evaluate(pipeline):
+    """`dvc exp run -S` switches to kNN graphs and graph inputs: the features and neighbours are reused."""
+    run(pipeline, "dvc", "repro")
+    run(pipeline, "git", "add", "-A")
+    run(pipeline, "git", "commit", "-qm", "first run")
+    changed = run(pipeline, "dvc", "exp", "run", "-S", "represent.graph=knn", "-S", "hash.input=graph",
+                  "-S", "hash.target=rotated")  # fmt: skip
+    for stage in ("represent@gcn-8", "hash@cheby-16", "evaluate"):
+        assert f"Running stage '{stage}'" in changed
+    for stage in ("extract", "neighbours", "baselines@8"):
+        assert f"Stage '{stage}' didn't change, skipping" in changed
+    saved = json.loads((pipeline / "models" / "nrdh-gcn-8.json").read_text())
+    assert saved["graph_input"] == {"rho": 0.4, "p": 0.3, "neighbours": 9}
+    with h5py.File(pipeline / "data" / "neighbours.h5", "r") as f:
+        assert f["indices"].shape == (40, 9) and f["indices"][()].max() < 30  # among the 30 training items
 
 
 def test_adding_a_filter_runs_only_its_stages(pipeline):
