@@ -136,11 +136,14 @@ def experiment(name: str, settings: dict) -> dict:
     return record
 
 
-def run_all(sweeps: bool) -> None:
-    for seed in SEEDS:
-        for config, settings in CONFIGS.items():
-            seeds = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed}
-            experiment(f"{config}-s{seed}", {**settings, **seeds, "hash.bits": BITS})
+def run_all(seeds: list[int], configs: list[str], chosen_filters: list[str], sweeps: bool) -> None:
+    for seed in seeds:
+        for config in configs:
+            settings = CONFIGS[config]
+            seeded = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed, "hash.bits": BITS}
+            if config == "chosen":
+                seeded["represent.filters"] = chosen_filters
+            experiment(f"{config}-s{seed}", {**settings, **seeded})
     if sweeps:
         for key, value in SWEEPS:
             name = f"sweep-{key.split('.')[1]}-{value}"
@@ -160,10 +163,13 @@ def results(runs: dict[str, dict]) -> dict:
             run = runs.get(f"{config}-s{seed}")
             if run is None:
                 continue
+            # The baselines and cosine of a seed are the same in every configuration (same features, seed,
+            # code): counted once, from the first configuration run with that seed.
+            first = next(c for c in CONFIGS if f"{c}-s{seed}" in runs)
             for method, by_bits in run["metrics"].items():
                 key = RENAME[config].get(method, method)
-                if config != "paper" and (key == "cosine" or not key.startswith("nrdh")):
-                    continue  # baselines and cosine: from the paper runs (same features, seeds, code)
+                if config != first and not key.startswith("nrdh"):
+                    continue
                 if method == "cosine":
                     by_bits = {str(b): by_bits for b in BITS}  # one ranking, whatever the code length
                 names = [key, "nrdh-best"] if config == "chosen" and method == BEST else [key]
@@ -181,12 +187,14 @@ ORDER = ["cosine", "lsh", "pcah", "sh", "itq", "nrdh-paper", "nrdh-nograph", *(f
 
 
 def table(res: dict, metric: str) -> list[str]:
+    max_runs = max(c["runs"] for by_bits in res.values() for metrics in by_bits.values() for c in metrics.values())
     lines = [f"| method | {' | '.join(f'{b} bits' for b in BITS)} |", "| --- |" + " ---: |" * len(BITS)]
     for method in [m for m in ORDER if m in res]:
         cells = []
         for b in BITS:
             cell = res[method].get(str(b), {}).get(metric)
-            cells.append(f"{cell['mean']:.4f} ± {cell['std']:.4f}" if cell else "")
+            runs = f" ({cell['runs']} seeds)" if cell and cell["runs"] != max_runs else ""
+            cells.append(f"{cell['mean']:.4f} ± {cell['std']:.4f}{runs}" if cell else "")
         lines.append(f"| {method} | {' | '.join(cells)} |")
     return lines
 
@@ -285,13 +293,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweeps", action="store_true", help="also the rho and p sweeps (64 bits, seed 0)")
     parser.add_argument("--report", action="store_true", help="only write the report from the runs made")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--chosen-filters", nargs="+", default=FILTERS, help="filters of the chosen configuration")
     args = parser.parse_args()
     if not args.report:
         if not CIFAR_TAR.is_file():
             print(f"skipped: {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)")
             return
         set_up()
-        run_all(args.sweeps)
+        run_all(args.seeds, args.configs, args.chosen_filters, args.sweeps)
     report()
 
 
