@@ -49,6 +49,7 @@ PAPER = {  # NRDH's settings (GCN, M = 10 random nodes, rho 0.4, p 0.8, mu 0.8, 
     "represent.epochs": 20,
     "represent.graphs_per_step": 32,
     "hash.input": "features",
+    "hash.input_p": 0.3,  # unused with input: features; set so that no value leaks between runs
     "hash.target": "representation",
     "hash.epochs": 20,
 }
@@ -60,11 +61,9 @@ CHOSEN = {  # chosen on the validation split (bench/cifar10_validation.py), one 
     "represent.epochs": 2,
     "represent.graphs_per_step": 128,
     "hash.input": "graph",
-    "hash.input_p": 0.3,
     "hash.target": "rotated",
     "hash.epochs": 3,
 }
-PAPER["hash.input_p"] = CHOSEN["hash.input_p"]  # unused with input: features; set so that it never leaks
 CONFIGS = {"paper": PAPER, "chosen": CHOSEN}
 # The result keys of each configuration's code files.
 RENAME = {"paper": {"nrdh-gcn": "nrdh-paper", "nrdh-none": "nrdh-nograph"}, "chosen": {}}
