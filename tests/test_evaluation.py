@@ -60,6 +60,24 @@ def test_cosine_ranking_matches_brute_force(features):
     assert result["map@500"] == pytest.approx(result["map@all"], rel=1e-12)  # K beyond the database
 
 
+def test_cosine_ranking_breaks_ties_by_database_index(tmp_path):
+    """Scaled one-hot features: every similarity is exactly 0 or 1, so the ranking is decided by the tie rule."""
+    rng = np.random.default_rng(2)
+    n, query_n = 200, 20
+    direction, labels = rng.integers(0, 3, n), rng.integers(0, 4, n)  # direction shares little with class
+    x = (np.eye(3)[direction] * rng.integers(1, 5, (n, 1))).astype(np.float32)
+    query = np.zeros(n, dtype=bool)
+    query[:query_n] = True
+    path = tmp_path / "features.h5"
+    write_features(path, [x], dim=3, ids=[f"x/{i}" for i in range(n)], labels=labels,
+                   masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
+    scores = (direction[query][:, None] == direction[~query][None, :]).astype(float)
+    relevant = labels[query][:, None] == labels[~query][None, :]
+    result = cosine_ranking(path, [15], block_size=6)
+    assert result["map@15"] == pytest.approx(brute_force_map(scores, relevant, 15), rel=1e-9)
+    assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, n - query_n), rel=1e-9)
+
+
 def write_manifest(path, source: str, source_path: str, labels: np.ndarray, query: np.ndarray):
     Manifest(source=source, path=source_path, classes=[str(c) for c in range(4)], ids=DIGIT_IDS, labels=labels,
              split=Split(query, ~query, ~query), content_sha256="-").save(path)  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from graphhash.atomic import atomic_path, write_csv, write_json
 from graphhash.codes import read_codes
@@ -26,16 +27,22 @@ from graphhash.sources import open_source
 SUMMARY = ("map@all", "map@1000", "map@100")
 
 
-def cosine_ranking(features_path: Path, map_at: list[int], block_size: int = 256) -> dict[str, float]:
-    """mAP of ranking the database by cosine similarity of the raw features (ties by database index)."""
+def cosine_ranking(features_path: Path, map_at: list[int], block_size: int = 512) -> dict[str, float]:
+    """mAP of ranking the database by cosine similarity of the raw features (ties by database index).
+
+    The ranking needs a full sort of the database for every query (mAP@all); torch's stable sort does it on
+    every core, where NumPy's runs on one.
+    """
     fs = read_features(features_path)
-    unit = fs.features / np.maximum(np.linalg.norm(fs.features, axis=1, keepdims=True), 1e-12)
+    unit = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(fs.features)).float(), dim=1)
     query, database = unit[fs.query], unit[fs.database]
     query_labels, database_labels = fs.labels[fs.query], fs.labels[fs.database]
     sums = dict.fromkeys(["map@all", *(f"map@{k}" for k in map_at)], 0.0)
     for start in range(0, len(query), block_size):
-        order = np.argsort(-(query[start : start + block_size] @ database.T), axis=1, kind="stable")
-        ranked = np.take_along_axis(relevance(query_labels[start : start + block_size], database_labels), order, 1)
+        block = slice(start, start + block_size)
+        # descending and stable: equal similarities keep database order, so ties go to the lower index
+        order = torch.sort(query[block] @ database.T, dim=1, descending=True, stable=True).indices.numpy()
+        ranked = np.take_along_axis(relevance(query_labels[block], database_labels), order, 1)
         sums["map@all"] += average_precision(ranked, len(database)).sum()
         for k in map_at:
             sums[f"map@{k}"] += average_precision(ranked, k).sum()
