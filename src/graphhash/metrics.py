@@ -182,10 +182,13 @@ def evaluate(
 
 
 def average_precision(ranked_relevance: np.ndarray, k: int) -> np.ndarray:
-    """AP@k per row of (b, n) relevance already in rank order (for real-valued rankings, which need a sort)."""
+    """AP@k per row of (b, n) relevance already in rank order (for real-valued rankings, which need a sort).
+
+    Only the hits are visited: the h-th hit of a row, at rank r, adds P@r = h / r.
+    """
     top = ranked_relevance[:, :k]
-    hits = np.cumsum(top, axis=1)
-    precision = hits / np.arange(1, top.shape[1] + 1)
-    found = hits[:, -1]
-    total = (precision * top).sum(axis=1)
+    rows, columns = np.nonzero(top)  # row by row, ranks ascending
+    found = np.bincount(rows, minlength=len(top))
+    hit_number = np.arange(1, len(rows) + 1) - (np.cumsum(found) - found)[rows]
+    total = np.bincount(rows, weights=hit_number / (columns + 1), minlength=len(top))
     return np.divide(total, found, out=np.zeros(len(top)), where=found > 0)
