@@ -219,7 +219,8 @@ def table(res: dict, metric: str) -> list[str]:
             cell = res[method].get(str(b), {}).get(metric)
             runs = f" ({cell['runs']} seeds)" if cell and cell["runs"] != max_runs else ""
             cells.append(f"{cell['mean']:.4f} ± {cell['std']:.4f}{runs}" if cell else "")
-        lines.append(f"| {method} | {' | '.join(cells)} |")
+        if any(cells):  # cosine ranking has no Hamming radius
+            lines.append(f"| {method} | {' | '.join(cells)} |")
     return lines
 
 
