@@ -1,21 +1,17 @@
-"""DVC stage ``baselines@<bits>``: LSH, PCAH, ITQ and SH codes on the same features.
+"""DVC stage ``baselines@<bits>``: the classical hashers' codes on the same features (paths: dvc.yaml)."""
 
-Reads: params.yaml (baselines.*), data/features.h5. Writes: data/codes/{lsh,pcah,itq,sh}-<bits>.h5.
-"""
-
-import sys
 from pathlib import Path
 
-from graphhash.baselines import write_baseline_codes
-from graphhash.cli import stage
 from graphhash.params import load_params
+from graphhash.params.baselines import BaselinesParams
+from graphhash.pipeline.baselines import baseline_codes
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    params = load_params("params.yaml", "baselines")
-    write_baseline_codes(Path("data/features.h5"), int(sys.argv[1]), params.baselines, Path("data/codes"))
+def main(args) -> None:
+    (params,) = load_params(BaselinesParams)
+    baseline_codes(args.features, args.bits, params, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, bits=int, features=Path, out=Path)

@@ -1,26 +1,22 @@
-"""DVC stage ``evaluate``: every code file (and the cosine ranking of the raw features) on the same protocol.
-
-Reads: params.yaml (evaluate.*, and represent.filters x hash.bits, which name the code files),
-data/codes/, data/features.h5, data/manifest.json (and the images of the figures). Writes:
-metrics/metrics.json, metrics/results.md, metrics/plots/{pr_rank,precision_radius,recall_radius}/<bits>.csv,
-metrics/retrieval/<method>-<bits>.png.
-"""
+"""DVC stage ``evaluate``: every code file the params name (and the cosine ranking of the raw features) on the
+same protocol (paths: dvc.yaml)."""
 
 from pathlib import Path
 
-from graphhash.baselines import BASELINES
-from graphhash.cli import stage
-from graphhash.evaluation import code_files, evaluate_codes
 from graphhash.params import load_params
+from graphhash.params.baselines import BaselinesParams
+from graphhash.params.codes import CodesParams
+from graphhash.params.evaluate import EvaluateParams
+from graphhash.pipeline.evaluate import evaluate_codes
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    params = load_params("params.yaml", "evaluate", "represent", "hash")
-    methods = [*BASELINES, *(f"nrdh-{name}" for name in params.represent.filters)]
-    files = code_files(Path("data/codes"), methods, params.hash.bits)
-    evaluate_codes(files, Path("data/features.h5"), Path("data/manifest.json"), params.evaluate, Path("metrics"))
+def main(args) -> None:
+    params, codes, baselines = load_params(EvaluateParams, CodesParams, BaselinesParams)
+    evaluate_codes(args.codes, args.features, args.manifest, params, codes, baselines, metrics_path=args.metrics,
+                   results_path=args.results, curves=args.curves, figures=args.figures)  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, codes=Path, features=Path, manifest=Path, metrics=Path, results=Path, curves=Path,
+              figures=Path)  # fmt: skip

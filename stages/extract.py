@@ -1,19 +1,18 @@
-"""DVC stage ``extract``: pretrained backbone features for every item of the manifest.
+"""DVC stage ``extract``: pretrained backbone features for every item of the manifest (paths: dvc.yaml)."""
 
-Reads: params.yaml (extract.*), data/manifest.json. Writes: data/features.h5.
-"""
+from pathlib import Path
 
-from graphhash.cli import stage
-from graphhash.extract import extract
-from graphhash.manifest import Manifest
+from graphhash.files.manifest import Manifest
 from graphhash.params import load_params
+from graphhash.params.extract import ExtractParams
+from graphhash.pipeline.extract import extract
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    params = load_params("params.yaml", "extract")
-    extract(Manifest.load("data/manifest.json"), params.extract, "data/features.h5")
+def main(args) -> None:
+    (params,) = load_params(ExtractParams)
+    extract(Manifest.load(args.manifest), params, args.features)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, manifest=Path, features=Path)

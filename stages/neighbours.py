@@ -1,21 +1,17 @@
-"""DVC stage ``neighbours``: every item's batch_nodes - 1 nearest training items by cosine similarity.
-
-Reads: params.yaml (represent.batch_nodes), data/features.h5. Writes: data/neighbours.h5 (the kNN graphs of
-``represent.graph: knn`` and ``hash.input: graph``).
-"""
+"""DVC stage ``neighbours``: every item's graph.nodes - 1 nearest training items, for kNN graphs (paths: dvc.yaml)."""
 
 from pathlib import Path
 
-from graphhash.cli import stage
-from graphhash.neighbours import write_neighbours
 from graphhash.params import load_params
+from graphhash.params.graph import GraphParams
+from graphhash.pipeline.neighbours import find_neighbours
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    params = load_params("params.yaml", "represent")
-    write_neighbours(Path("data/features.h5"), params.represent.batch_nodes - 1, Path("data/neighbours.h5"))
+def main(args) -> None:
+    (graph,) = load_params(GraphParams)
+    find_neighbours(args.features, graph, args.neighbours)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, features=Path, neighbours=Path)

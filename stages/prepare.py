@@ -1,18 +1,17 @@
-"""DVC stage ``prepare``: list the data source, split it, and write the manifest.
+"""DVC stage ``prepare``: list the data source, split it, and write the manifest (paths: dvc.yaml)."""
 
-Reads: params.yaml (prepare.*) and the data the params point at. Writes: data/manifest.json.
-"""
+from pathlib import Path
 
-from graphhash.cli import stage
 from graphhash.params import load_params
-from graphhash.prepare import prepare
+from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline.prepare import prepare
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    params = load_params("params.yaml", "prepare")
-    prepare(params.prepare).save("data/manifest.json")
+def main(args) -> None:
+    (params,) = load_params(PrepareParams)
+    prepare(params).save(args.manifest)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, manifest=Path)

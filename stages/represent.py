@@ -1,32 +1,21 @@
-"""DVC stage ``represent@<filter>-<bits>``: NRDH node representations from the graph autoencoder.
+"""DVC stage ``represent@<filter>``: NRDH's stage 1, node representations from the graph autoencoder, at every
+code length (paths: dvc.yaml)."""
 
-Reads: params.yaml (represent.*), data/features.h5, data/neighbours.h5 (with represent.graph: knn).
-Writes: data/representations/<filter>-<bits>.h5, models/gcnae-<filter>-<bits>.pt and .json,
-metrics/represent/<filter>-<bits>.csv (loss per epoch).
-"""
-
-import sys
 from pathlib import Path
 
-from graphhash.cli import stage
-from graphhash.nrdh import represent
-from graphhash.params import load_params, with_filter
+from graphhash.params import load_params
+from graphhash.params.codes import CodesParams
+from graphhash.params.graph import GraphParams
+from graphhash.params.represent import RepresentParams
+from graphhash.pipeline.represent import represent
+from graphhash.pipeline.stage import run_stage
 
 
-@stage
-def main() -> None:
-    name, bits = sys.argv[1], int(sys.argv[2])
-    params = load_params("params.yaml", "represent")
-    represent(
-        Path("data/features.h5"),
-        bits,
-        with_filter(params.represent, name),
-        out=Path(f"data/representations/{name}-{bits}.h5"),
-        model_stem=Path(f"models/gcnae-{name}-{bits}"),
-        losses=Path(f"metrics/represent/{name}-{bits}.csv"),
-        neighbours_path=Path("data/neighbours.h5"),
-    )
+def main(args) -> None:
+    codes, graph, params = load_params(CodesParams, GraphParams, RepresentParams)
+    represent(args.features, args.neighbours, args.filter, codes.bits, params, graph, out=args.out,
+              models=args.models, losses=args.losses)  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, __doc__, filter=str, features=Path, neighbours=Path, out=Path, models=Path, losses=Path)

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
-from graphhash import autoencoder
-from graphhash.autoencoder import GraphAutoencoder, node_representations, reconstruction_loss, train_autoencoder
 from graphhash.errors import GraphhashError
-from graphhash.filters import FILTERS, GCNConv, Graph
-from graphhash.graph import epoch_graphs, kipf_propagation, nrdh_propagation
+from graphhash.graphs.batch import epoch_graphs, kipf_propagation, nrdh_propagation
+from graphhash.graphs.filters import FILTERS, Graph
+from graphhash.graphs.filters.gcn import GCNConv
+from graphhash.nrdh import autoencoder
+from graphhash.nrdh.autoencoder import (
+    GraphAutoencoder,
+    build_autoencoder,
+    node_representations,
+    reconstruction_loss,
+    train_autoencoder,
+)
+from graphhash.params.graph import GraphParams
+from graphhash.params.represent import RepresentParams
 
 BITS = 16
+# 200 digits in batch graphs of 10 nodes, one graph per step: an epoch is 20 Adam steps.
+EPOCH = 20
 
 
-def small_params(**overrides) -> SimpleNamespace:
-    """The ``represent`` params, shrunk so that a training run takes well under a second."""
-    values = {"filter": "gcn", "batch_nodes": 10, "rho": 0.4, "p": 0.8, "hidden": 16, "alpha": 0.999,
-              "beta": 0.001, "epochs": 5, "lr": 1e-3, "graphs_per_step": 1, "seed": 0, "graph": "batch"}  # fmt: skip
-    return SimpleNamespace(**(values | overrides))
+def small_represent(**overrides) -> RepresentParams:
+    """The ``represent`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits."""
+    values = {"hidden": 16, "alpha": 0.999, "beta": 0.001, "steps": 5 * EPOCH, "lr": 1e-3, "graphs_per_step": 1,
+              "seed": 0, "gcn": {"p": 0.8}}  # fmt: skip
+    return RepresentParams(**(values | overrides))
+
+
+def small_graph(**overrides) -> GraphParams:
+    """The ``graph`` params of the paper's batch graphs: 10 random nodes, rho 0.4."""
+    return GraphParams(**({"kind": "batch", "nodes": 10, "rho": 0.4} | overrides))
 
 
 def weights_of(layers) -> list[np.ndarray]:
@@ -47,13 +61,35 @@ def dense_propagation(v: np.ndarray, rho: float, p: float) -> np.ndarray:
     return out
 
 
+@pytest.fixture
+def adam_steps(monkeypatch) -> list[int]:
+    """Counts the optimiser steps taken (one entry per ``torch.optim.Adam.step`` call), steps still taken."""
+    calls: list[int] = []
+    step = torch.optim.Adam.step
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    return calls
+
+
+@pytest.fixture
+def frozen(monkeypatch) -> list[int]:
+    """Adam steps that change nothing (the weights stay at their initial values); counts them."""
+    calls: list[int] = []
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: calls.append(1))
+    return calls
+
+
 # Tiny networks run on one thread: intra-op threads only add synchronisation at such sizes.
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    return train_autoencoder(digits, BITS, small_params())
+    return train_autoencoder(digits, BITS, "gcn", small_represent(), small_graph())
 
 
 def test_graph_conv_is_dense_formula():
@@ -69,17 +105,41 @@ def test_graph_conv_is_dense_formula():
 
 
 def test_autoencoder_layer_shapes_follow_table_1():
-    """Encoder in -> 64 -> 64 -> g, decoder mirrored back to in, weights only (no bias)."""
-    model = GraphAutoencoder(2048, 32)
+    """With the default params: encoder in -> 64 -> 64 -> g, decoder mirrored back to in, weights only (no bias)."""
+    model = build_autoencoder(2048, 32, "gcn", RepresentParams(), GraphParams())
     assert [tuple(layer.weight.shape) for layer in model.encoder] == [(2048, 64), (64, 64), (64, 32)]
     assert [tuple(layer.weight.shape) for layer in model.decoder] == [(32, 64), (64, 64), (64, 2048)]
     assert len(list(model.parameters())) == 6
 
 
+def test_autoencoder_takes_any_layer_factory():
+    """GraphAutoencoder builds its six layers from ``layer(a, b)`` over in -> hidden -> hidden -> bits and back."""
+    built = []
+
+    def layer(a: int, b: int) -> GCNConv:
+        built.append((a, b))
+        return GCNConv(a, b, propagation="kipf")
+
+    model = GraphAutoencoder(9, 2, layer, hidden=4, rho=0.25)
+    assert built == [(9, 4), (4, 4), (4, 2), (2, 4), (4, 4), (4, 9)]
+    x = torch.randn(1, 6, 9, generator=torch.Generator().manual_seed(8))
+    linked = (nrdh_propagation(x, rho=0.25, p=0.5) > 0).float() - torch.eye(6)  # Eq. 3 with the model's rho
+    torch.testing.assert_close(model.prepare(x).operator, kipf_propagation(linked))
+
+
+def test_build_autoencoder_passes_the_filters_hyperparameters():
+    """represent.<filter> reaches every one of the six layers: cheby's order sets each Theta's terms."""
+    model = build_autoencoder(7, 3, "cheby", small_represent(hidden=5, cheby={"order": 2}), small_graph())
+    assert [tuple(layer.weight.shape) for layer in [*model.encoder, *model.decoder]] == [
+        (2, 7, 5), (2, 5, 5), (2, 5, 3), (2, 3, 5), (2, 5, 5), (2, 5, 7)]  # fmt: skip
+    fourier = build_autoencoder(7, 3, "fourier", small_represent(hidden=5), small_graph(nodes=6))
+    assert all(layer.response.shape == (6,) for layer in [*fourier.encoder, *fourier.decoder])
+
+
 def test_autoencoder_forward_by_hand():
     """Latent and reconstruction equal the hand-computed chain: ReLU after layers 1-2 of each half, none after 3."""
     torch.manual_seed(0)
-    model = GraphAutoencoder(6, 3, hidden=5, params=small_params(rho=0.1, p=0.7))
+    model = build_autoencoder(6, 3, "gcn", small_represent(hidden=5, gcn={"p": 0.7}), small_graph(rho=0.1))
     x = torch.randn(2, 4, 6)
     u = nrdh_propagation(x, rho=0.1, p=0.7)
     graph = model.prepare(x)
@@ -97,22 +157,25 @@ def test_autoencoder_forward_by_hand():
     assert (us[0] @ xs[0] @ enc[0] < 0).any()
 
 
-def test_weight_penalty_is_half_sum_of_squares():
-    """L_w (Eq. 7) = 1/2 sum of squared weights over the six layers."""
-    torch.manual_seed(1)
-    model = GraphAutoencoder(7, 4, hidden=5)
-    expected = 0.5 * sum((w**2).sum() for w in weights_of([*model.encoder, *model.decoder]))
+# Table 1 with in 7, hidden 5, g = 4: the six (in, out) pairs hold 35 + 25 + 20 + 20 + 25 + 35 = 160 weights.
+WEIGHTS_PER_MATRIX = 160
+# Per filter: (weight matrices per layer, response coefficients per layer), from each filter's formula:
+# cheby K = 3 Theta_k; lanczos W_0, W_1, W_2 and 6 B-spline coefficients; spline W and 6; fourier W and M = 10.
+PARAMETERS = {"gcn": (1, 0), "none": (1, 0), "cheby": (3, 0), "lanczos": (3, 6), "spline": (1, 6), "fourier": (1, 10)}
+
+
+@pytest.mark.parametrize("kind", sorted(PARAMETERS))
+def test_weight_penalty_is_half_sum_of_squares_of_every_parameter(kind):
+    """L_w (Eq. 7) with every weight set to 0.5 and every response coefficient to -2 is the closed form
+    1/2 (0.25 * weights + 4 * coefficients), the counts taken from the layers' shapes in Table 1."""
+    assert set(PARAMETERS) == set(FILTERS)
+    model = build_autoencoder(7, 4, kind, small_represent(hidden=5, cheby={"order": 3}), small_graph(nodes=10))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.fill_(-2.0 if name.endswith("response") else 0.5)
+    matrices, coefficients = PARAMETERS[kind]
+    expected = 0.5 * (0.5**2 * matrices * WEIGHTS_PER_MATRIX + 2.0**2 * 6 * coefficients)
     assert model.weight_penalty().item() == pytest.approx(expected, rel=1e-6)
-
-
-@pytest.mark.parametrize("kind", ["cheby", "lanczos", "spline", "fourier"])
-def test_weight_penalty_covers_every_parameter(kind):
-    """With several weight matrices and a response per layer, L_w is 1/2 the sum of squares of all of them,
-    the parameters Adam's weight decay acts on."""
-    model = GraphAutoencoder(7, 4, hidden=5, params=small_params(filter=kind))
-    arrays = [p.detach().double().numpy() for p in model.parameters()]
-    assert len(arrays) > 6 or arrays[0].ndim == 3  # responses, or stacked matrices (Theta_k)
-    assert model.weight_penalty().item() == pytest.approx(0.5 * sum((a**2).sum() for a in arrays), rel=1e-6)
 
 
 def test_reconstruction_loss_is_mean_squared_norm_per_node():
@@ -123,80 +186,174 @@ def test_reconstruction_loss_is_mean_squared_norm_per_node():
     assert reconstruction_loss(x, x_hat).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_training_step_follows_the_full_loss_of_eq_8():
-    """One training step equals an Adam step on alpha * L_r + beta * L_w written out in full."""
-    params = small_params(epochs=1, batch_nodes=8, alpha=0.9, beta=0.1, lr=0.01)
-    x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))  # one graph, so one step
-    trained_model, _ = train_autoencoder(x, 3, params)
+def explicit_penalty(model: GraphAutoencoder) -> torch.Tensor:
+    """1/2 sum ||W||^2 over each layer's weight and response (when it has one), written out layer by layer."""
+    total = torch.zeros(())
+    for layer in [*model.encoder, *model.decoder]:
+        total = total + 0.5 * (layer.weight**2).sum()
+        if hasattr(layer, "response"):
+            total = total + 0.5 * (layer.response**2).sum()
+    return total
 
-    torch.manual_seed(params.seed)
-    reference = GraphAutoencoder(5, 3, params.hidden)
-    optimiser = torch.optim.Adam(reference.parameters(), lr=params.lr)
-    propagation = nrdh_propagation(x[None], params.rho, params.p)
-    _, x_hat = reference(x[None], Graph(operator=propagation))
+
+@pytest.mark.parametrize("kind", ["gcn", "lanczos"])
+def test_training_step_follows_the_full_loss_of_eq_8(kind):
+    """One training step (Adam with weight decay beta on alpha * L_r) equals a plain Adam step on
+    alpha * L_r + beta * L_w, with L_w written out over every layer's weights and response."""
+    represent = small_represent(steps=1, alpha=0.9, beta=0.1, lr=0.01, lanczos={"steps": 4})
+    graph = small_graph(nodes=8)
+    x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))  # one graph, so one step per epoch
+    trained_model, history = train_autoencoder(x, 3, kind, represent, graph)
+    assert len(history) == 1
+
+    torch.manual_seed(represent.seed)
+    reference = build_autoencoder(5, 3, kind, represent, graph)
+    optimiser = torch.optim.Adam(reference.parameters(), lr=represent.lr)  # no weight decay
+    _, x_hat = reference(x[None], reference.prepare(x[None]))  # the loss does not depend on the node order
     squared = ((x[None] - x_hat) ** 2).sum(-1).mean()
-    penalty = 0.5 * sum((layer.weight**2).sum() for layer in [*reference.encoder, *reference.decoder])
-    (params.alpha * squared + params.beta * penalty).backward()
+    (represent.alpha * squared + represent.beta * explicit_penalty(reference)).backward()
     optimiser.step()
     for got, want in zip(trained_model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_prepare_selects_filter():
-    """'none' needs no graph (X W alone); 'gcn' gives U' with the params' rho and p, or Kipf's propagation;
-    other names are refused."""
+def test_prepare_follows_the_filter():
+    """'none' needs no graph (X W alone); 'gcn' gives U' with the graph's rho and gcn.p, or Kipf's propagation."""
     x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(3))
-    none = GraphAutoencoder(3, 2, hidden=4, params=small_params(filter="none"))
+    none = build_autoencoder(3, 2, "none", small_represent(hidden=4), small_graph())
     assert none.prepare(x) == Graph()
     layer = none.encoder[0]
     torch.testing.assert_close(layer(x, none.prepare(x)), x @ layer.weight)
     for rho, p in [(0.1, 0.6), (0.5, 0.9)]:
-        got = GraphAutoencoder(3, 2, hidden=4, params=small_params(filter="gcn", rho=rho, p=p)).prepare(x)
-        assert torch.equal(got.operator, nrdh_propagation(x, rho=rho, p=p))
-    kipf = GraphAutoencoder(3, 2, hidden=4, params=small_params(gcn_propagation="kipf", rho=0.1)).prepare(x)
+        model = build_autoencoder(3, 2, "gcn", small_represent(hidden=4, gcn={"p": p}), small_graph(rho=rho))
+        assert torch.equal(model.prepare(x).operator, nrdh_propagation(x, rho=rho, p=p))
+    represent = small_represent(hidden=4, gcn={"propagation": "kipf"})
+    kipf = build_autoencoder(3, 2, "gcn", represent, small_graph(rho=0.1)).prepare(x)
     linked = (nrdh_propagation(x, rho=0.1, p=0.5) > 0).float() - torch.eye(6)
     torch.testing.assert_close(kipf.operator, kipf_propagation(linked))
-    with pytest.raises(GraphhashError, match=r"^represent\.filter: unknown filter 'sparse'"):
-        GraphAutoencoder(3, 2, params=small_params(filter="sparse"))
 
 
 def test_training_lowers_loss_and_records_each_epoch(trained):
-    """Training on digit features lowers the loss; one record per epoch with loss = alpha*rec + beta*penalty."""
+    """Training on digit features lowers the loss; one record per epoch (5 epochs of 20 steps for 100 steps),
+    with loss = alpha * rec + beta * penalty."""
     _, history = trained
-    params = small_params()
-    assert [record["epoch"] for record in history] == list(range(1, params.epochs + 1))
+    represent = small_represent()
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5]
+    assert [record["step"] for record in history] == [20, 40, 60, 80, 100]
+    assert [record["steps"] for record in history] == [EPOCH] * 5
     for record in history:
-        assert set(record) == {"epoch", "loss", "reconstruction", "weight_penalty"}
-        expected = params.alpha * record["reconstruction"] + params.beta * record["weight_penalty"]
+        assert set(record) == {"epoch", "step", "steps", "loss", "reconstruction", "weight_penalty"}
+        expected = represent.alpha * record["reconstruction"] + represent.beta * record["weight_penalty"]
         assert record["loss"] == pytest.approx(expected, rel=1e-5)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["reconstruction"] < history[0]["reconstruction"]
 
 
 def test_training_is_seeded(digits, trained):
-    """The same seed gives identical weights; another seed gives different ones."""
+    """The same params give identical weights and history; another seed gives different weights."""
     model, history = trained
-    again, history_again = train_autoencoder(digits, BITS, small_params())
-    other, _ = train_autoencoder(digits, BITS, small_params(seed=1, epochs=1))
+    again, history_again = train_autoencoder(digits, BITS, "gcn", small_represent(), small_graph())
+    other, _ = train_autoencoder(digits, BITS, "gcn", small_represent(seed=1, steps=EPOCH), small_graph())
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name])
     assert history == history_again
     assert not all(torch.equal(tensor, other.state_dict()[name]) for name, tensor in model.state_dict().items())
 
 
+@pytest.mark.parametrize(("graphs_per_step", "per_epoch"), [(1, 5), (2, 3)])
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_training_runs_whole_epochs_when_steps_divide(digits, adam_steps, graphs_per_step, per_epoch, epochs):
+    """47 nodes in graphs of 10 are 5 graphs an epoch: 5 steps of one graph, or 3 of two (2 + 2 + 1). With
+    steps = k epochs' worth the history has k records, the last at step = steps, and Adam stepped that often."""
+    represent = small_represent(steps=epochs * per_epoch, graphs_per_step=graphs_per_step, hidden=8)
+    _, history = train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    assert len(history) == epochs
+    assert [record["steps"] for record in history] == [per_epoch] * epochs
+    assert [record["step"] for record in history] == [per_epoch * (e + 1) for e in range(epochs)]
+    assert history[-1]["step"] == represent.steps == len(adam_steps)
+
+
+@pytest.mark.parametrize(("graphs_per_step", "steps", "per_record"), [(1, 12, [5, 5, 2]), (2, 7, [3, 3, 1]),
+                                                                     (1, 3, [3]), (3, 5, [3, 2])])  # fmt: skip
+def test_training_stops_mid_epoch_where_the_steps_run_out(digits, adam_steps, graphs_per_step, steps, per_record):
+    """With steps not a multiple of an epoch's steps, the last epoch is partial: Adam steps exactly ``steps``
+    times in all, and the records count the steps of each epoch and the running total. (Three graphs a step:
+    the block of 4 full graphs takes 2 steps, the remainder graph a third.)"""
+    represent = small_represent(steps=steps, graphs_per_step=graphs_per_step, hidden=8)
+    _, history = train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    assert len(adam_steps) == steps
+    assert [record["steps"] for record in history] == per_record
+    assert [record["step"] for record in history] == list(np.cumsum(per_record))
+    assert [record["epoch"] for record in history] == list(range(1, len(per_record) + 1))
+
+
+def test_partial_epoch_records_the_loss_of_the_graphs_it_stepped_on(digits, frozen):
+    """Weights frozen: the partial third epoch (2 of its 5 graphs) records the mean reconstruction over the nodes
+    of the first two graphs of its shuffle, the third permutation drawn from a generator seeded with the seed."""
+    represent = small_represent(steps=12, beta=0.0, hidden=8)
+    features = digits[:47]
+    model, history = train_autoencoder(features, 4, "gcn", represent, small_graph())
+    assert len(frozen) == 12 and history[-1]["steps"] == 2
+    generator = torch.Generator().manual_seed(represent.seed)
+    orders = [torch.randperm(47, generator=generator) for _ in range(3)]
+    with torch.no_grad():
+        for epoch, (order, graphs) in enumerate(zip(orders, [5, 5, 2], strict=True)):
+            errors = []
+            for g in range(graphs):
+                x = features[order[10 * g : 10 * g + 10]][None]
+                _, x_hat = model(x, model.prepare(x))
+                errors.append(((x - x_hat) ** 2).sum(dim=-1).reshape(-1))
+            expected = torch.cat(errors).double().mean().item()
+            assert history[epoch]["reconstruction"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_partial_epoch_prepares_only_the_blocks_it_uses(digits, monkeypatch):
+    """A last epoch that stops within its first block of graphs prepares no further block."""
+    calls = []
+    prepare = GraphAutoencoder.prepare
+    monkeypatch.setattr(GraphAutoencoder, "prepare", lambda self, x: calls.append(x.shape) or prepare(self, x))
+    represent = small_represent(steps=5 + 2, hidden=8)  # one epoch of 5 graphs (4 + the remainder), then 2 steps
+    train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    assert calls == [(4, 10, 64), (1, 7, 64), (4, 10, 64)]
+
+
+@pytest.mark.parametrize("kind", ["gcn", "spline"])
+def test_same_params_give_identical_weights(digits, kind):
+    """Two runs with the same params, a partial last epoch included, end with bit-identical weights."""
+    represent = small_represent(steps=13, graphs_per_step=2, hidden=8, lr=0.01)
+    first, history = train_autoencoder(digits[:47], 4, kind, represent, small_graph())
+    second, history_again = train_autoencoder(digits[:47], 4, kind, represent, small_graph())
+    assert first.state_dict().keys() == second.state_dict().keys()
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    assert history == history_again
+
+
+def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, adam_steps):
+    """A feature so large that its squared error overflows float32 makes the first epoch's loss non-finite:
+    training stops there, with one line naming the represent stage and epoch 1."""
+    features = digits[:47].clone()
+    features[3, 5] = 1e30
+    with pytest.raises(GraphhashError, match=r"^represent: .*\b(inf|nan)\b.* epoch 1\b") as info:
+        train_autoencoder(features, 4, "gcn", small_represent(steps=50, hidden=8), small_graph())
+    assert "\n" not in str(info.value)
+    assert len(adam_steps) == 5  # one epoch, not the 50 steps asked for
+
+
 def test_node_representations_shape_and_determinism(digits, trained):
     """Representations are (N, g), finite, and identical on a second call."""
     model, _ = trained
-    first = node_representations(model, digits, small_params())
+    first = node_representations(model, digits, "gcn", small_graph(), seed=0)
     assert first.shape == (len(digits), BITS)
     assert torch.isfinite(first).all()
-    assert torch.equal(first, node_representations(model, digits, small_params()))
+    assert torch.equal(first, node_representations(model, digits, "gcn", small_graph(), seed=0))
 
 
-def test_node_representations_without_graph_encode_each_node_alone(digits, trained):
+def test_node_representations_without_graph_encode_each_node_alone(digits):
     """With filter 'none' each node's representation is the encoder applied to that node alone."""
-    model, _ = trained
-    got = node_representations(model, digits[:23], small_params(filter="none")).numpy()
+    torch.manual_seed(6)
+    model = build_autoencoder(64, BITS, "none", small_represent(), small_graph())
+    got = node_representations(model, digits[:23], "none", small_graph(), seed=0).numpy()
     enc = weights_of(model.encoder)
     expected = np.stack([dense_run(enc, row[None], np.eye(1))[0] for row in digits[:23].double().numpy()])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -207,59 +364,59 @@ def test_node_representations_isolated_nodes_ignore_grouping(trained):
     model, _ = trained
     features = torch.zeros(23, 64)
     features[torch.arange(23), torch.arange(23) * 2] = torch.linspace(1.0, 16.0, 23)  # 23 nodes: 2 graphs + 3
-    got = node_representations(model, features, small_params(filter="gcn")).numpy()
+    got = node_representations(model, features, "gcn", small_graph(), seed=0).numpy()
     enc = weights_of(model.encoder)
     expected = np.stack([dense_run(enc, row[None], np.eye(1))[0] for row in features.double().numpy()])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_node_representations_single_graph_matches_dense(digits, trained):
-    """With no more nodes than batch_nodes all nodes form one graph: Z = encoder(X) under U' of Eqs. 2-4."""
-    model, _ = trained
-    params = small_params(batch_nodes=10, rho=0.7)  # digit cosines here lie in 0.45-0.87
+    """With no more nodes than graph.nodes all nodes form one graph: Z = encoder(X) under U' of Eqs. 2-4."""
+    graph = small_graph(nodes=10, rho=0.7)  # digit cosines here lie in 0.45-0.87
+    model = build_autoencoder(64, BITS, "gcn", small_represent(), graph)  # the trained weights, rho 0.7
+    model.load_state_dict(trained[0].state_dict())
     x = digits[:8].double().numpy()
-    u = dense_propagation(x, params.rho, params.p)
+    u = dense_propagation(x, graph.rho, 0.8)
     assert 8 < np.count_nonzero(u) < 64  # some links, not all
     expected = dense_run(weights_of(model.encoder), x, u)
-    got = node_representations(model, digits[:8], params).numpy()
+    got = node_representations(model, digits[:8], "gcn", graph, seed=0).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-FILTER_PARAMS = {"cheby_order": 3, "lanczos_steps": 4, "spectral_basis": "bspline", "spectral_knots": 6,
-                 "gcn_propagation": "nrdh"}  # fmt: skip
+FILTER_OPTIONS = {"cheby": {"order": 3}, "lanczos": {"steps": 4}, "spline": {"basis": "bspline", "knots": 6}}
 
 
-@pytest.mark.parametrize("kind", FILTERS)
+@pytest.mark.parametrize("kind", list(FILTERS))
 def test_every_filter_trains_and_represents_with_a_remainder_graph(digits, kind):
-    """47 nodes in graphs of 10 (four graphs and a remainder of 7): two epochs give finite, falling losses and
-    finite (N, g) representations, for every filter."""
-    params = small_params(filter=kind, epochs=2, lr=0.01, **FILTER_PARAMS)
-    model, history = train_autoencoder(digits[:47], 6, params)
+    """47 nodes in graphs of 10 (four graphs and a remainder of 7): two epochs (10 steps) give finite, falling
+    losses and finite (N, g) representations, for every filter."""
+    represent = small_represent(steps=10, lr=0.01, **FILTER_OPTIONS)
+    model, history = train_autoencoder(digits[:47], 6, kind, represent, small_graph())
     assert len(history) == 2
     assert all(np.isfinite(record[key]) for record in history for key in ("loss", "reconstruction"))
     assert history[-1]["reconstruction"] < history[0]["reconstruction"]
-    z = node_representations(model, digits[:47], params)
+    z = node_representations(model, digits[:47], kind, small_graph(), seed=0)
     assert z.shape == (47, 6)
     assert torch.isfinite(z).all()
 
 
 def test_gcn_with_kipf_propagation_trains(digits):
     """The Kipf-normalised gcn runs end to end too, and differs from NRDH's U'."""
-    params = small_params(epochs=1, gcn_propagation="kipf")
-    model, history = train_autoencoder(digits[:30], 4, params)
+    kipf = small_represent(steps=3, gcn={"propagation": "kipf"})  # 30 nodes: one epoch of 3 graphs
+    model, history = train_autoencoder(digits[:30], 4, "gcn", kipf, small_graph())
     assert np.isfinite(history[0]["loss"])
-    nrdh, _ = train_autoencoder(digits[:30], 4, small_params(epochs=1))
+    nrdh, _ = train_autoencoder(digits[:30], 4, "gcn", small_represent(steps=3), small_graph())
     assert not torch.equal(model.encoder[0].weight, nrdh.encoder[0].weight)
 
 
 def test_fourier_remainder_graph_is_completed(digits):
     """For fourier the remainder's representations come from its graph completed with the order's first nodes,
     and only its own nodes are written; fewer nodes than one graph are refused."""
-    params = small_params(filter="fourier", epochs=1)
+    represent = small_represent(steps=3)  # 23 nodes: one epoch of 3 graphs
     features = digits[:23]
-    model, _ = train_autoencoder(features, 5, params)
-    got = node_representations(model, features, params)
-    order = torch.randperm(23, generator=torch.Generator().manual_seed(params.seed))
+    model, _ = train_autoencoder(features, 5, "fourier", represent, small_graph())
+    got = node_representations(model, features, "fourier", small_graph(), seed=represent.seed)
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(represent.seed))
     (full, _), (last, own) = epoch_graphs(order, 10, complete=True)
     assert own == 3 and last.shape == (1, 10)
     with torch.no_grad():
@@ -268,17 +425,17 @@ def test_fourier_remainder_graph_is_completed(digits):
         torch.testing.assert_close(got[order[20:]], expected)
         x = features[full]
         torch.testing.assert_close(got[full.reshape(-1)], model.encode(x, model.prepare(x)).reshape(-1, 5))
-    with pytest.raises(GraphhashError, match=r"^represent\.batch_nodes: .* 10 nodes, but there are only 9"):
-        train_autoencoder(features[:9], 5, params)
+    with pytest.raises(GraphhashError, match=r"^graph\.nodes: .* 10 nodes, but there are only 9"):
+        train_autoencoder(features[:9], 5, "fourier", represent, small_graph())
 
 
-def test_fourier_loss_counts_each_node_once(digits):
+def test_fourier_loss_counts_each_node_once(digits, frozen):
     """The borrowed nodes of the completed remainder graph are not in its loss: an epoch on 13 nodes (a graph
     of 10, and the remainder of 3 completed with 7 borrowed nodes) records the mean over the 13 own nodes."""
-    params = small_params(filter="fourier", epochs=1, lr=0.0, beta=0.0)  # lr 0: the weights stay put
+    represent = small_represent(steps=2, beta=0.0)  # weights frozen: the model returned is the one that stepped
     features = digits[:13]
-    model, history = train_autoencoder(features, 5, params)
-    order = torch.randperm(13, generator=torch.Generator().manual_seed(params.seed))  # the first epoch's order
+    model, history = train_autoencoder(features, 5, "fourier", represent, small_graph())
+    order = torch.randperm(13, generator=torch.Generator().manual_seed(represent.seed))  # the first epoch's order
     total = 0.0
     with torch.no_grad():
         for block, own in epoch_graphs(order, 10, complete=True):
@@ -293,8 +450,8 @@ def test_graph_is_prepared_once_per_block(digits, monkeypatch):
     calls = []
     prepare = GraphAutoencoder.prepare
     monkeypatch.setattr(GraphAutoencoder, "prepare", lambda self, x: calls.append(x.shape) or prepare(self, x))
-    params = small_params(filter="spline", epochs=2, **FILTER_PARAMS)
-    autoencoder.train_autoencoder(digits[:47], 4, params)
+    represent = small_represent(steps=10, **FILTER_OPTIONS)  # two epochs of 5 graphs
+    train_autoencoder(digits[:47], 4, "spline", represent, small_graph())
     assert calls == [(4, 10, 64), (1, 7, 64)] * 2
 
 
@@ -307,28 +464,31 @@ def brute_force_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def test_knn_representations_encode_each_node_in_its_own_graph(digits, monkeypatch):
-    """With represent.graph: knn a node's representation is row 0 of the encoder on [node, its neighbours],
+    """With graph.kind: knn a node's representation is row 0 of the encoder on [node, its neighbours],
     whatever chunk of graphs it is computed in."""
     monkeypatch.setattr(autoencoder, "KNN_CHUNK", 7)
-    params = small_params(graph="knn", batch_nodes=5, epochs=2, graphs_per_step=4)
+    graph = small_graph(kind="knn", nodes=5)
+    represent = small_represent(steps=20, graphs_per_step=4)  # 40 graphs, 4 a step: two epochs of 10 steps
     features = digits[:40]
     neighbours = brute_force_neighbours(features, 4)
-    model, history = train_autoencoder(features, 6, params, neighbours)
-    got = node_representations(model, features, params, neighbours)
+    model, history = train_autoencoder(features, 6, "gcn", represent, graph, neighbours)
+    got = node_representations(model, features, "gcn", graph, represent.seed, neighbours)
     enc = weights_of(model.encoder)
     for i in range(len(features)):
-        graph = features[torch.cat([torch.tensor([i]), neighbours[i]])].double().numpy()
-        expected = dense_run(enc, graph, dense_propagation(graph, params.rho, params.p))[0]
+        nodes = features[torch.cat([torch.tensor([i]), neighbours[i]])].double().numpy()
+        expected = dense_run(enc, nodes, dense_propagation(nodes, graph.rho, 0.8))[0]
         np.testing.assert_allclose(got[i].numpy(), expected, rtol=1e-4, atol=1e-4)
     assert len(history) == 2 and history[-1]["reconstruction"] < history[0]["reconstruction"]
 
 
-def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits):
-    """An epoch of kNN graphs counts each of the N graphs' M nodes (lr 0: the weights stay put)."""
-    params = small_params(graph="knn", batch_nodes=4, epochs=1, lr=0.0, beta=0.0, graphs_per_step=3)
+def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits, frozen):
+    """An epoch of kNN graphs counts each of the N graphs' M nodes (weights frozen)."""
+    graph = small_graph(kind="knn", nodes=4)
+    represent = small_represent(steps=4, beta=0.0, graphs_per_step=3)  # 11 graphs, 3 a step: 4 steps
     features = digits[:11]
     neighbours = brute_force_neighbours(features, 3)
-    model, history = train_autoencoder(features, 5, params, neighbours)
+    model, history = train_autoencoder(features, 5, "gcn", represent, graph, neighbours)
+    assert len(history) == 1 and len(frozen) == 4
     with torch.no_grad():
         x = features[torch.cat([torch.arange(11)[:, None], neighbours], dim=1)]
         _, x_hat = model(x, model.prepare(x))
@@ -336,5 +496,5 @@ def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits):
 
 
 def test_knn_graph_needs_neighbours(digits):
-    with pytest.raises(GraphhashError, match=r"^represent\.graph: knn needs"):
-        train_autoencoder(digits[:20], 4, small_params(graph="knn"))
+    with pytest.raises(GraphhashError, match=r"^graph\.kind: knn needs"):
+        train_autoencoder(digits[:20], 4, "gcn", small_represent(), small_graph(kind="knn"))

@@ -1,13 +1,15 @@
-"""Classical baselines: their defining properties, checked on real (digits) and constructed data."""
+"""Classical baselines: their defining properties, checked on real (digits) and constructed data against
+references computed here (an independent SVD, the seeded generator, the quantisation loss)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
-from graphhash.baselines import BASELINES, ITQ, LSH, PCAH, SH
 from graphhash.errors import GraphhashError
+from graphhash.evaluation.baselines import BASELINES, ITQ, LSH, PCAH, SH
 
 
 @pytest.fixture(scope="module")
@@ -15,60 +17,95 @@ def digits() -> np.ndarray:
     return load_digits().data[:400].astype(np.float64)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_codes_shape_and_identical_vectors_get_identical_codes(name, digits):
-    model = BASELINES[name](16).fit(digits)
-    repeated = np.repeat(digits[:5], 3, axis=0)
-    codes = model.encode(repeated)
-    assert codes.shape == (15, 16) and codes.dtype == bool
-    assert (codes.reshape(5, 3, 16) == codes.reshape(5, 3, 16)[:, :1]).all()
+def top_right_singular_vectors(x: np.ndarray, count: int) -> np.ndarray:
+    """(D, count): the leading right-singular vectors of the centred data, from NumPy's SVD (not eigh)."""
+    _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    return vt[:count].T
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_fitted_on_training_data_only(name, digits):
-    """Encoding other data afterwards does not change the fitted model."""
-    model = BASELINES[name](8).fit(digits[:200])
-    before = model.encode(digits[200:])
-    model.encode(digits[:10] * 5)
-    np.testing.assert_array_equal(model.encode(digits[200:]), before)
+def quantisation_loss(v: np.ndarray) -> float:
+    """||sign(V) - V||_F^2, the loss ITQ minimises (sign(0) taken as +1, as the codes do)."""
+    return float(np.sum((np.where(v >= 0, 1.0, -1.0) - v) ** 2))
 
 
-def test_itq_loss_never_increases_and_rotation_is_orthogonal(digits):
-    model = ITQ(24).fit(digits)
+def test_pcah_codes_are_the_signs_of_the_top_principal_projections(digits):
+    """Fitted on the training part, PCAH's codes of held-out items are sign((x - training mean) @ v_i) for the
+    top right-singular vectors v_i of the centred training data, each bit up to the sign of its direction."""
+    train, held_out = digits[:300], digits[300:]
+    bits = 6
+    codes = PCAH(bits, 0).fit(train).encode(held_out)
+    reference = (held_out - train.mean(axis=0)) @ top_right_singular_vectors(train, bits) >= 0
+    assert codes.shape == reference.shape and codes.dtype == bool
+    for i in range(bits):
+        same, flipped = (codes[:, i] == reference[:, i]).all(), (codes[:, i] == ~reference[:, i]).all()
+        assert same or flipped, f"bit {i} is not the sign of principal direction {i}"
+    # the bits come in order of descending variance: bit i is not the sign of another direction
+    assert not (codes[:, 0] == reference[:, 1]).all() and not (codes[:, 0] == ~reference[:, 1]).all()
+
+
+def test_lsh_codes_are_seeded_gaussian_hyperplanes_through_the_training_mean(digits):
+    train, held_out = digits[:300], digits[300:]
+    bits, seed = 32, 7
+    codes = LSH(bits, seed).fit(train).encode(held_out)
+    hyperplanes = np.random.default_rng(seed).standard_normal((train.shape[1], bits))
+    np.testing.assert_array_equal(codes, (held_out - train.mean(axis=0)) @ hyperplanes >= 0)
+    assert (codes != LSH(bits, seed + 1).fit(train).encode(held_out)).any()
+    # a point and its mirror image through the training mean fall on opposite sides of every hyperplane
+    mirrored = 2 * train.mean(axis=0) - held_out[:20]
+    model = LSH(bits, seed).fit(train)
+    assert (model.encode(held_out[:20]) != model.encode(mirrored)).mean() > 0.99
+
+
+def test_itq_rotation_is_orthogonal_and_its_loss_never_increases(digits):
+    model = ITQ(24, 0).fit(digits)
     losses = np.array(model.losses_)
-    assert len(losses) == 50
-    assert (np.diff(losses) <= 1e-6 * losses[0]).all()
+    assert len(losses) == 50  # Gong and Lazebnik's 50 updates by default
+    assert (np.diff(losses) <= 1e-9 * losses[0]).all()
     assert losses[-1] < losses[0]
+    np.testing.assert_allclose(model.rotation_.T @ model.rotation_, np.eye(24), atol=1e-10)
     np.testing.assert_allclose(model.rotation_ @ model.rotation_.T, np.eye(24), atol=1e-10)
-    # the loss it reports is ||B - V R||^2 with B = sign(V R), recomputed here from the final rotation
-    v = (digits - digits.mean(0)) @ model.components_ @ model.rotation_
-    assert np.sum((np.where(v >= 0, 1.0, -1.0) - v) ** 2) <= losses[-1] + 1e-6 * losses[0]
+    # the embedding it rotates is the top-24 principal subspace (the same projector as an independent SVD)
+    top = top_right_singular_vectors(digits, 24)
+    np.testing.assert_allclose(model.components_ @ model.components_.T, top @ top.T, atol=1e-8)
+    # the loss it reports is ||B - V R||^2 with B = sign(V R); after the last update it is no larger
+    rotated = (digits - digits.mean(axis=0)) @ model.components_ @ model.rotation_
+    assert quantisation_loss(rotated) <= losses[-1] + 1e-9 * losses[0]
+    np.testing.assert_array_equal(model.encode(digits), rotated >= 0)
 
 
-def test_pcah_projects_on_top_principal_components(digits):
-    """PCAH's directions are the covariance's leading eigenvectors (up to sign), by descending variance."""
-    model = PCAH(6).fit(digits)
-    centred = digits - digits.mean(0)
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    for i in range(6):
-        assert abs(abs(model.components_[:, i] @ vt[i]) - 1) < 1e-8
-    assert np.all(np.diff(singular[:6]) <= 0)
+def test_itq_quantises_better_than_pcah(digits):
+    """The point of the rotation: ITQ's quantisation loss is below that of PCAH's unrotated projections."""
+    for bits in (8, 24):
+        model = ITQ(bits, 0).fit(digits)
+        itq = quantisation_loss((digits - digits.mean(axis=0)) @ model.components_ @ model.rotation_)
+        pcah = quantisation_loss((digits - digits.mean(axis=0)) @ top_right_singular_vectors(digits, bits))
+        assert itq < pcah, (bits, itq, pcah)
 
 
-def test_lsh_is_seeded_sign_random_projection(digits):
-    a, b, c = LSH(32, seed=1).fit(digits), LSH(32, seed=1).fit(digits), LSH(32, seed=2).fit(digits)
-    np.testing.assert_array_equal(a.encode(digits), b.encode(digits))
-    assert (a.encode(digits) != c.encode(digits)).any()
-    # a point and its mirror image through the mean get complementary codes
-    mirrored = 2 * digits.mean(0) - digits[:20]
-    assert (a.encode(digits[:20]) != a.encode(mirrored)).mean() > 0.99
+def test_itq_iterations_is_a_keyword_only_hyperparameter(digits):
+    assert len(ITQ(8, 0, iterations=5).fit(digits).losses_) == 5
+    with pytest.raises((TypeError, ValidationError)):
+        ITQ(8, 0, 5)  # hyperparameters are keyword-only
+    for bad in (0, 10_001, True):
+        with pytest.raises(ValidationError):
+            ITQ(8, 0, iterations=bad)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_takes_bits_and_seed_and_refuses_bad_ones(name, digits):
+    cls = BASELINES[name]
+    codes = cls(12, 3).fit(digits[:300]).encode(digits[300:])
+    assert codes.shape == (100, 12) and codes.dtype == bool
+    for bits, seed in ((0, 0), (True, 0), (8, -1), (8, 1.0)):
+        with pytest.raises(ValidationError):
+            cls(bits, seed)
 
 
 def test_sh_modes_are_the_smallest_eigenvalues_in_increasing_order():
     """On a box with widths 4, 1.5, 0.9 the modes are (d, k) by increasing (k / width_d)^2 (no ties)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(5000, 3)) * np.array([4.0, 1.5, 0.9])  # principal axes = coordinate axes
-    model = SH(5).fit(x)
+    model = SH(5, 0).fit(x)
     assert (np.diff(model.eigenvalues_) >= 0).all()
     widths = model.width_
     expected = sorted(((k * np.pi / widths[d]) ** 2, d, k) for d in range(3) for k in range(1, 6))[:5]
@@ -80,13 +117,25 @@ def test_sh_modes_are_the_smallest_eigenvalues_in_increasing_order():
 def test_sh_first_mode_splits_the_widest_direction_in_half():
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(4000, 2)) * np.array([10.0, 1.0])
-    codes = SH(1).fit(x).encode(x)[:, 0]
-    # sin(pi/2 + pi * t) >= 0 for t <= 1/2: the lower half of the box along the first axis is 1
-    projected = (x - x.mean(0)) @ SH(1).fit(x).components_[:, 0]
-    low = projected < np.median(projected)
+    codes = SH(1, 0).fit(x).encode(x)[:, 0]
+    # sin(pi/2 + pi * t) >= 0 for t <= 1/2: one half of the box along the first axis gets one code
+    low = x[:, 0] < np.median(x[:, 0])
     assert (codes[low] == codes[low][0]).mean() > 0.98 and (codes[~low] != codes[low][0]).mean() > 0.98
+
+
+def test_sh_second_mode_of_a_direction_splits_it_in_quarters():
+    """k = 2 on the widest direction: the outer quarters get one code, the middle half the other."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(4000, 2)) * np.array([10.0, 1.0])
+    model = SH(2, 0).fit(x)
+    assert list(model.mode_dims_) == [0, 0] and list(model.mode_freqs_) == [1, 2]
+    second = model.encode(x)[:, 1]
+    quartile = np.digitize(x[:, 0], np.quantile(x[:, 0], [0.25, 0.5, 0.75]))
+    outer, middle = np.isin(quartile, (0, 3)), np.isin(quartile, (1, 2))
+    value = second[outer][0]
+    assert (second[outer] == value).mean() > 0.97 and (second[middle] != value).mean() > 0.97
 
 
 def test_too_many_bits_for_the_data_is_a_clear_error():
     with pytest.raises(GraphhashError, match="bits need at least"):
-        PCAH(10).fit(np.random.default_rng(0).normal(size=(5, 4)))
+        PCAH(10, 0).fit(np.random.default_rng(0).normal(size=(5, 4)))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
 
-from graphhash.codes import CodeSet, pack, read_codes, unpack, write_codes
 from graphhash.errors import GraphhashError
+from graphhash.files.codes import CodeSet, nrdh_method, pack, read_code_kind, read_codes, unpack, write_codes
+from graphhash.files.features import write_features
 
 
 def test_pack_bit_zero_is_most_significant_bit_of_byte_zero():
@@ -69,7 +72,7 @@ def test_write_read_round_trip(tmp_path):
         assert getattr(back, f"{part}_labels").dtype == np.int64
     with h5py.File(dest, "r") as f:  # the file layout other methods and the evaluation rely on
         assert set(f) == {"query", "database", "query_ids", "database_ids", "query_labels", "database_labels"}
-        assert dict(f.attrs) == {"method": "nrdh", "bits": 13}
+        assert dict(f.attrs) == {"format": "graphhash-codes/1", "method": "nrdh", "bits": 13}
 
 
 def test_write_leaves_no_temporary_file(tmp_path):
@@ -80,21 +83,116 @@ def test_write_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["nrdh-13.h5"]
 
 
+def test_write_removes_a_stale_temporary_file_of_a_killed_write(tmp_path):
+    """A temporary file left by an earlier write of the same file (killed midway) is removed; others are kept."""
+    (tmp_path / ".nrdh-13.h5.k1ll3d.tmp").write_bytes(b"half an HDF5 file")
+    (tmp_path / ".other.h5.k1ll3d.tmp").write_bytes(b"another file's")
+    write_codes(tmp_path / "nrdh-13.h5", sample_codes())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.h5.k1ll3d.tmp", "nrdh-13.h5"]
+
+
+def test_write_onto_a_folder_is_one_line_naming_it(tmp_path):
+    """Writing codes where a folder stands is a one-line GraphhashError naming it; the folder is untouched."""
+    dest = tmp_path / "nrdh-13.h5"
+    (dest / "inside").mkdir(parents=True)
+    with pytest.raises(GraphhashError) as info:
+        write_codes(dest, sample_codes())
+    message = str(info.value)
+    assert message.startswith(f"{dest}: ") and "is a folder" in message and "\n" not in message
+    assert [p.name for p in dest.iterdir()] == ["inside"]
+    assert [p.name for p in tmp_path.iterdir()] == ["nrdh-13.h5"]
+
+
+def test_read_code_kind_gives_method_and_bits(tmp_path):
+    """read_code_kind gives the (method, bits) written, as str and int."""
+    dest = tmp_path / "c.h5"
+    write_codes(dest, replace(sample_codes(bits=24), method="nrdh-gcn"))
+    method, bits = read_code_kind(dest)
+    assert (method, bits) == ("nrdh-gcn", 24)
+    assert type(method) is str and type(bits) is int
+
+
+@pytest.mark.parametrize(("filter_name", "method"), [("gcn", "nrdh-gcn"), ("cheby", "nrdh-cheby")])
+def test_nrdh_method_names(filter_name, method):
+    assert nrdh_method(filter_name) == method
+
+
+def one_line_naming(info: pytest.ExceptionInfo, path) -> str:
+    """The error's message, checked to be one line that names ``path`` and the stages writing code files."""
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert message.endswith("; rerun the hash or baselines stage")
+    return message
+
+
 def test_read_non_code_hdf5_is_graphhash_error(tmp_path):
-    """An HDF5 file without the code datasets gives a GraphhashError naming the path."""
-    path = tmp_path / "features.h5"
+    """An HDF5 file with no format tag (not written by graphhash) is not a codes file, one line naming it."""
+    path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("features", data=np.zeros((2, 3)))
     with pytest.raises(GraphhashError) as info:
         read_codes(path)
-    assert str(path) in str(info.value)
+    assert "not a codes file (format missing" in one_line_naming(info, path)
+
+
+def features_file(path):
+    """A valid features file (another graphhash kind), as extract writes it."""
+    write_features(
+        path,
+        [np.zeros((2, 3), dtype=np.float32)],
+        dim=3,
+        ids=["a", "b"],
+        labels=np.array([0, 1]),
+        masks={"query": np.array([True, False]), "database": np.array([False, True]), "train": np.array([False, True])},
+        attrs={},
+    )
+    return path
+
+
+@pytest.mark.parametrize("read", [read_codes, read_code_kind])
+def test_reading_a_features_file_as_codes_names_the_kind(tmp_path, read):
+    """A features file read as codes: one line naming the file, the kind found and the stage to rerun."""
+    path = features_file(tmp_path / "features.h5")
+    with pytest.raises(GraphhashError) as info:
+        read(path)
+    message = one_line_naming(info, path)
+    assert "not a codes file" in message and "graphhash-features/1" in message
+
+
+@pytest.mark.parametrize("read", [read_codes, read_code_kind])
+def test_codes_of_a_newer_format_version_say_so(tmp_path, read):
+    """A codes file of format version 2 (a newer graphhash): one line giving both versions and the stage."""
+    path = tmp_path / "c.h5"
+    write_codes(path, sample_codes())
+    with h5py.File(path, "r+") as f:
+        f.attrs["format"] = "graphhash-codes/2"
+    with pytest.raises(GraphhashError) as info:
+        read(path)
+    message = one_line_naming(info, path)
+    assert "codes format 2" in message and "reads 1" in message
+    assert "not a codes file" not in message
 
 
 def test_read_not_hdf5_is_graphhash_error(tmp_path):
-    """A file that is not HDF5 at all, or a missing file, gives a GraphhashError naming the path."""
+    """A file that is not HDF5 at all, or a missing file, is one line naming the path and the stage."""
     path = tmp_path / "codes.h5"
     path.write_bytes(b"not hdf5\n")
-    for bad in (path, tmp_path / "missing.h5"):
-        with pytest.raises(GraphhashError) as info:
-            read_codes(bad)
-        assert str(bad) in str(info.value)
+    with pytest.raises(GraphhashError) as info:
+        read_codes(path)
+    assert "cannot open as a codes file" in one_line_naming(info, path)
+    missing = tmp_path / "missing.h5"
+    with pytest.raises(GraphhashError) as info:
+        read_codes(missing)
+    assert "no such file" in one_line_naming(info, missing)
+
+
+def test_codes_file_missing_a_dataset_is_damaged(tmp_path):
+    """A tagged codes file without one of its datasets is reported as damaged, one line naming it."""
+    path = tmp_path / "c.h5"
+    write_codes(path, sample_codes())
+    with h5py.File(path, "r+") as f:
+        del f["database_ids"]
+    with pytest.raises(GraphhashError) as info:
+        read_codes(path)
+    assert "damaged codes file" in one_line_naming(info, path)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from graphhash.codes import CodeSet, pack, write_codes
 from graphhash.errors import GraphhashError
-from graphhash.evaluation import code_files, cosine_ranking, evaluate_codes
-from graphhash.features import write_features
-from graphhash.figures import THUMB
-from graphhash.manifest import Manifest
-from graphhash.split import Split
+from graphhash.evaluation.figures import THUMB
+from graphhash.evaluation.metrics import RECALL_GRID, cosine_map
+from graphhash.files.codes import CodeSet, pack, write_codes
+from graphhash.files.features import write_features
+from graphhash.files.manifest import Manifest, Split
+from graphhash.params.baselines import BaselinesParams
+from graphhash.params.codes import CodesParams
+from graphhash.params.evaluate import EvaluateParams
+from graphhash.pipeline.evaluate import code_files, evaluate_codes
 
 DIGIT_IDS = [f"digits/{i:04d}" for i in range(150)]  # real items, so the retrieval figures can show them
 
@@ -49,18 +51,19 @@ def brute_force_map(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
     return float(np.mean(aps))
 
 
-def test_cosine_ranking_matches_brute_force(features):
-    path, x, labels, query = features
+def test_cosine_map_matches_brute_force(features):
+    _, x, labels, query = features
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     scores = unit[query] @ unit[~query].T
     relevant = labels[query][:, None] == labels[~query][None, :]
-    result = cosine_ranking(path, [10, 500], block_size=7)
+    result = cosine_map(x[query], x[~query], labels[query], labels[~query], (10, 500), block_size=7)
+    assert set(result) == {"map@all", "map@10", "map@500"}
     assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, 120), rel=1e-5)
     assert result["map@10"] == pytest.approx(brute_force_map(scores, relevant, 10), rel=1e-5)
     assert result["map@500"] == pytest.approx(result["map@all"], rel=1e-12)  # K beyond the database
 
 
-def test_cosine_ranking_breaks_ties_by_database_index(tmp_path):
+def test_cosine_map_breaks_ties_by_database_index():
     """Scaled one-hot features: every similarity is exactly 0 or 1, so the ranking is decided by the tie rule."""
     rng = np.random.default_rng(2)
     n, query_n = 200, 20
@@ -68,12 +71,9 @@ def test_cosine_ranking_breaks_ties_by_database_index(tmp_path):
     x = (np.eye(3)[direction] * rng.integers(1, 5, (n, 1))).astype(np.float32)
     query = np.zeros(n, dtype=bool)
     query[:query_n] = True
-    path = tmp_path / "features.h5"
-    write_features(path, [x], dim=3, ids=[f"x/{i}" for i in range(n)], labels=labels,
-                   masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
     scores = (direction[query][:, None] == direction[~query][None, :]).astype(float)
     relevant = labels[query][:, None] == labels[~query][None, :]
-    result = cosine_ranking(path, [15], block_size=6)
+    result = cosine_map(x[query], x[~query], labels[query], labels[~query], (15,), block_size=6)
     assert result["map@15"] == pytest.approx(brute_force_map(scores, relevant, 15), rel=1e-9)
     assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, n - query_n), rel=1e-9)
 
@@ -84,39 +84,110 @@ def write_manifest(path, source: str, source_path: str, labels: np.ndarray, quer
     return path
 
 
+# (method, bits, file under the codes folder): laid out as the hash and baselines stages write them; lsh is
+# left behind by a baseline since removed from baselines.methods, nrdh-cheby-32 by a filter and length since
+# removed from codes
+CODE_FILES = [
+    ("nrdh-gcn", 8, "nrdh-gcn-8.h5"),
+    ("nrdh-gcn", 16, "nrdh-gcn-16.h5"),
+    ("itq", 8, "baselines-8/itq-8.h5"),
+    ("itq", 16, "baselines-16/itq-16.h5"),
+    ("lsh", 8, "baselines-8/lsh-8.h5"),
+    ("nrdh-cheby", 32, "nrdh-cheby-32.h5"),
+]
+
+
 @pytest.fixture
 def codes_dir(features, tmp_path):
+    """The code files of CODE_FILES, random bits; returns the folder and {(method, bits): bool codes (150, bits)}."""
     _, _, labels, query = features
     ids = np.array(DIGIT_IDS)
     rng = np.random.default_rng(1)
-    for method, bits in (("nrdh", 8), ("itq", 8), ("itq", 16)):
+    written = {}
+    for method, bits, name in CODE_FILES:
         codes = rng.random((150, bits)) < 0.5
-        write_codes(tmp_path / "codes" / f"{method}-{bits}.h5", CodeSet(
+        write_codes(tmp_path / "codes" / name, CodeSet(
             method, bits, pack(codes[query]), pack(codes[~query]), list(ids[query]), list(ids[~query]),
             labels[query], labels[~query]))  # fmt: skip
-    return tmp_path / "codes"
+        written[method, bits] = codes
+    return tmp_path / "codes", written
+
+
+def run_evaluate(tmp_path, features_path, manifest, codes_folder, figure_queries=3, name="metrics"):
+    out = tmp_path / name
+    params = EvaluateParams(map_at=[10], radius=2, figure_queries=figure_queries)
+    codes = CodesParams(bits=[8, 16], filters=["gcn"])
+    baselines = BaselinesParams(methods=["itq"])
+    metrics = evaluate_codes(codes_folder, features_path, manifest, params, codes, baselines,
+                             metrics_path=out / "metrics.json", results_path=out / "results.md",
+                             curves=out / "curves", figures=out / "retrieval")  # fmt: skip
+    return out, metrics
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def brute_force_ball(distance: np.ndarray, relevant: np.ndarray, radius: int) -> tuple[float, float]:
+    """Mean precision (0 for an empty ball) and recall (0 without relevant items) within ``radius``."""
+    precision, recall = [], []
+    for d, rel in zip(distance, relevant, strict=True):
+        ball = d <= radius
+        precision.append(rel[ball].sum() / ball.sum() if ball.any() else 0.0)
+        recall.append(rel[ball].sum() / rel.sum() if rel.any() else 0.0)
+    return float(np.mean(precision)), float(np.mean(recall))
 
 
 def test_evaluate_codes_writes_metrics_tables_and_curves(features, codes_dir, tmp_path):
-    path, _, labels, query = features
-    out = tmp_path / "metrics"
-    params = SimpleNamespace(map_at=[10], radius=2, figure_queries=3)
+    path, x, labels, query = features
+    folder, written = codes_dir
     manifest = write_manifest(tmp_path / "manifest.json", "digits", "", labels, query)
-    evaluate_codes(sorted(codes_dir.glob("*.h5")), path, manifest, params, out)
+    out, returned = run_evaluate(tmp_path, path, manifest, folder)
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"nrdh", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
-    assert set(metrics["nrdh"]["8"]) == {"map@all", "map@10", "p@r2", "r@r2", "f1@r2"}
-    assert all(isinstance(v, float) for m in ("nrdh", "itq") for b in metrics[m].values() for v in b.values())
+    assert metrics == returned
+    # only what the params name: not the stale lsh and nrdh-cheby files lying in the folder
+    assert set(metrics) == {"nrdh-gcn", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
+    assert set(metrics["nrdh-gcn"]["8"]) == {"map@all", "map@10", "p@r2", "r@r2", "f1@r2"}
+    relevant = labels[query][:, None] == labels[~query][None, :]
+    for method in ("nrdh-gcn", "itq"):
+        for bits in (8, 16):
+            codes = written[method, bits]
+            distance = (codes[query][:, None, :] != codes[~query][None, :, :]).sum(axis=2)
+            got = metrics[method][str(bits)]
+            assert got["map@all"] == pytest.approx(brute_force_map(-distance, relevant, 120), rel=1e-9)
+            assert got["map@10"] == pytest.approx(brute_force_map(-distance, relevant, 10), rel=1e-9)
+            p, r = brute_force_ball(distance, relevant, 2)
+            assert (got["p@r2"], got["r@r2"]) == pytest.approx((p, r), rel=1e-9)
+            # the radius curves hold the same numbers, one row per method and radius (6 significant digits)
+            for kind, index in (("precision", 0), ("recall", 1)):
+                rows = [row for row in read_csv(out / "curves" / f"{kind}_radius" / f"{bits}.csv")
+                        if row["method"] == method]  # fmt: skip
+                assert [int(row["radius"]) for row in rows] == list(range(bits + 1))
+                for radius in (0, 2, bits):
+                    want = brute_force_ball(distance, relevant, radius)[index]
+                    assert float(rows[radius][kind]) == pytest.approx(want, rel=1e-5, abs=1e-9)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert metrics["cosine"]["map@10"] == pytest.approx(
+        brute_force_map(unit[query] @ unit[~query].T, relevant, 10), rel=1e-5
+    )
+
     table = (out / "results.md").read_text()
-    assert "| nrdh | " in table and "| itq | " in table and "cosine" in table
-    with open(out / "plots" / "pr_rank" / "8.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["recall", "itq", "nrdh"] and len(rows) == 20
-    with open(out / "plots" / "precision_radius" / "16.csv") as f:
-        assert list(next(csv.DictReader(f))) == ["radius", "itq"]
+    assert "| nrdh-gcn | " in table and "| itq | " in table and "cosine" in table and "## Graph filters" in table
+    assert f"| itq | {metrics['itq']['8']['map@all']:.4f} | {metrics['itq']['16']['map@all']:.4f} |" in table
+    # long-format curves: a method column, so the plots name no method
+    rank = read_csv(out / "curves" / "pr_rank" / "8.csv")
+    assert list(rank[0]) == ["method", "recall", "precision"] and len(rank) == 2 * len(RECALL_GRID)
+    assert sorted({row["method"] for row in rank}) == ["itq", "nrdh-gcn"]
+    assert [float(row["recall"]) for row in rank if row["method"] == "itq"] == pytest.approx(list(RECALL_GRID))
+    radius = read_csv(out / "curves" / "precision_radius" / "16.csv")
+    assert list(radius[0]) == ["method", "radius", "precision"] and len(radius) == 2 * 17
+    assert sorted(p.relative_to(out / "curves").as_posix() for p in (out / "curves").rglob("*.csv")) == [
+        f"{curve}/{bits}.csv" for curve in ("pr_rank", "precision_radius", "recall_radius") for bits in (16, 8)
+    ]
     figures = sorted(p.name for p in (out / "retrieval").iterdir())
-    assert figures == ["itq-16.png", "itq-8.png", "nrdh-8.png"]
+    assert figures == ["itq-16.png", "itq-8.png", "nrdh-gcn-16.png", "nrdh-gcn-8.png"]
     assert Image.open(out / "retrieval" / "itq-8.png").size[1] > 3 * THUMB  # three query rows
 
 
@@ -125,15 +196,29 @@ def test_no_figures_without_images_or_when_turned_off(features, codes_dir, tmp_p
     path, _, labels, query = features
     for name, source, count in (("npy", "npy", 3), ("off", "digits", 0)):
         manifest = write_manifest(tmp_path / f"{name}.json", source, str(tmp_path), labels, query)
-        out = tmp_path / name
-        params = SimpleNamespace(map_at=[10], radius=2, figure_queries=count)
-        evaluate_codes(sorted(codes_dir.glob("*.h5")), path, manifest, params, out)
+        out, _ = run_evaluate(tmp_path, path, manifest, codes_dir[0], figure_queries=count, name=name)
         assert (out / "metrics.json").is_file()
         assert list((out / "retrieval").iterdir()) == []
 
 
 def test_code_files_come_from_the_params_not_from_what_lies_in_the_folder(codes_dir):
-    """A stale file (a filter or length since removed) is not evaluated; a missing one is named."""
-    assert code_files(codes_dir, ["itq"], [16, 8]) == [codes_dir / "itq-8.h5", codes_dir / "itq-16.h5"]
-    with pytest.raises(GraphhashError, match=r"evaluate: .*nrdh-16\.h5 is missing"):
-        code_files(codes_dir, ["itq", "nrdh"], [8, 16])
+    """Files are found by their method and bits attributes, wherever they lie; a stale file (a method or length
+    since removed) is not evaluated; a missing one is named."""
+    folder, _ = codes_dir
+    # in (method, bits) order, whatever the order asked for
+    assert code_files(folder, ["itq"], [16, 8]) == [folder / "baselines-8/itq-8.h5", folder / "baselines-16/itq-16.h5"]
+    assert code_files(folder, ["lsh", "nrdh-gcn"], [8]) == [folder / "baselines-8/lsh-8.h5", folder / "nrdh-gcn-8.h5"]
+    with pytest.raises(GraphhashError) as info:
+        code_files(folder, ["itq", "lsh", "nrdh-cheby"], [8, 32])
+    assert str(info.value) == (f"evaluate: no code file in {folder} for itq at 32 bits, lsh at 32 bits, nrdh-cheby at "
+                               "8 bits; run the stages that write them (dvc repro)")  # fmt: skip
+    # the file name is only for people: a renamed file is still found, by what it holds
+    (folder / "nrdh-gcn-8.h5").rename(folder / "renamed.h5")
+    assert code_files(folder, ["nrdh-gcn"], [8]) == [folder / "renamed.h5"]
+
+
+def test_a_file_that_is_not_a_code_file_is_named(codes_dir):
+    folder, _ = codes_dir
+    (folder / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(GraphhashError, match=r"junk\.h5: cannot open as a codes file"):
+        code_files(folder, ["itq"], [8])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -16,41 +16,26 @@ import pytest
 import torch
 from PIL import Image
 
-from graphhash import extract as extract_module
 from graphhash.backbones import load_backbone
 from graphhash.errors import GraphhashError
-from graphhash.extract import extract, resolve_device, resolve_workers
-from graphhash.features import read_features
-from graphhash.manifest import Manifest
-from graphhash.prepare import prepare
+from graphhash.files.features import read_features
+from graphhash.files.manifest import Manifest
+from graphhash.params.extract import ExtractParams
+from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline import extract as extract_module
+from graphhash.pipeline.extract import extract, resolve_device, resolve_workers
+from graphhash.pipeline.prepare import prepare
 
 
-def prepare_params(**overrides) -> SimpleNamespace:
-    values = dict(
-        source="digits",
-        path="",
-        seed=0,
-        split="auto",
-        query_size=2,
-        train="database",
-        train_size=0.5,
-        limit_per_class=6,
-    )
-    return SimpleNamespace(**{**values, **overrides})
+def prepare_params(**overrides) -> PrepareParams:
+    """Digits, 6 items per class, 2 queries per class; other keys take their defaults."""
+    return PrepareParams(**({"source": "digits", "query_size": 2, "limit_per_class": 6} | overrides))
 
 
-def extract_params(**overrides) -> SimpleNamespace:
-    values = dict(
-        backbone="efficientnet_lite0",
-        weights="none",
-        weights_path="",
-        image_size=32,
-        batch_size=8,
-        num_workers=0,
-        device="cpu",
-        on_bad_image="fail",
-    )
-    return SimpleNamespace(**{**values, **overrides})
+def extract_params(**overrides) -> ExtractParams:
+    """EfficientNet-Lite0 with random weights on 32x32 images, on the CPU in the main process."""
+    values = {"weights": "none", "image_size": 32, "batch_size": 8, "num_workers": 0, "device": "cpu"}
+    return ExtractParams(**(values | overrides))
 
 
 def image_folder(root: Path, bad: dict[str, bytes] | None = None) -> Path:
@@ -176,7 +161,8 @@ def test_killed_stage_resumes_from_saved_chunks(tmp_path):
         "  batch_size: 8\n  num_workers: 1\n  device: cpu\n  on_bad_image: fail\n"
     )
     prepare(prepare_params(limit_per_class=20)).save(work / "data" / "manifest.json")  # 200 items, 25 batches
-    cmd = [sys.executable, str(repo / "stages" / "extract.py")]
+    cmd = [sys.executable, str(repo / "stages" / "extract.py"), "--manifest", "data/manifest.json"]
+    cmd += ["--features", "data/features.h5"]
     proc = subprocess.Popen(cmd, cwd=work, stderr=subprocess.PIPE, text=True)
     resume = work / "data" / ".features.h5.resume"
     deadline = time.monotonic() + 120
@@ -222,20 +208,24 @@ def test_progress_lines_when_not_on_a_terminal(tmp_path, caplog):
 
 
 def test_stage_script_reports_bad_params_one_line_each(tmp_path):
+    """Every bad key of the extract section is one error line naming it; keys left out take their defaults."""
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "params.yaml").write_text(
         "extract:\n  backbnoe: vit_b_16\n  weights: none\n  weights_path: ''\n  image_size: 8\n"
         "  batch_size: 8\n  num_workers: 0\n  device: tpu\n  on_bad_image: fail\n"
     )
     run = subprocess.run(
-        [sys.executable, str(repo / "stages" / "extract.py")], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, str(repo / "stages" / "extract.py"), "--manifest", "m.json", "--features", "f.h5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 4, run.stderr  # misspelled key, the key it lacks, image_size, device
+    assert len(errors) == 3, run.stderr  # misspelled key, image_size, device (backbone takes its default)
     assert any("extract.backbnoe: unknown key (did you mean 'backbone'?)" in e for e in errors)
-    assert any("extract.backbone: missing key" in e for e in errors)
     assert any("extract.image_size" in e for e in errors) and any("extract.device" in e for e in errors)
+    assert not any("extract.backbone:" in e for e in errors)
     assert "Traceback" not in run.stderr
     assert os.listdir(tmp_path) == ["params.yaml"]
 
@@ -244,3 +234,264 @@ def test_auto_workers_none_on_cpu_some_on_cuda():
     assert resolve_workers("auto", torch.device("cpu")) == 0
     assert 1 <= resolve_workers("auto", torch.device("cuda")) <= 8
     assert resolve_workers(3, torch.device("cpu")) == 3
+
+
+# -- items that cannot be read, or whose features are not finite -----------------------------------------
+
+
+def one_line(info: pytest.ExceptionInfo) -> str:
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def npy_folder(root: Path, bad: dict[str, bytes | np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Two classes of four 5-d vectors; ``bad`` adds or replaces files {relative path: array or raw bytes}."""
+    rng = np.random.default_rng(3)
+    vectors = {}
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            vectors[f"{cls}/{i}.npy"] = rng.normal(size=5).astype(np.float32)
+            np.save(root / cls / f"{i}.npy", vectors[f"{cls}/{i}.npy"])
+    for rel, content in (bad or {}).items():
+        if isinstance(content, np.ndarray):
+            np.save(root / rel, content)
+        else:
+            (root / rel).write_bytes(content)
+    return vectors
+
+
+BAD_VECTORS = {
+    "nan": np.array([0.1, np.nan, 0.3, 0.4, 0.5]),
+    "inf": np.array([[0.1, 0.2, -np.inf, 0.4, 0.5]]),
+    "text": b"0.1 0.2 0.3 0.4 0.5\n",  # a text file named .npy
+    "corrupt-header": b"\x93NUMPY\x01\x00\x10\x00{'descr': <0x7f>\n",
+}
+BAD_VECTOR_WORDS = {"nan": "NaN or infinite", "inf": "NaN or infinite", "text": "not a .npy array",
+                    "corrupt-header": "cannot read the .npy array"}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(BAD_VECTORS))
+def test_bad_npy_vector_fails_naming_it(tmp_path, kind):
+    """A NaN/inf vector, a text file or a damaged header: extract stops with one line naming that file."""
+    npy_folder(tmp_path / "vec", {"b/2.npy": BAD_VECTORS[kind]})
+    manifest = prepare(prepare_params(source="npy", path=str(tmp_path / "vec"), query_size=1, limit_per_class=0))
+    dest = tmp_path / "out" / "features.h5"
+    with pytest.raises(GraphhashError) as info:
+        extract(manifest, extract_params(batch_size=3), dest)
+    message = one_line(info)
+    assert message.startswith(f"{tmp_path / 'vec' / 'b' / '2.npy'}: ")
+    assert BAD_VECTOR_WORDS[kind] in message and "extract.on_bad_image: skip" in message
+    assert "pickle" not in message.lower() and "0x" not in message
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("kind", list(BAD_VECTORS))
+def test_bad_npy_vector_is_skipped_and_recorded(tmp_path, kind):
+    """With on_bad_image: skip the bad vector is left out and listed in skipped_ids; the others are kept as is."""
+    vectors = npy_folder(tmp_path / "vec", {"b/2.npy": BAD_VECTORS[kind]})
+    manifest = prepare(prepare_params(source="npy", path=str(tmp_path / "vec"), query_size=1, limit_per_class=0))
+    extract(manifest, extract_params(batch_size=3, on_bad_image="skip"), tmp_path / "f.h5")
+    fs = read_features(tmp_path / "f.h5")
+    expected_ids = sorted(set(vectors) - {"b/2.npy"})
+    assert fs.ids == expected_ids
+    assert json.loads(fs.attrs["skipped_ids"]) == ["b/2.npy"]
+    np.testing.assert_array_equal(fs.features, np.stack([vectors[i] for i in expected_ids]))
+    assert fs.labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+
+
+class NonFiniteOn(torch.nn.Module):
+    """Wraps a backbone's model: rows whose input image is uniformly dark give NaN, uniformly bright give inf."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x).clone()
+        flat = x.flatten(1)
+        out[flat.max(dim=1).values < -0.9] = float("nan")  # black: (0 - 127) / 128
+        out[flat.min(dim=1).values > 0.9] = float("inf")  # white: (255 - 127) / 128
+        return out
+
+
+@pytest.fixture
+def non_finite_backbone(monkeypatch):
+    def load(*args):
+        backbone = load_backbone(*args)
+        backbone.model = NonFiniteOn(backbone.model).eval()
+        return backbone
+
+    monkeypatch.setattr(extract_module, "load_backbone", load)
+
+
+def uniform_png(path: Path, level: int) -> None:
+    Image.new("RGB", (20, 24), (level, level, level)).save(path)
+
+
+@pytest.mark.parametrize(("level", "name"), [(0, "black.png"), (255, "white.png")])
+def test_backbone_non_finite_features_fail_naming_the_item(tmp_path, non_finite_backbone, level, name):
+    """A backbone giving NaN (or inf) features for one image stops extract with one line naming that image."""
+    folder = image_folder(tmp_path / "imgs")
+    uniform_png(folder / "dogs" / name, level)
+    manifest = prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0))
+    dest = tmp_path / "out" / "features.h5"
+    with pytest.raises(GraphhashError) as info:
+        extract(manifest, extract_params(batch_size=3), dest)
+    message = one_line(info)
+    assert message.startswith(f"{folder / 'dogs' / name}: ")
+    assert "NaN or infinite" in message and "extract.on_bad_image: skip" in message
+    assert not dest.exists()
+
+
+def test_backbone_non_finite_features_are_skipped(tmp_path, non_finite_backbone):
+    """Under skip, the items with non-finite features are left out and recorded; the others equal a clean run."""
+    folder = image_folder(tmp_path / "imgs")
+    manifest = prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0))
+    extract(manifest, extract_params(batch_size=3), tmp_path / "clean.h5")
+    uniform_png(folder / "dogs" / "black.png", 0)
+    uniform_png(folder / "cats" / "white.png", 255)
+    manifest = prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0))
+    extract(manifest, extract_params(batch_size=3, on_bad_image="skip"), tmp_path / "f.h5")
+    fs, clean = read_features(tmp_path / "f.h5"), read_features(tmp_path / "clean.h5")
+    assert json.loads(fs.attrs["skipped_ids"]) == ["cats/white.png", "dogs/black.png"]
+    assert fs.ids == clean.ids == [f"{cls}/{i}.png" for cls in ("cats", "dogs") for i in range(3)]
+    assert np.isfinite(fs.features).all()
+    np.testing.assert_allclose(fs.features, clean.features, rtol=1e-5, atol=1e-5)
+
+
+def unreadable_links(folder: Path) -> dict[str, str]:
+    """A dangling link and a link to itself in class folders; {item id: what reading it says}."""
+    (folder / "cats" / "gone.jpg").symlink_to(folder / "cats" / "deleted.jpg")
+    os.symlink("self.jpg", folder / "dogs" / "self.jpg")
+    return {"cats/gone.jpg": "No such file or directory", "dogs/self.jpg": "Too many levels of symbolic links"}
+
+
+@pytest.mark.parametrize("item", ["cats/gone.jpg", "dogs/self.jpg"])
+def test_unreadable_link_fails_extract_naming_the_file(tmp_path, item):
+    """prepare lists a dangling link and a link loop; extract under fail stops with one line naming the first."""
+    folder = image_folder(tmp_path / "imgs")
+    reasons = unreadable_links(folder)
+    if item == "dogs/self.jpg":
+        (folder / "cats" / "gone.jpg").unlink()
+    manifest = prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0))
+    assert item in manifest.ids
+    dest = tmp_path / "out" / "features.h5"
+    with pytest.raises(GraphhashError) as info:
+        extract(manifest, extract_params(batch_size=4), dest)
+    message = one_line(info)
+    assert message.startswith(f"{folder / item}: cannot read: {reasons[item]}")
+    assert "extract.on_bad_image: skip" in message
+    assert not dest.exists()
+
+
+def test_unreadable_links_are_skipped(tmp_path):
+    """Under skip, the dangling link and the link loop are left out and listed in skipped_ids."""
+    folder = image_folder(tmp_path / "imgs")
+    unreadable_links(folder)
+    manifest = prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0))
+    extract(manifest, extract_params(batch_size=4, on_bad_image="skip"), tmp_path / "f.h5")
+    fs = read_features(tmp_path / "f.h5")
+    assert json.loads(fs.attrs["skipped_ids"]) == ["cats/gone.jpg", "dogs/self.jpg"]
+    assert fs.ids == [f"{cls}/{i}.png" for cls in ("cats", "dogs") for i in range(3)]
+    assert np.isfinite(fs.features).all()
+
+
+def test_stage_script_on_an_unreadable_link_exits_2_with_one_line(tmp_path):
+    """The extract stage, run as DVC runs it, exits with status 2 and one error line naming the dangling link."""
+    repo = Path(__file__).resolve().parents[1]
+    folder = image_folder(tmp_path / "imgs")
+    (folder / "cats" / "gone.jpg").symlink_to(folder / "cats" / "deleted.jpg")
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "params.yaml").write_text("extract:\n  weights: none\n  image_size: 32\n  device: cpu\n")
+    prepare(prepare_params(source="folder", path=str(folder), query_size=1, limit_per_class=0)).save(
+        work / "data" / "manifest.json"
+    )
+    args = ["--manifest", "data/manifest.json", "--features", "data/features.h5"]
+    run = subprocess.run(
+        [sys.executable, str(repo / "stages" / "extract.py"), *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {folder / 'cats' / 'gone.jpg'}: cannot read: No such file or directory "
+        "(set extract.on_bad_image: skip to leave such items out)"
+    ], run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (work / "data" / "features.h5").exists()
+
+
+def test_weights_path_that_is_a_folder_stops_extract_saying_so(tmp_path):
+    """extract.weights_path naming a folder: one line saying it is a folder, not that it does not exist."""
+    (tmp_path / "weights").mkdir()
+    manifest = prepare(prepare_params(limit_per_class=2, query_size=1))
+    with pytest.raises(GraphhashError) as info:
+        extract(manifest, extract_params(weights_path=str(tmp_path / "weights")), tmp_path / "f.h5")
+    message = one_line(info)
+    assert message == f"extract.weights_path: {tmp_path / 'weights'}: is a folder, not a state-dict file"
+    assert not (tmp_path / "f.h5").exists()
+
+
+# -- the features file as a contract ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("features") / "features.h5"
+    extract(prepare(prepare_params(limit_per_class=2, query_size=1)), extract_params(), dest)
+    return dest
+
+
+def test_features_file_carries_its_format_tag(features_file):
+    with h5py.File(features_file, "r") as f:
+        assert f.attrs["format"] == "graphhash-features/1"
+
+
+def contract_error(path: Path) -> str:
+    with pytest.raises(GraphhashError) as info:
+        read_features(path)
+    message = one_line(info)
+    assert message.startswith(f"{path}: ") and message.endswith("; rerun the extract stage")
+    return message
+
+
+def test_reading_another_kind_as_features_names_it(tmp_path):
+    """A codes file (another graphhash kind) read as features: one line naming the file, its kind, the stage."""
+    from graphhash.files.codes import CodeSet, write_codes
+
+    path = tmp_path / "codes.h5"
+    empty = np.zeros((1, 1), dtype=np.uint8)
+    write_codes(path, CodeSet("lsh", 8, empty, empty, ["q"], ["d"], np.zeros(1), np.zeros(1)))
+    message = contract_error(path)
+    assert "not a features file" in message and "graphhash-codes/1" in message
+
+
+def test_features_of_a_newer_version_say_so(features_file, tmp_path):
+    """A features file tagged with format version 2: one line giving both versions and the stage to rerun."""
+    path = tmp_path / "newer.h5"
+    path.write_bytes(features_file.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f.attrs["format"] = "graphhash-features/2"
+    message = contract_error(path)
+    assert "features format 2" in message and "reads 1" in message and "not a features file" not in message
+
+
+@pytest.mark.parametrize("content", [b"not an HDF5 file\n", b""], ids=["text", "empty"])
+def test_non_hdf5_features_file_says_it_cannot_be_opened(tmp_path, content):
+    path = tmp_path / "features.h5"
+    path.write_bytes(content)
+    assert "cannot open as a features file" in contract_error(path)
+
+
+def test_features_file_written_by_an_older_graphhash_without_tag(features_file, tmp_path):
+    """A features file with no format attribute (written before the tags) is refused, naming the stage."""
+    path = tmp_path / "old.h5"
+    path.write_bytes(features_file.read_bytes())
+    with h5py.File(path, "r+") as f:
+        del f.attrs["format"]
+    assert "not a features file (format missing" in contract_error(path)

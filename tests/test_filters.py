@@ -1,30 +1,28 @@
-"""The spectral graph filters (graphhash.filters) against dense numpy references on small seeded graphs."""
+"""The graph filters (graphhash.graphs.filters) against dense numpy references on small seeded graphs."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from graphhash.errors import GraphhashError
-from graphhash.filters import (
-    ChebConv,
+from graphhash.graphs.batch import adjacency, kipf_propagation, normalized_laplacian
+from graphhash.graphs.filters import FILTERS, Graph, build_filter
+from graphhash.graphs.filters.cheby import ChebConv
+from graphhash.graphs.filters.gcn import GCNConv, NoGraph
+from graphhash.graphs.filters.lanczos import LanczosConv, lanczos, lanczos_start
+from graphhash.graphs.filters.spectral import (
     FourierConv,
-    GCNConv,
-    Graph,
-    LanczosConv,
     SplineConv,
-    filter_layer,
     initial_response,
-    lanczos,
-    lanczos_start,
-    prepare_graph,
     response_basis,
     tie_average,
 )
-from graphhash.graph import adjacency, kipf_propagation, normalized_laplacian
+from graphhash.hyperparameters import HyperparameterError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -188,7 +186,7 @@ def test_spline_equals_response_in_numpy_eigenbasis(basis):
     rng = np.random.default_rng(4)
     a = np.stack([random_adjacency(rng, 7, 0.4), star(7), np.zeros((7, 7))])
     x = rng.normal(size=(3, 7, 4))
-    layer = SplineConv(4, 3, basis, 7).double()
+    layer = SplineConv(4, 3, basis=basis, knots=7).double()
     with torch.no_grad():
         layer.response.copy_(torch.from_numpy(rng.normal(size=7)))
     coefficients, w = layer.response.detach(), layer.weight.detach().numpy()
@@ -207,7 +205,7 @@ def test_degree_one_polynomial_response_is_first_order_propagation():
     adj = np.stack([random_adjacency(rng, 6, 0.5) for _ in range(2)])
     x = rng.normal(size=(2, 6, 4))
     a, b = 0.7, -1.3
-    layer = SplineConv(4, 3, "poly", 2).double()
+    layer = SplineConv(4, 3, basis="poly", knots=2).double()
     with torch.no_grad():
         layer.response.copy_(torch.tensor([a + b, b], dtype=torch.float64))
     w = layer.weight.detach().numpy()
@@ -334,7 +332,7 @@ def test_fourier_equals_numpy_eigenbasis_filter():
     """U diag(theta) U^T X W with eigenvalues ascending, on graphs with distinct eigenvalues."""
     rng = np.random.default_rng(9)
     a, x = distinct_spectrum_graphs(3, 7, seed=9), rng.normal(size=(3, 7, 4))
-    layer = FourierConv(4, 3, nodes=7).double()
+    layer = FourierConv(4, 3, 7).double()
     theta = rng.normal(size=7)
     with torch.no_grad():
         layer.response.copy_(torch.from_numpy(theta))
@@ -353,7 +351,7 @@ def test_fourier_averages_theta_over_repeated_eigenvalues():
     a[:5, :5] = star(5)  # eigenvalues 0, 1, 1, 1, 2, and 1 for each of the 3 isolated nodes
     rng = np.random.default_rng(10)
     x, theta = rng.normal(size=(1, n, 3)), rng.normal(size=n)
-    layer = FourierConv(3, 3, nodes=n).double()
+    layer = FourierConv(3, 3, n).double()
     with torch.no_grad():
         layer.weight.copy_(torch.eye(3))
         layer.response.copy_(torch.from_numpy(theta))
@@ -380,32 +378,32 @@ def test_tie_average_groups():
 
 def test_fourier_refuses_other_graph_sizes():
     """theta has one entry per eigenvalue of an M-node graph: any other size is a one-line error naming the param."""
-    layer = FourierConv(3, 2, nodes=6)
-    with pytest.raises(GraphhashError, match=r"^represent\.batch_nodes: .* 6 nodes .* 4$"):
+    layer = FourierConv(3, 2, 6)
+    with pytest.raises(GraphhashError, match=r"^graph\.nodes: .* 6 nodes .* 4$"):
         layer(torch.randn(1, 4, 3), torch.zeros(1, 4, 4))
     graph = layer.prepare(torch.zeros(1, 6, 6), torch.randn(1, 6, 3))
-    with pytest.raises(GraphhashError, match=r"^represent\.batch_nodes: "):
+    with pytest.raises(GraphhashError, match=r"^graph\.nodes: "):
         layer(torch.randn(1, 5, 3), graph)
 
 
 # --- every filter -------------------------------------------------------------------------------------------
 
-KINDS = {
-    "gcn": {"filter": "gcn"},
-    "gcn-kipf": {"filter": "gcn", "gcn_propagation": "kipf"},
-    "none": {"filter": "none"},
-    "cheby": {"filter": "cheby", "cheby_order": 3},
-    "lanczos": {"filter": "lanczos", "lanczos_steps": 4},
-    "lanczos-poly": {"filter": "lanczos", "lanczos_steps": 3, "spectral_basis": "poly", "spectral_knots": 3},
-    "spline": {"filter": "spline"},
-    "spline-poly": {"filter": "spline", "spectral_basis": "poly", "spectral_knots": 4},
-    "fourier": {"filter": "fourier"},
+KINDS: dict[str, tuple[str, dict[str, Any]]] = {  # label: (filter name, its hyperparameters)
+    "gcn": ("gcn", {"p": 0.8}),
+    "gcn-kipf": ("gcn", {"propagation": "kipf"}),
+    "none": ("none", {}),
+    "cheby": ("cheby", {"order": 3}),
+    "lanczos": ("lanczos", {"steps": 4}),
+    "lanczos-poly": ("lanczos", {"steps": 3, "basis": "poly", "knots": 3}),
+    "spline": ("spline", {}),
+    "spline-poly": ("spline", {"basis": "poly", "knots": 4}),
+    "fourier": ("fourier", {}),
 }
 
 
 def make_layer(kind: str, in_dim: int, out_dim: int, nodes: int) -> torch.nn.Module:
-    params = SimpleNamespace(**({"p": 0.8, "batch_nodes": nodes} | KINDS[kind]))
-    return filter_layer(params, in_dim, out_dim).double()
+    name, options = KINDS[kind]
+    return build_filter(name, in_dim, out_dim, nodes, options).double()
 
 
 def random_batch(seed: int, graphs: int = 3, nodes: int = 7, dim: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -414,27 +412,101 @@ def random_batch(seed: int, graphs: int = 3, nodes: int = 7, dim: int = 5) -> tu
     return x, adjacency(x, 0.2)
 
 
-def test_filter_layer_selects_class():
-    """The factory maps names to layers with the params' hyperparameters; refuses unknown names and bad values."""
-    base = {"p": 0.6, "batch_nodes": 9}
-    expected = {"gcn": GCNConv, "none": GCNConv, "cheby": ChebConv, "lanczos": LanczosConv, "spline": SplineConv,
+def isolated_node_batch(seed: int, nodes: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One graph with linked nodes and node 2 isolated (so U' has both p and 1 on its diagonal), float64."""
+    rng = np.random.default_rng(seed)
+    a = random_adjacency(rng, nodes)
+    a[2, :] = a[:, 2] = 0.0
+    assert (a.sum(axis=1) > 0).sum() == nodes - 1
+    return torch.from_numpy(rng.normal(size=(1, nodes, dim))), torch.from_numpy(a[None])
+
+
+def test_build_filter_selects_class_and_hyperparameters():
+    """The registry maps each name to its layer; build_filter passes the hyperparameters (and the graph size to
+    the one filter defined on a single size), which show in what the layer computes."""
+    expected = {"gcn": GCNConv, "none": NoGraph, "cheby": ChebConv, "lanczos": LanczosConv, "spline": SplineConv,
                 "fourier": FourierConv}  # fmt: skip
+    assert expected == FILTERS
     for name, cls in expected.items():
-        layer = filter_layer(SimpleNamespace(filter=name, **base), 4, 3)
+        layer = build_filter(name, 4, 3, 9, {})
         assert type(layer) is cls and (layer.in_dim, layer.out_dim) == (4, 3)
-    assert filter_layer(SimpleNamespace(filter="gcn", **base), 4, 3).p == 0.6
-    assert filter_layer(SimpleNamespace(filter="fourier", **base), 4, 3).fixed_nodes == 9
-    cheby = filter_layer(SimpleNamespace(filter="cheby", cheby_order=5, **base), 4, 3)
-    assert cheby.weight.shape == (5, 4, 3)
-    spline = filter_layer(SimpleNamespace(filter="spline", spectral_knots=7, spectral_basis="poly", **base), 4, 3)
-    assert (spline.basis, spline.response.shape) == ("poly", (7,))
-    with pytest.raises(GraphhashError, match=r"^represent\.filter: unknown filter 'sparse'"):
-        filter_layer(SimpleNamespace(filter="sparse", **base), 4, 3)
-    bad = [("cheby_order", 0, "cheby"), ("lanczos_steps", 0, "lanczos"), ("spectral_knots", 3, "spline"),
-           ("spectral_basis", "fourier", "spline"), ("gcn_propagation", "sym", "gcn")]  # fmt: skip
-    for name, value, kind in bad:
-        with pytest.raises(GraphhashError, match=rf"^represent\.{name}: "):
-            filter_layer(SimpleNamespace(filter=kind, **{name: value}, **base), 4, 3)
+    x, a = isolated_node_batch(21, nodes=9, dim=4)
+    linked = a[0].sum(dim=-1) > 0
+    operator = build_filter("gcn", 4, 3, 9, {"p": 0.6}).prepare(a, x).operator[0]
+    np.testing.assert_allclose(operator.diagonal().numpy(), np.where(linked.numpy(), 0.6, 1.0), atol=1e-12)
+    kipf = build_filter("gcn", 4, 3, 9, {"propagation": "kipf"}).prepare(a, x).operator
+    torch.testing.assert_close(kipf, kipf_propagation(a))
+    fourier = build_filter("fourier", 4, 3, 9, {})
+    assert fourier.response.shape == (9,)
+    with pytest.raises(GraphhashError, match=r"^graph\.nodes: "):
+        fourier(x[:, :8], a[:, :8, :8])
+    assert build_filter("cheby", 4, 3, 9, {"order": 5}).weight.shape == (5, 4, 3)
+    spline = build_filter("spline", 4, 3, 9, {"basis": "poly", "knots": 7})
+    assert spline.response.shape == (7,)
+    lam = torch.linspace(0.0, 2.0, 11, dtype=torch.float64)  # the poly basis of 7 terms, started at 1 - lambda / 2
+    h = response_basis(lam, "poly", 7) @ spline.response.detach().double()
+    np.testing.assert_allclose(h.numpy(), 1 - lam.numpy() / 2, atol=1e-6)
+    lanczos_layer = build_filter("lanczos", 4, 3, 9, {"steps": 2, "knots": 5})
+    assert lanczos_layer.response.shape == (5,) and lanczos_layer.weight.shape == (3, 4, 3)
+
+
+def test_default_hyperparameters():
+    """gcn: NRDH's propagation with p = 0.3; cheby: order 3; lanczos: 6 steps; spline and lanczos: 6 B-splines."""
+    x, a = isolated_node_batch(22, nodes=8, dim=4)
+    linked = a[0].sum(dim=-1) > 0
+    operator = GCNConv(4, 3).double().prepare(a, x).operator[0]
+    np.testing.assert_allclose(operator.diagonal().numpy(), np.where(linked.numpy(), 0.3, 1.0), atol=1e-12)
+    assert ChebConv(4, 3).weight.shape == (3, 4, 3)
+    assert LanczosConv(4, 3).hyperparameters == {"steps": 6, "basis": "bspline", "knots": 6}
+    assert SplineConv(4, 3).hyperparameters == {"basis": "bspline", "knots": 6}
+
+
+@pytest.mark.parametrize(
+    ("cls", "args", "options"),
+    [
+        (GCNConv, (), {"p": True}),  # a bool is not a number
+        (GCNConv, (), {"p": 1.5}),
+        (GCNConv, (), {"p": -0.1}),
+        (GCNConv, (), {"propagation": "sym"}),
+        (ChebConv, (), {"order": True}),
+        (ChebConv, (), {"order": 0}),
+        (ChebConv, (), {"order": 2.0}),
+        (ChebConv, (), {"order": 101}),
+        (LanczosConv, (), {"steps": False}),
+        (LanczosConv, (), {"steps": 0}),
+        (LanczosConv, (), {"basis": "fourier"}),
+        (SplineConv, (), {"knots": True}),
+        (SplineConv, (), {"knots": 0}),
+        (SplineConv, (), {"basis": "fourier"}),
+        (FourierConv, (True,), {}),
+        (FourierConv, (1,), {}),
+        (NoGraph, (), {"p": 0.5}),  # no hyperparameters at all
+    ],
+)
+def test_bad_hyperparameters_are_refused_at_construction(cls, args, options):
+    """Types are strict and ranges enforced when the layer is built, before any graph is seen."""
+    with pytest.raises(ValidationError):
+        cls(4, 3, *args, **options)
+
+
+@pytest.mark.parametrize("cls", [SplineConv, LanczosConv])
+def test_cubic_bsplines_need_four_knots(cls):
+    """The rule across basis and knots: bspline with 3 knots is a HyperparameterError naming knots; poly with 3
+    and bspline with 4 are fine."""
+    with pytest.raises(HyperparameterError) as info:
+        cls(4, 3, basis="bspline", knots=3)
+    assert info.value.key == "knots" and isinstance(info.value, ValueError)
+    assert "4" in info.value.message
+    assert cls(4, 3, basis="poly", knots=3).response.shape == (3,)
+    assert cls(4, 3, basis="bspline", knots=4).response.shape == (4,)
+
+
+def test_hyperparameters_are_keyword_only():
+    """A hyperparameter passed by position is refused rather than taken for another one."""
+    with pytest.raises(ValidationError):
+        ChebConv(4, 3, 2)
+    with pytest.raises(ValidationError):
+        SplineConv(4, 3, "poly", 7)
 
 
 def test_graph_slices_every_field():
@@ -447,15 +519,16 @@ def test_graph_slices_every_field():
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_prepare_graph_is_the_layers_preparation(kind):
-    """prepare_graph(params, X) builds Eq. 3 with rho and gives what the params' layer prepares, field by field."""
-    x, _ = random_batch(20)
-    params = SimpleNamespace(**({"p": 0.8, "batch_nodes": 7, "rho": 0.1} | KINDS[kind]))
-    got = prepare_graph(params, x)
-    expected = filter_layer(params, 5, 4).double().prepare(adjacency(x, 0.1), x)
+def test_prepared_graph_serves_layers_of_every_width(kind):
+    """The per-batch preparation depends on the graph and the hyperparameters only: layers of other widths (all
+    six of an autoencoder) prepare the same Graph, and each gives with it what it gives preparing on the fly."""
+    x, a = random_batch(20)
+    first, other = make_layer(kind, 5, 4, 7), make_layer(kind, 5, 2, 7)
+    got, expected = first.prepare(a, x), other.prepare(a, x)
     for name in ("operator", "spectral"):
-        a, b = getattr(got, name), getattr(expected, name)
-        assert (a is None and b is None) or torch.equal(a, b), name
+        left, right = getattr(got, name), getattr(expected, name)
+        assert (left is None and right is None) or torch.equal(left, right), name
+    assert torch.equal(other(x, got), other(x, a))
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -521,6 +594,10 @@ def degenerate_graphs(nodes: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_filter_output_finite_on_degenerate_graphs(kind, nodes):
     """Isolated nodes, identical or zero features, complete graphs, and graphs of 1-3 nodes (fewer than the
     Chebyshev order or the Lanczos steps): finite outputs and gradients."""
+    if kind == "fourier" and nodes == 1:  # one eigenvalue is no graph filter: refused when built
+        with pytest.raises(ValidationError):
+            make_layer(kind, 3, 2, nodes)
+        return
     layer = make_layer(kind, 3, 2, nodes)
     for x, a in degenerate_graphs(nodes):
         out = layer(x, a)

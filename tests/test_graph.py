@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from graphhash.graph import (
+from graphhash.graphs.batch import (
     adjacency,
     cosine_similarity,
     epoch_batches,
     epoch_graphs,
-    identity_propagation,
     nrdh_propagation,
     reweighted_propagation,
 )
@@ -175,16 +174,6 @@ def test_nrdh_propagation_is_p_identity_plus_random_walk():
     p = 0.7
     expected = np.where(degree[:, None] > 0, p * np.eye(8) + (1 - p) * a / np.maximum(degree[:, None], 1), np.eye(8))
     np.testing.assert_allclose(reweighted_propagation(torch.from_numpy(a[None]), p)[0].numpy(), expected, atol=1e-15)
-
-
-def test_identity_propagation():
-    """Without a graph each node propagates only to itself, in every graph, in the features' dtype."""
-    x = torch.randn(3, 4, 5, dtype=torch.float64)
-    got = identity_propagation(x)
-    assert got.shape == (3, 4, 4)
-    assert got.dtype == torch.float64
-    for g in range(3):
-        np.testing.assert_array_equal(got[g].numpy(), np.eye(4))
 
 
 def test_epoch_batches_divisible():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +12,10 @@ import torch
 from torch import nn
 
 from graphhash.errors import GraphhashError
-from graphhash.hashnet import (
-    HashNet,
-    HashNetConfig,
-    encode,
-    hash_loss,
-    load_hashnet,
-    rotated_targets,
-    save_hashnet,
-    train_hashnet,
-)
+from graphhash.files.models import save_model
+from graphhash.nrdh.hashnet import HashNet, HashNetConfig, encode, hash_loss, rotated_targets, train_hashnet
+from graphhash.params.hash import HashParams
+from graphhash.pipeline.hash import HASH_NETWORK, load_hash_network
 
 BITS = 16
 EXECUTED: list[str] = []  # filled only if unpickling a checkpoint runs code
@@ -38,11 +32,36 @@ class _Payload:
         return (_record_execution, ("payload ran",))
 
 
-def hash_params(**overrides) -> SimpleNamespace:
-    """The ``hash`` params, shrunk so that a training run takes well under a second."""
-    values = {"mu": 0.8, "omega": 0.2, "epochs": 5, "batch_size": 50, "lr": 1e-3, "negative_slope": 0.2, "seed": 0,
-              "input": "features", "input_p": 0.3, "target": "representation"}  # fmt: skip
-    return SimpleNamespace(**(values | overrides))
+# 200 digits in batches of 50: an epoch is 4 Adam steps.
+EPOCH = 4
+
+
+def hash_params(**overrides) -> HashParams:
+    """The ``hash`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits."""
+    values = {"mu": 0.8, "omega": 0.2, "steps": 5 * EPOCH, "batch_size": 50, "lr": 1e-3, "negative_slope": 0.2,
+              "seed": 0, "input": "features", "input_p": 0.3, "target": "representation"}  # fmt: skip
+    return HashParams(**(values | overrides))
+
+
+def save_hash_network(folder: Path, model: HashNet, **extra) -> None:
+    """What the hash stage writes: the model folder with the configuration that rebuilds the network."""
+    config = {"in_dim": model.config.in_dim, "bits": model.config.bits, "hidden": list(model.config.hidden),
+              "negative_slope": model.config.negative_slope, **extra}  # fmt: skip
+    save_model(folder, model, HASH_NETWORK, config)
+
+
+@pytest.fixture
+def adam_steps(monkeypatch) -> list[int]:
+    """Counts the optimiser steps taken (one entry per ``torch.optim.Adam.step`` call), steps still taken."""
+    calls: list[int] = []
+    step = torch.optim.Adam.step
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    return calls
 
 
 def randomise_batch_norms(model: HashNet, seed: int) -> None:
@@ -103,7 +122,7 @@ def test_architecture_follows_table_2():
     assert [(m.in_features, m.out_features) for m in linears] == [(2048, 256), (256, 64), (64, 32)]
     assert [m.num_features for m in model.layers if isinstance(m, nn.BatchNorm1d)] == [256, 64, 32]
     assert [m.negative_slope for m in model.layers if isinstance(m, nn.LeakyReLU)] == [0.3, 0.3]
-    assert HashNetConfig(in_dim=1, bits=1).hidden == (256, 64)
+    assert HashNetConfig(in_dim=1, bits=1, negative_slope=0.2).hidden == (256, 64)
 
 
 def test_hash_loss_terms_match_numpy():
@@ -165,7 +184,7 @@ def test_encode_matches_manual_eval_forward():
 def test_encode_zero_output_gives_bit_one():
     """fc exactly 0 (last BN scaled to zero) gives tanh 0 and bit 1 everywhere (Eq. 19 at zero)."""
     torch.manual_seed(0)
-    model = HashNet(HashNetConfig(in_dim=5, bits=9))
+    model = HashNet(HashNetConfig(in_dim=5, bits=9, negative_slope=0.2))
     with torch.no_grad():
         model.layers[7].weight.zero_()
         model.layers[7].bias.zero_()
@@ -175,17 +194,19 @@ def test_encode_zero_output_gives_bit_one():
 
 def test_encode_empty_input():
     """No items give an empty (0, g) bool array."""
-    codes = encode(HashNet(HashNetConfig(in_dim=5, bits=9)), np.zeros((0, 5), dtype=np.float32))
+    codes = encode(HashNet(HashNetConfig(in_dim=5, bits=9, negative_slope=0.2)), np.zeros((0, 5), dtype=np.float32))
     assert codes.shape == (0, 9) and codes.dtype == bool
 
 
 def test_training_lowers_loss_and_records_each_epoch(trained):
-    """Training on digit features lowers the loss; one record per epoch with loss = mu*mse + omega*bce."""
+    """Training on digit features lowers the loss; one record per epoch (5 epochs of 4 steps for 20 steps),
+    with loss = mu * mse + omega * bce."""
     _, history = trained
     params = hash_params()
-    assert [record["epoch"] for record in history] == list(range(1, params.epochs + 1))
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5]
+    assert [record["step"] for record in history] == [4, 8, 12, 16, 20]
     for record in history:
-        assert set(record) == {"epoch", "loss", "mse", "bce"}
+        assert set(record) == {"epoch", "step", "loss", "mse", "bce"}
         assert record["loss"] == pytest.approx(params.mu * record["mse"] + params.omega * record["bce"], rel=1e-5)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["mse"] < history[0]["mse"]
@@ -198,13 +219,64 @@ def test_training_needs_two_items():
 
 
 def test_training_is_seeded(digits, targets, trained):
-    """The same seed gives identical codes; another seed gives different codes."""
-    model, _ = trained
-    again, _ = train_hashnet(digits, targets, hash_params())
-    other, _ = train_hashnet(digits, targets, hash_params(seed=1, epochs=1))
+    """The same params give identical weights and codes; another seed gives different codes."""
+    model, history = trained
+    again, history_again = train_hashnet(digits, targets, hash_params())
+    other, _ = train_hashnet(digits, targets, hash_params(seed=1, steps=EPOCH))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+    assert history == history_again
     codes = encode(model, digits)
     np.testing.assert_array_equal(codes, encode(again, digits))
     assert not np.array_equal(codes, encode(other, digits))
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_training_runs_whole_epochs_when_steps_divide(digits, targets, adam_steps, epochs):
+    """steps = k epochs' worth (4 batches of 50 each): k records, the last at step = steps, that many Adam steps."""
+    _, history = train_hashnet(digits, targets, hash_params(steps=epochs * EPOCH))
+    assert [record["step"] for record in history] == [EPOCH * (e + 1) for e in range(epochs)]
+    assert history[-1]["step"] == epochs * EPOCH == len(adam_steps)
+
+
+@pytest.mark.parametrize(("batch_size", "steps", "record_steps"), [(50, 10, [4, 8, 10]), (50, 3, [3]),
+                                                                   (64, 7, [3, 6, 7])])  # fmt: skip
+def test_training_stops_mid_epoch_where_the_steps_run_out(digits, targets, adam_steps, batch_size, steps,
+                                                          record_steps):  # fmt: skip
+    """With steps not a multiple of an epoch's batches (200 items: 4 of 50, or 3 of 64 and more), the last epoch
+    is partial and Adam steps exactly ``steps`` times in all."""
+    _, history = train_hashnet(digits, targets, hash_params(steps=steps, batch_size=batch_size))
+    assert len(adam_steps) == steps
+    assert [record["step"] for record in history] == record_steps
+    assert [record["epoch"] for record in history] == list(range(1, len(record_steps) + 1))
+
+
+def test_partial_epoch_records_the_mean_over_the_batches_it_stepped_on(digits, targets, monkeypatch):
+    """Weights frozen (Adam steps do nothing) and batch norm's running statistics aside, the partial second
+    epoch's mse is the mean over the items of its first batch, from the second shuffle of the seeded order."""
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
+    params = hash_params(steps=EPOCH + 1)
+    model, history = train_hashnet(digits, targets, params)
+    generator = torch.Generator().manual_seed(params.seed)
+    torch.randperm(len(digits), generator=generator)  # the first epoch's order
+    batch = torch.randperm(len(digits), generator=generator)[:50]
+    model.train()
+    with torch.no_grad():
+        fc = model(digits[batch]).double().numpy()  # training mode: the batch's own statistics, as in training
+    expected = np.mean((fc - targets[batch].double().numpy()) ** 2)
+    assert history[-1]["step"] == EPOCH + 1
+    assert history[-1]["mse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, targets, adam_steps):
+    """A representation so large that its squared error overflows float32 makes the first epoch's loss
+    non-finite: training stops there, with one line naming the hash stage and epoch 1."""
+    huge = targets.clone()
+    huge[7, 3] = 1e30
+    with pytest.raises(GraphhashError, match=r"^hash: .*\b(inf|nan)\b.* epoch 1\b") as info:
+        train_hashnet(digits, huge, hash_params(steps=10 * EPOCH))
+    assert "\n" not in str(info.value)
+    assert len(adam_steps) == EPOCH  # one epoch, not the 40 steps asked for
 
 
 def test_save_load_round_trip(tmp_path):
@@ -212,12 +284,13 @@ def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = HashNet(HashNetConfig(in_dim=7, bits=5, negative_slope=0.1))
     randomise_batch_norms(model, seed=3)
-    stem = tmp_path / "models" / "nrdh-5"
-    save_hashnet(model, stem, extra={"backbone": "resnet"})
-    meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    folder = tmp_path / "models" / "nrdh-gcn-5"
+    save_hash_network(folder, model, backbone="resnet")
+    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     assert {key: meta[key] for key in ("in_dim", "bits", "hidden", "negative_slope", "backbone")} == {
         "in_dim": 7, "bits": 5, "hidden": [256, 64], "negative_slope": 0.1, "backbone": "resnet"}  # fmt: skip
-    loaded = load_hashnet(stem)
+    loaded, config = load_hash_network(folder)
+    assert config["backbone"] == "resnet"
     assert not loaded.training
     assert loaded.config == model.config
     for name, tensor in model.state_dict().items():
@@ -225,44 +298,53 @@ def test_save_load_round_trip(tmp_path):
     x = torch.from_numpy(np.random.default_rng(4).normal(size=(6, 7)).astype(np.float32))
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
-    assert sorted(p.name for p in stem.parent.iterdir()) == ["nrdh-5.json", "nrdh-5.pt"]  # no temporary files
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.pt"]  # no temporary files
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["nrdh-gcn-5"]
 
 
-def write_malicious_checkpoint(stem) -> None:
-    """A valid .json beside a .pt whose unpickling would run ``_record_execution``."""
-    save_hashnet(HashNet(HashNetConfig(in_dim=3, bits=2)), stem)
-    torch.save({"x": _Payload()}, stem.with_suffix(".pt"))
+def write_malicious_checkpoint(folder: Path) -> None:
+    """A valid model.json beside a model.pt whose unpickling would run ``_record_execution``."""
+    save_hash_network(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)))
+    torch.save({"x": _Payload()}, folder / "model.pt")
 
 
 def test_load_does_not_run_pickled_code(tmp_path):
     """Loading a checkpoint holding a pickled object refuses it without running its code."""
-    stem = tmp_path / "evil"
-    write_malicious_checkpoint(stem)
+    folder = tmp_path / "evil"
+    write_malicious_checkpoint(folder)
     EXECUTED.clear()
     with pytest.raises(Exception):  # noqa: B017 - the type is checked by the test below
-        load_hashnet(stem)
+        load_hash_network(folder)
     assert EXECUTED == []
 
 
 def test_load_pickled_object_is_graphhash_error(tmp_path):
     """Loading a checkpoint holding a pickled object raises a GraphhashError naming the file."""
-    stem = tmp_path / "evil"
-    write_malicious_checkpoint(stem)
+    folder = tmp_path / "evil"
+    write_malicious_checkpoint(folder)
     with pytest.raises(GraphhashError, match="evil"):
-        load_hashnet(stem)
+        load_hash_network(folder)
 
 
 def test_load_missing_files(tmp_path):
-    """A missing .json or a missing .pt gives a GraphhashError naming the path."""
-    stem = tmp_path / "absent"
+    """A missing folder, or a folder missing its model.pt, gives a GraphhashError naming the path."""
+    folder = tmp_path / "absent"
     with pytest.raises(GraphhashError) as info:
-        load_hashnet(stem)
-    assert str(stem) in str(info.value)
-    save_hashnet(HashNet(HashNetConfig(in_dim=3, bits=2)), stem)
-    stem.with_suffix(".pt").unlink()
+        load_hash_network(folder)
+    assert str(folder) in str(info.value)
+    save_hash_network(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)))
+    (folder / "model.pt").unlink()
     with pytest.raises(GraphhashError) as info:
-        load_hashnet(stem)
-    assert str(stem) in str(info.value)
+        load_hash_network(folder)
+    assert str(folder / "model.pt") in str(info.value)
+
+
+def test_load_refuses_another_kind_of_model(tmp_path):
+    """A model folder of another kind (the autoencoder's, say) is refused, naming the hash stage."""
+    folder = tmp_path / "gcnae"
+    save_model(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)), "nrdh-graph-autoencoder", {})
+    with pytest.raises(GraphhashError, match=r"gcnae: not a nrdh-hashnet model .*rerun the hash stage"):
+        load_hash_network(folder)
 
 
 def test_rotated_targets_keep_every_distance_and_centre_the_bits(targets):

@@ -1,4 +1,4 @@
-"""Image decoding: every mode Pillow can give becomes 8-bit RGB, and unreadable files raise BadImageError."""
+"""Image decoding: every mode Pillow can give becomes 8-bit RGB, and unreadable files raise BadItemError."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from conftest import noise_image
 from PIL import Image
 
+from graphhash.data.images import BadItemError, decode, to_pixels, to_rgb
 from graphhash.errors import GraphhashError
-from graphhash.images import BadImageError, decode, to_pixels, to_rgb
 
 NEAREST = "nearest"
 
@@ -179,9 +179,9 @@ def truncated_jpeg(tmp_path: Path) -> bytes:
     ids=["junk", "corrupt-png", "truncated-jpeg", "empty"],
 )
 def test_unreadable_bytes_raise_bad_image_naming_the_file(tmp_path, make_bytes):
-    """Corrupt, truncated and empty files raise BadImageError (a GraphhashError) naming the file."""
+    """Corrupt, truncated and empty files raise BadItemError (a GraphhashError) naming the file."""
     name = str(tmp_path / "cats" / "broken.jpg")
-    with pytest.raises(BadImageError) as info:
+    with pytest.raises(BadItemError) as info:
         decode(make_bytes(tmp_path), name)
     assert isinstance(info.value, GraphhashError)
     assert name in str(info.value)
@@ -189,7 +189,7 @@ def test_unreadable_bytes_raise_bad_image_naming_the_file(tmp_path, make_bytes):
 
 def test_empty_file_message_says_empty():
     """A zero-byte file is reported as an empty file."""
-    with pytest.raises(BadImageError, match="empty file"):
+    with pytest.raises(BadItemError, match="empty file"):
         decode(b"", "zero.png")
 
 

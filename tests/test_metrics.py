@@ -1,4 +1,4 @@
-"""Retrieval metrics: graphhash.metrics against brute-force references written here from its docstring.
+"""Retrieval metrics: graphhash.evaluation.metrics against brute-force references written here from its docstring.
 
 The references work on unpacked boolean codes, rank with ``sorted`` (ascending distance, ties by ascending
 database index) and compute every metric with plain loops, so they share nothing with the library but the
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphhash import metrics
-from graphhash.codes import pack
+from graphhash.evaluation import metrics
+from graphhash.files.codes import pack
 
 RTOL = 1e-9
 ATOL = 1e-12

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from graphhash.errors import GraphhashError
-from graphhash.features import read_features, write_features
-from graphhash.neighbours import graph_inputs, knn_graphs, nearest_training, read_neighbours, write_neighbours
+from graphhash.files.features import write_features
+from graphhash.files.neighbours import Neighbours, read_neighbours, write_neighbours
+from graphhash.graphs.knn import graph_inputs, knn_graphs, nearest_training
+from graphhash.params.graph import GraphParams
+from graphhash.pipeline.neighbours import find_neighbours
 
 
 def brute_force(features: np.ndarray, train: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +70,7 @@ def test_queries_search_only_the_training_items(items):
 
 def test_too_many_neighbours_names_the_param():
     features = np.eye(4, dtype=np.float32)
-    with pytest.raises(GraphhashError, match=r"represent\.batch_nodes"):
+    with pytest.raises(GraphhashError, match=r"^graph\.nodes: "):
         nearest_training(features, np.ones(4, dtype=bool), 4)
 
 
@@ -91,19 +94,36 @@ def test_graph_inputs_follow_eqs_2_to_4_by_hand(items, rho, p):
     np.testing.assert_allclose(graph_inputs(features, train, found, rho, p, block_size=9), expected, atol=1e-5)
 
 
-def test_neighbours_file_round_trip_and_errors(items, tmp_path):
+def test_neighbours_stage_round_trip_and_errors(items, tmp_path):
+    """The stage writes graph.nodes - 1 neighbours per item; reading fewer gives the first k, more is refused."""
     features, train = items
     path = tmp_path / "features.h5"
     write_features(path, [features], dim=6, ids=[f"item/{i}" for i in range(70)], labels=np.zeros(70),
                    masks={"query": ~train, "database": train, "train": train}, attrs={})  # fmt: skip
-    write_neighbours(path, 5, tmp_path / "neighbours.h5")
-    fs = read_features(path)
-    found = read_neighbours(tmp_path / "neighbours.h5", fs, 3)
-    np.testing.assert_array_equal(found.indices, nearest_training(features, train, 3).indices)
+    find_neighbours(path, GraphParams(nodes=6), tmp_path / "neighbours.h5")
+    found = read_neighbours(tmp_path / "neighbours.h5", 70, 3)
+    indices, sims = brute_force(features.astype(np.float64), train, 3)
+    np.testing.assert_array_equal(found.indices, indices)
+    np.testing.assert_allclose(found.similarities, sims, atol=1e-6)
+    assert read_neighbours(tmp_path / "neighbours.h5", 70, 5).indices.shape == (70, 5)
     with pytest.raises(GraphhashError, match=r"neighbours\.h5.*rerun the neighbours stage"):
-        read_neighbours(tmp_path / "neighbours.h5", fs, 6)  # the file holds 5
+        read_neighbours(tmp_path / "neighbours.h5", 70, 6)  # the file holds 5
+    with pytest.raises(GraphhashError, match=r"neighbours\.h5.*do not cover 71 items.*rerun the neighbours stage"):
+        read_neighbours(tmp_path / "neighbours.h5", 71, 3)  # built from another features file
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["indices"] = np.zeros((70, 5), dtype=np.int64)
-    with pytest.raises(GraphhashError, match=r"other\.h5: not a valid neighbours file"):
-        read_neighbours(tmp_path / "other.h5", fs, 3)
+    with pytest.raises(GraphhashError, match=r"other\.h5: is not a neighbours file.*rerun the neighbours stage"):
+        read_neighbours(tmp_path / "other.h5", 70, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.h5", "neighbours.h5", "other.h5"]
+
+
+def test_neighbours_file_keeps_indices_and_similarities_exactly(tmp_path):
+    """write_neighbours then read_neighbours gives back the very arrays, dtypes included."""
+    rng = np.random.default_rng(3)
+    found = Neighbours(rng.integers(0, 50, size=(9, 4)).astype(np.int64), rng.random((9, 4)).astype(np.float32))
+    write_neighbours(tmp_path / "n.h5", found)
+    back = read_neighbours(tmp_path / "n.h5", 9, 4)
+    assert back.indices.dtype == np.int64 and back.similarities.dtype == np.float32
+    np.testing.assert_array_equal(back.indices, found.indices)
+    np.testing.assert_array_equal(back.similarities, found.similarities)
+    np.testing.assert_array_equal(read_neighbours(tmp_path / "n.h5", 9, 2).indices, found.indices[:, :2])

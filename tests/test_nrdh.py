@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from graphhash.codes import read_codes, unpack
 from graphhash.errors import GraphhashError
-from graphhash.features import write_features
-from graphhash.hashnet import encode, load_hashnet
-from graphhash.neighbours import write_neighbours
-from graphhash.nrdh import hash_codes, represent
+from graphhash.files.codes import read_codes, unpack
+from graphhash.files.features import write_features
+from graphhash.files.representations import read_representations
+from graphhash.nrdh.hashnet import encode
+from graphhash.params.graph import GraphParams
+from graphhash.params.hash import HashParams
+from graphhash.params.represent import RepresentParams
+from graphhash.pipeline.hash import encode_features, hash_codes, load_hash_network
+from graphhash.pipeline.neighbours import find_neighbours
+from graphhash.pipeline.represent import represent
 
-REPRESENT = SimpleNamespace(filter="gcn", batch_nodes=10, rho=0.4, p=0.8, hidden=32, alpha=0.999, beta=0.001,
-                            epochs=3, lr=0.001, graphs_per_step=1, seed=0, gcn_propagation="nrdh", cheby_order=3,
-                            lanczos_steps=6, spectral_basis="bspline", spectral_knots=6, graph="batch")  # fmt: skip
-HASH = SimpleNamespace(mu=0.8, omega=0.2, epochs=5, batch_size=64, lr=0.001, negative_slope=0.2, seed=0,
-                       input="features", input_p=0.3, target="representation")  # fmt: skip
+# 500 training items: 50 batch graphs of 10 nodes an epoch at one graph a step, 7 batches of 64 for the hash network.
+REPRESENT = RepresentParams(hidden=32, alpha=0.999, beta=0.001, steps=3 * 50, lr=0.001, graphs_per_step=1, seed=0,
+                            gcn={"propagation": "nrdh", "p": 0.8})  # fmt: skip
+GRAPH = GraphParams(kind="batch", nodes=10, rho=0.4)
+HASH = HashParams(mu=0.8, omega=0.2, steps=5 * 7, batch_size=64, lr=0.001, negative_slope=0.2, seed=0,
+                  input="features", input_p=0.3, target="representation")  # fmt: skip
+
+# Small networks run on one thread: on a busy machine intra-op threads only wait for each other.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +58,44 @@ def digits_features(tmp_path_factory) -> Path:
     return path
 
 
+def represent_one(features, neighbours, bits, params, graph, *, out: Path, model: Path, losses: Path) -> None:
+    """The represent stage's function at one code length, its three outputs moved to the paths given."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        work = Path(tmp)
+        represent(features, neighbours, "gcn", [bits], params, graph, out=work / "r", models=work / "m",
+                  losses=work / "l")  # fmt: skip
+        (work / "r" / f"{bits}.h5").replace(out)
+        (work / "m" / str(bits)).replace(model)
+        (work / "l" / f"{bits}.csv").replace(losses)
+
+
+def hash_one(features, neighbours, representations, bits, params, graph, *, codes: Path, model: Path, losses: Path):
+    """The hash stage's function at one code length, from one representations file, outputs at the paths given."""
+    codes.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=codes.parent) as tmp:
+        work = Path(tmp)
+        (work / "z").mkdir()
+        shutil.copy(representations, work / "z" / f"{bits}.h5")
+        hash_codes(features, neighbours, work / "z", "gcn", [bits], params, graph, codes=work / "c", models=work / "m",
+                   losses=work / "l")  # fmt: skip
+        (work / "c" / f"nrdh-gcn-{bits}.h5").replace(codes)
+        (work / "m" / str(bits)).replace(model)
+        (work / "l" / f"{bits}.csv").replace(losses)
+
+
+def changed(params, **updates):
+    """A copy of a params section with some values changed, validated like a params file."""
+    return type(params).model_validate(params.model_dump() | updates)
+
+
 def run_nrdh(features: Path, out: Path, bits: int) -> Path:
-    represent(features, bits, REPRESENT, out / "repr.h5", out / "gcnae", out / "represent.csv")
-    hash_codes(features, out / "repr.h5", bits, HASH, "nrdh-gcn", out / "codes.h5", out / "nrdh", out / "hash.csv")
+    """The paper's configuration: batch graphs, plain features in, the representations as targets."""
+    neighbours = out / "neighbours.h5"  # not read: batch graphs and hash.input: features need no neighbours
+    represent_one(features, neighbours, bits, REPRESENT, GRAPH, out=out / "repr.h5", model=out / "gcnae",
+              losses=out / "represent.csv")  # fmt: skip
+    hash_one(features, neighbours, out / "repr.h5", bits, HASH, GRAPH, codes=out / "codes.h5",
+               model=out / "nrdh", losses=out / "hash.csv")  # fmt: skip
     return out
 
 
@@ -61,16 +107,21 @@ def test_codes_file_contract(digits_features, tmp_path):
     assert len(codes.query_ids) == 100 and not set(codes.query_ids) & set(codes.database_ids)
     # the packed padding bits beyond bit 12 are zero
     assert not (codes.query[:, 1] & 0x0F).any() and not (codes.database[:, 1] & 0x0F).any()
-    with h5py.File(out / "repr.h5", "r") as f:
-        assert f["representations"].shape == (500, 12)
+    found = read_representations(out / "repr.h5")
+    assert found.values.shape == (500, 12) and found.filter == "gcn"
+    assert found.ids == list(codes.database_ids)  # the training items are the database here
     # the saved model re-encodes the database to the very same codes
-    model = load_hashnet(out / "nrdh")
+    model, _ = load_hash_network(out / "nrdh")
     with h5py.File(digits_features, "r") as f:
-        database = f["features"][()][f["database"][()]]
+        mask = f["database"][()]
+        database = f["features"][()][mask]
     np.testing.assert_array_equal(encode(model, database), unpack(codes.database, 12))
-    for name in ("represent.csv", "hash.csv"):
+    np.testing.assert_array_equal(encode_features(out / "nrdh", digits_features)[mask], unpack(codes.database, 12))
+    # one loss record per epoch: 150 steps of 50 an epoch, 35 steps of 7 an epoch
+    for name, header, epochs in [("represent.csv", "epoch,step,steps,loss", 3), ("hash.csv", "epoch,step,loss", 5)]:
         lines = (out / name).read_text().splitlines()
-        assert lines[0].startswith("epoch,loss") and len(lines) == 1 + {"represent.csv": 3, "hash.csv": 5}[name]
+        assert lines[0].startswith(header) and len(lines) == 1 + epochs, name
+    assert (out / "gcnae" / "model.pt").is_file() and (out / "nrdh" / "model.json").is_file()
 
 
 def test_codes_separate_classes_far_better_than_chance(digits_features, tmp_path):
@@ -87,15 +138,30 @@ def test_codes_separate_classes_far_better_than_chance(digits_features, tmp_path
 def test_two_runs_give_byte_identical_code_files(digits_features, tmp_path):
     first = run_nrdh(digits_features, tmp_path / "a", bits=8)
     second = run_nrdh(digits_features, tmp_path / "b", bits=8)
-    for name in ("codes.h5", "repr.h5", "nrdh.pt", "gcnae.pt"):
+    for name in (
+        "codes.h5",
+        "repr.h5",
+        "nrdh/model.pt",
+        "nrdh/model.json",
+        "gcnae/model.pt",
+        "gcnae/model.json",
+        "represent.csv",
+        "hash.csv",
+    ):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def encode_command(model: Path, features: Path, dest: Path) -> None:
+    """`graphhash encode MODEL FEATURES DEST` in a fresh interpreter, torch on one thread as in these tests."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "graphhash.cli", "encode", str(model), str(features), str(dest)],
+                   check=True, capture_output=True, env=env)  # fmt: skip
 
 
 def test_encode_command_writes_packed_codes(digits_features, tmp_path):
     out = run_nrdh(digits_features, tmp_path, bits=8)
     dest = tmp_path / "new-codes.npy"
-    subprocess.run([sys.executable, "-m", "graphhash.cli", "encode", str(out / "nrdh"), str(digits_features),
-                    str(dest)], check=True, capture_output=True)  # fmt: skip
+    encode_command(out / "nrdh", digits_features, dest)
     codes = read_codes(out / "codes.h5")
     with h5py.File(digits_features, "r") as f:
         database = f["database"][()]
@@ -104,12 +170,14 @@ def test_encode_command_writes_packed_codes(digits_features, tmp_path):
 
 def run_graph_nrdh(features: Path, out: Path, bits: int, input_p: float) -> Path:
     """The kNN configuration: kNN graphs, graph inputs for the hash network, rotated targets."""
-    write_neighbours(features, REPRESENT.batch_nodes - 1, out / "neighbours.h5")
-    graph = SimpleNamespace(**{**vars(REPRESENT), "graph": "knn", "graphs_per_step": 8})
-    hash_params = SimpleNamespace(**{**vars(HASH), "input": "graph", "input_p": input_p, "target": "rotated"})
-    represent(features, bits, graph, out / "repr.h5", out / "gcnae", out / "represent.csv", out / "neighbours.h5")
-    hash_codes(features, out / "repr.h5", bits, hash_params, "nrdh-gcn", out / "codes.h5", out / "nrdh",
-               out / "hash.csv", graph, out / "neighbours.h5")  # fmt: skip
+    graph = GraphParams(kind="knn", nodes=GRAPH.nodes, rho=GRAPH.rho)
+    find_neighbours(features, graph, out / "neighbours.h5")
+    knn = changed(REPRESENT, graphs_per_step=8, steps=3 * 63)  # 500 graphs, 8 a step
+    hash_params = changed(HASH, input="graph", input_p=input_p, target="rotated")
+    represent_one(features, out / "neighbours.h5", bits, knn, graph, out=out / "repr.h5", model=out / "gcnae",
+              losses=out / "represent.csv")  # fmt: skip
+    hash_one(features, out / "neighbours.h5", out / "repr.h5", bits, hash_params, graph,
+               codes=out / "codes.h5", model=out / "nrdh", losses=out / "hash.csv")  # fmt: skip
     return out
 
 
@@ -117,9 +185,9 @@ def test_graph_input_with_p_1_is_the_plain_features(digits_features, tmp_path):
     """hash.input: graph with input_p = 1 keeps every item's own features, so the codes equal those of
     hash.input: features fitted to the same representations."""
     out = run_graph_nrdh(digits_features, tmp_path, bits=8, input_p=1.0)
-    plain = SimpleNamespace(**{**vars(HASH), "target": "rotated"})
-    hash_codes(digits_features, out / "repr.h5", 8, plain, "nrdh-gcn", out / "plain.h5", out / "plain",
-               out / "plain.csv")  # fmt: skip
+    plain = changed(HASH, target="rotated")
+    hash_one(digits_features, out / "neighbours.h5", out / "repr.h5", 8, plain, GRAPH,
+               codes=out / "plain.h5", model=out / "plain", losses=out / "plain.csv")  # fmt: skip
     assert (out / "codes.h5").read_bytes() == (out / "plain.h5").read_bytes()
 
 
@@ -128,8 +196,7 @@ def test_graph_input_codes_reproduced_by_the_encode_command(digits_features, tmp
     itself, to the stage's codes; and the kNN configuration separates classes better than chance."""
     out = run_graph_nrdh(digits_features, tmp_path, bits=16, input_p=0.3)
     dest = tmp_path / "new-codes.npy"
-    subprocess.run([sys.executable, "-m", "graphhash.cli", "encode", str(out / "nrdh"), str(digits_features),
-                    str(dest)], check=True, capture_output=True)  # fmt: skip
+    encode_command(out / "nrdh", digits_features, dest)
     codes = read_codes(out / "codes.h5")
     with h5py.File(digits_features, "r") as f:
         query, database = f["query"][()], f["database"][()]
@@ -142,7 +209,24 @@ def test_graph_input_codes_reproduced_by_the_encode_command(digits_features, tmp
 
 
 def test_knn_representations_need_the_neighbours_file(digits_features, tmp_path):
-    graph = SimpleNamespace(**{**vars(REPRESENT), "graph": "knn"})
-    with pytest.raises(GraphhashError, match=r"represent\.graph: knn needs the neighbours file"):
-        represent(digits_features, 8, graph, tmp_path / "repr.h5", tmp_path / "gcnae", tmp_path / "represent.csv")
+    """graph.kind: knn without the neighbours stage's file is one line naming it; nothing is written."""
+    graph = GraphParams(kind="knn", nodes=GRAPH.nodes, rho=GRAPH.rho)
+    with pytest.raises(GraphhashError, match=r"neighbours\.h5: cannot open as a neighbours file.*rerun the neighbours"):
+        represent_one(digits_features, tmp_path / "neighbours.h5", 8, REPRESENT, graph, out=tmp_path / "repr.h5",
+                  model=tmp_path / "gcnae", losses=tmp_path / "represent.csv")  # fmt: skip
     assert not list(tmp_path.iterdir())
+
+
+def test_one_stage_for_all_code_lengths_equals_one_run_per_length(digits_features, tmp_path):
+    """The stage trains every code length in one process: each length's outputs are byte for byte those of a
+    run of that length alone (nothing carries over from one length to the next)."""
+    neighbours = tmp_path / "neighbours.h5"  # not read: batch graphs and plain features
+    for name, bits in (("both", [8, 12]), ("alone", [12])):
+        out = tmp_path / name
+        represent(digits_features, neighbours, "gcn", bits, REPRESENT, GRAPH, out=out / "r", models=out / "m",
+                  losses=out / "l")  # fmt: skip
+        hash_codes(digits_features, neighbours, out / "r", "gcn", bits, HASH, GRAPH, codes=out / "c",
+                   models=out / "n", losses=out / "h")  # fmt: skip
+    for name in ("r/12.h5", "m/12/model.pt", "c/nrdh-gcn-12.h5", "n/12/model.pt", "h/12.csv"):
+        assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "both" / "c").iterdir()) == ["nrdh-gcn-12.h5", "nrdh-gcn-8.h5"]

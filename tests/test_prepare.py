@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from types import SimpleNamespace
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import CIFAR_CLASSES, cifar_paths, noise_image, save_image
+from conftest import CIFAR_CLASSES, REPO, cifar_paths, noise_image, save_image
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
-from graphhash.manifest import Manifest
-from graphhash.prepare import prepare
+from graphhash.files.manifest import Manifest
+from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline.prepare import prepare
 
 CLASSES = ["cow", "hen", "pig"]
 PER_CLASS = 6
 FOLDER_IDS = sorted(f"{cls}/{i}.png" for cls in CLASSES for i in range(PER_CLASS))
 
 
-def params(path="", **kwargs) -> SimpleNamespace:
-    values = {
-        "source": "folder",
-        "path": str(path),
-        "seed": 0,
-        "split": "auto",
-        "query_size": 1,
-        "train": "database",
-        "train_size": 0.5,
-        "limit_per_class": 0,
-    }
-    return SimpleNamespace(**(values | kwargs))
+def params(path="", **kwargs) -> PrepareParams:
+    """The prepare section for a folder at ``path`` with one query per class; other keys take their defaults."""
+    return PrepareParams(**({"source": "folder", "path": str(path), "query_size": 1} | kwargs))
 
 
 @pytest.fixture
@@ -228,3 +222,42 @@ def test_failed_save_keeps_the_old_manifest_and_no_temp_files(saved_manifest):
         broken.save(saved_manifest)
     assert saved_manifest.read_bytes() == before
     assert [p.name for p in saved_manifest.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_unreadable_items_do_not_stop_prepare(folder):
+    """A dangling symbolic link and a link to itself stay in the manifest: prepare succeeds, extract decides."""
+    (folder / "hen" / "gone.png").symlink_to(folder / "hen" / "nowhere.png")
+    os.symlink("self.png", folder / "pig" / "self.png")
+    m = prepare(params(folder))
+    assert "hen/gone.png" in m.ids and "pig/self.png" in m.ids
+    assert len(m) == len(FOLDER_IDS) + 2
+    assert [m.classes[label] for label in m.labels] == [i.split("/")[0] for i in m.ids]
+    assert prepare(params(folder)).content_sha256 == m.content_sha256  # the unreadable items count, stably
+
+
+def test_repairing_a_dangling_link_changes_the_digest(folder):
+    """When a dangling link's target appears, the content changed, so the digest does (and DVC reruns)."""
+    (folder / "hen" / "gone.png").symlink_to(folder / "hen" / "target.png")
+    before = prepare(params(folder)).content_sha256
+    save_image(folder / "hen" / "target.png", noise_image(42))
+    after = prepare(params(folder))
+    assert "hen/target.png" in after.ids  # the target is an item of its own now, and the link reads its bytes
+    assert after.content_sha256 != before
+
+
+def test_prepare_stage_with_a_dangling_link_exits_zero(folder, tmp_path):
+    """The prepare stage script writes the manifest, listing the unreadable item, and exits with status 0."""
+    (folder / "cow" / "gone.png").symlink_to(folder / "cow" / "nowhere.png")
+    work = tmp_path / "work"
+    work.mkdir()
+    yaml_path = json.dumps(str(folder))  # JSON strings are YAML strings
+    (work / "params.yaml").write_text(f"prepare:\n  source: folder\n  path: {yaml_path}\n  query_size: 1\n")
+    run = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "prepare.py"), "--manifest", "data/manifest.json"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "cow/gone.png" in json.loads((work / "data" / "manifest.json").read_text(encoding="utf-8"))["ids"]
+    assert "Traceback" not in run.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import tarfile
 
@@ -11,9 +13,11 @@ from conftest import CIFAR_CLASSES, cifar_paths, make_tar
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from graphhash.data.images import BadItemError
+from graphhash.data.sources import SOURCES, Cifar10Source, DigitsSource, FolderSource, NpySource, open_source
 from graphhash.errors import GraphhashError
-from graphhash.images import BadImageError
-from graphhash.sources import Cifar10Source, DigitsSource, FolderSource, NpySource, open_source
+from graphhash.params import validate
+from graphhash.params.prepare import PrepareParams
 
 # -- folder ---------------------------------------------------------------------------------------------
 
@@ -62,9 +66,9 @@ def test_folder_read_and_image(folder):
 
 
 def test_folder_bad_image_names_its_path(folder):
-    """A corrupt file raises BadImageError naming its full path."""
+    """A corrupt file raises BadItemError naming its full path."""
     (folder / "apple/x.bmp").write_bytes(b"BM broken")
-    with pytest.raises(BadImageError, match=re.escape(str(folder / "apple/x.bmp"))):
+    with pytest.raises(BadItemError, match=re.escape(str(folder / "apple/x.bmp"))):
         FolderSource(str(folder)).image("apple/x.bmp")
 
 
@@ -220,12 +224,136 @@ def test_npy_vectors(tmp_path):
     ids=["matrix", "strings", "objects", "empty", "scalar"],
 )
 def test_npy_bad_arrays_name_the_file(tmp_path, array):
-    """Anything but a non-empty numeric (D,) or (1, D) array is a GraphhashError naming the file."""
+    """Anything but a non-empty numeric (D,) or (1, D) array is a BadItemError naming the file."""
     path = tmp_path / "c" / "bad.npy"
     path.parent.mkdir()
     np.save(path, array, allow_pickle=True)
-    with pytest.raises(GraphhashError, match=re.escape(str(path))):
+    with pytest.raises(BadItemError, match=re.escape(str(path))) as info:
         NpySource(str(tmp_path)).vector("c/bad.npy")
+    assert "\n" not in str(info.value)
+
+
+def test_npy_pickled_objects_say_so(tmp_path):
+    """An object array (pickled Python objects) is refused, the message saying it holds Python objects."""
+    path = tmp_path / "c" / "objects.npy"
+    path.parent.mkdir()
+    np.save(path, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(BadItemError, match="Python objects") as info:
+        NpySource(str(tmp_path)).vector("c/objects.npy")
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.5, np.nan, 1.0], [np.inf, 0.0, 0.0], [[1.0, -np.inf, 2.0]]],
+    ids=["nan", "inf", "row-with-minus-inf"],
+)
+def test_npy_non_finite_vector_is_a_bad_item(tmp_path, values):
+    """A vector holding NaN or an infinity is a BadItemError naming the file, not features for later stages."""
+    path = tmp_path / "c" / "v.npy"
+    path.parent.mkdir()
+    np.save(path, np.array(values, dtype=np.float64))
+    with pytest.raises(BadItemError, match=r"NaN or infinite") as info:
+        NpySource(str(tmp_path)).vector("c/v.npy")
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", [b"0.1 0.2 0.3\n", b"", b"\x93NUM"], ids=["text", "empty", "half-magic"])
+def test_npy_file_without_numpy_header_is_not_an_npy_array(tmp_path, text):
+    """A text (or empty) file named .npy says it is not a .npy array, and says nothing about pickles."""
+    path = tmp_path / "c" / "x.npy"
+    path.parent.mkdir()
+    path.write_bytes(text)
+    with pytest.raises(BadItemError) as info:
+        NpySource(str(tmp_path)).vector("c/x.npy")
+    message = str(info.value)
+    assert message.startswith(str(path)) and "not a .npy array" in message
+    assert "pickle" not in message.lower() and "\n" not in message
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+GOOD_NPY = _npy_bytes(np.arange(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        GOOD_NPY[:10] + b"garbage!!" + GOOD_NPY[19:],  # unparseable header text
+        b"\x93NUMPY\x01\x00\x10\x00{'descr': <object at 0x7f00>}\n",  # header that tokenize chokes on
+        b"\x93NUMPY\x01\x00\xff\xff" + b"x" * 20,  # header length beyond the file
+        b"\x93NUMPY\x01\x00",  # magic and version, then nothing
+        b"\x93NUMPY\x09\x00" + GOOD_NPY[8:],  # a format version numpy does not know
+        GOOD_NPY.replace(b"'<f4'", b"'<zz'"),  # unknown dtype
+        GOOD_NPY.replace(b"(4,)", b"(x4)"),  # bad shape
+        GOOD_NPY[:-3],  # data cut short
+    ],
+    ids=["garbled", "untokenizable", "long-header", "no-header", "version-9", "bad-dtype", "bad-shape", "truncated"],
+)
+def test_npy_damaged_header_is_one_line_without_memory_addresses(tmp_path, data):
+    """A damaged .npy file is a BadItemError naming the file, in one line with no object address (0x...)."""
+    path = tmp_path / "c" / "broken.npy"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    with pytest.raises(BadItemError) as info:
+        NpySource(str(tmp_path)).vector("c/broken.npy")
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "0x" not in message and "object at" not in message
+    assert "pickle" not in message.lower()
+
+
+# -- unreadable files -----------------------------------------------------------------------------------
+
+
+def _dangling(path):
+    path.symlink_to(path.parent / "gone.jpg")
+
+
+def _loop(path):
+    os.symlink(path.name, path)  # a link to itself
+
+
+def _no_permission(path):
+    path.write_bytes(b"x")
+    path.chmod(0)
+
+
+UNREADABLE = [
+    pytest.param(_dangling, id="dangling-symlink"),
+    pytest.param(_loop, id="symlink-loop"),
+    pytest.param(
+        _no_permission, id="no-permission", marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
+    ),
+]
+
+
+@pytest.mark.parametrize("make", UNREADABLE)
+def test_unreadable_image_is_listed_then_raises_bad_item_naming_it(folder, make):
+    """An unreadable file is still listed (prepare keeps it); reading it is a one-line BadItemError naming it."""
+    make(folder / "apple" / "self.jpg")
+    source = FolderSource(str(folder))
+    assert "apple/self.jpg" in source.listing().ids
+    for read in (source.read, source.image):
+        with pytest.raises(BadItemError) as info:
+            read("apple/self.jpg")
+        message = str(info.value)
+        assert message.startswith(str(folder / "apple" / "self.jpg")) and "cannot read" in message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize("make", UNREADABLE)
+def test_unreadable_npy_raises_bad_item_naming_it(tmp_path, make):
+    """The same holds for a vector file of an npy source."""
+    (tmp_path / "a").mkdir()
+    np.save(tmp_path / "a" / "ok.npy", np.ones(3))
+    make(tmp_path / "a" / "self.npy")
+    with pytest.raises(BadItemError, match=re.escape(str(tmp_path / "a" / "self.npy"))):
+        NpySource(str(tmp_path)).vector("a/self.npy")
 
 
 def test_npy_source_has_no_images(tmp_path):
@@ -288,15 +416,22 @@ def test_digits_read_is_the_item_content(digits):
 # -- open_source ----------------------------------------------------------------------------------------
 
 
+def test_sources_registry_names_the_four_sources():
+    """prepare.source chooses among exactly these names, each naming its class."""
+    assert {"digits": DigitsSource, "folder": FolderSource, "cifar10": Cifar10Source, "npy": NpySource} == SOURCES
+
+
 def test_open_source_picks_the_source(folder, cifar_dir):
-    """open_source maps each name to its source class."""
+    """open_source maps each name to its source class; digits ignores the path."""
     assert isinstance(open_source("digits", ""), DigitsSource)
     assert isinstance(open_source("folder", str(folder)), FolderSource)
     assert isinstance(open_source("cifar10", str(cifar_dir)), Cifar10Source)
     assert type(open_source("npy", str(folder))) is NpySource
+    assert isinstance(open_source("digits", "/no/such/folder"), DigitsSource)
 
 
-def test_open_source_unknown_name():
-    """An unknown source name is an error naming prepare.source."""
-    with pytest.raises(GraphhashError, match=r"prepare\.source"):
-        open_source("imagenet", "/data")
+def test_unknown_source_name_is_refused_by_the_params():
+    """An unknown source name is an error naming prepare.source, raised when params.yaml is read."""
+    with pytest.raises(GraphhashError, match=r"prepare\.source") as info:
+        validate({"prepare": {"source": "imagenet", "path": "/data"}}, (PrepareParams,))
+    assert "\n" not in str(info.value)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from graphhash.data.split import sample_per_class, split_items
 from graphhash.errors import GraphhashError
-from graphhash.split import sample_per_class, split_items
+from graphhash.files.manifest import SPLITS, Split
 
 CLASSES = ["a", "b", "c"]
 SIZES = [10, 7, 4]  # items per class
@@ -31,6 +32,7 @@ def test_labels_fixture():
 def test_query_and_database_disjoint_and_cover_everything_train_is_database():
     """With train='database': query and database are disjoint, cover all items, and train equals database."""
     s = split(train="database")
+    assert isinstance(s, Split)
     assert not (s.query & s.database).any()
     assert (s.query | s.database).all()
     assert np.array_equal(s.train, s.database)
@@ -73,7 +75,8 @@ def test_float_train_size_is_a_fraction_of_the_non_query_items():
 def test_same_seed_same_split_other_seed_other_split():
     """Equal seeds give identical masks; another seed gives a different draw."""
     a, b, c = (split(seed=seed, train="disjoint", train_size=1) for seed in (5, 5, 6))
-    for name in ("query", "database", "train"):
+    assert SPLITS == ("query", "database", "train")
+    for name in SPLITS:
         assert np.array_equal(getattr(a, name), getattr(b, name))
     # 2 of 10 * 2 of 7 * 2 of 4 queries: a repeat by chance has probability 1 / (45 * 21 * 6)
     assert not np.array_equal(a.query, c.query)

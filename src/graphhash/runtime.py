@@ -7,8 +7,6 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -39,6 +37,8 @@ def single_threaded() -> Iterator[None]:
     operation (2 cores, 2,000 nodes of 1280-d, one graph per step: 2.6 ms per step on one thread, 13-99 ms
     on two with another process running).
     """
+    import torch  # here, so that the stages without torch (prepare, baselines) start without loading it
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,0 +1,1 @@
+"""Where the items come from: data sources (``SOURCES``), image decoding, and the query/database/train split."""

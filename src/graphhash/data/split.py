@@ -1,0 +1,71 @@
+"""Deterministic, stratified query / database / train splits.
+
+The query set and the database are always disjoint. The training set either equals the database (the
+standard unsupervised protocol: hash functions are learnt on the items they will index) or is carved out
+of the non-query items so that it is disjoint from the database. Sizes are per class: a count, or a
+fraction of each class. A dataset's own test split serves as the query set when it has one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphhash.errors import GraphhashError
+from graphhash.files.manifest import SPLITS, Split
+
+
+def sample_per_class(
+    labels: np.ndarray,
+    eligible: np.ndarray,
+    size: int | float,
+    rng: np.random.Generator,
+    classes: list[str],
+    key: str,
+) -> np.ndarray:
+    """Mask of ``size`` items per class drawn at random from the ``eligible`` ones.
+
+    ``size`` is a count per class (int) or a fraction of each class's eligible items (float, rounded).
+    Classes are visited in label order so the draw depends only on ``rng``'s seed.
+    """
+    picked = np.zeros(len(labels), dtype=bool)
+    for label, name in enumerate(classes):
+        members = np.flatnonzero(eligible & (labels == label))
+        count = size if isinstance(size, int) else round(size * len(members))
+        if count > len(members):
+            raise GraphhashError(f"{key}: {size} per class exceeds the {len(members)} items of class '{name}'")
+        picked[rng.permutation(members)[:count]] = True
+    return picked
+
+
+def split_items(
+    labels: np.ndarray,
+    classes: list[str],
+    *,
+    rng: np.random.Generator,
+    query_size: int | float,
+    train: str,
+    train_size: int | float,
+    native_query: np.ndarray | None = None,
+) -> Split:
+    """Split items into query, database and train masks (see the module docstring)."""
+    everything = np.ones(len(labels), dtype=bool)
+    if native_query is not None:
+        query = native_query.copy()
+    else:
+        query = sample_per_class(labels, everything, query_size, rng, classes, "prepare.query_size")
+    pool = ~query
+    if train == "database":
+        database, training = pool, pool.copy()
+    else:
+        training = sample_per_class(labels, pool, train_size, rng, classes, "prepare.train_size")
+        database = pool & ~training
+    split = Split(query=query, database=database, train=training)
+    for name in SPLITS:
+        if not getattr(split, name).any():
+            raise GraphhashError(f"prepare: the {name} set is empty; adjust prepare.query_size or prepare.train_size")
+    # Invariants of the protocol, checked on every split rather than trusted.
+    if (split.query & split.database).any() or (split.query & split.train).any():
+        raise AssertionError("split: query items leaked into the database or the training set")
+    if train == "disjoint" and (split.train & split.database).any():
+        raise AssertionError("split: train and database overlap although prepare.train is 'disjoint'")
+    return split

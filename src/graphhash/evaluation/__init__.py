@@ -1,0 +1,1 @@
+"""Scoring codes: retrieval metrics (Hamming ranking with the tie rule), the classical baselines, figures."""

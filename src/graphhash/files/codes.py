@@ -1,0 +1,88 @@
+"""Code files (HDF5): the contract between every hashing method and the evaluation.
+
+A code file holds one method's codes at one code length:
+
+- ``query``, ``database``: uint8 (n, ceil(bits / 8)), codes packed with ``np.packbits`` along the bits, so
+  bit 0 is the most significant bit of byte 0;
+- ``query_ids``, ``database_ids``: UTF-8 strings; ``query_labels``, ``database_labels``: int64;
+- attributes ``format``, ``method`` and ``bits``.
+
+The hash stages (``nrdh-<filter>``) and the baselines stage (``lsh``, ``itq``, ...) write them; ``evaluate``
+finds them by their attributes, so file names are only for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphhash.files.features import FeatureSet
+from graphhash.files.hdf5 import Contract, read_strings, write_strings
+
+CODES = Contract("codes", 1, stage="hash or baselines")
+PARTS = ("query", "database")
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    method: str
+    bits: int
+    query: np.ndarray  # packed uint8
+    database: np.ndarray
+    query_ids: list[str]
+    database_ids: list[str]
+    query_labels: np.ndarray
+    database_labels: np.ndarray
+
+
+def nrdh_method(filter_name: str) -> str:
+    """The method name of NRDH's codes with one graph filter, e.g. ``nrdh-gcn``."""
+    return f"nrdh-{filter_name}"
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """Boolean codes (n, bits) to packed bytes (n, ceil(bits / 8)), bit 0 first."""
+    return np.packbits(np.asarray(bits, dtype=bool), axis=1)
+
+
+def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    return np.unpackbits(packed, axis=1, count=bits).astype(bool)
+
+
+def encode_splits(fs: FeatureSet, encode: Callable[[np.ndarray], np.ndarray], method: str, bits: int) -> CodeSet:
+    """Codes of a features file's query and database items, ``encode`` mapping features to bool codes."""
+    parts = {}
+    for part in PARTS:
+        mask = getattr(fs, part)
+        parts[part] = pack(encode(fs.features[mask]))
+        parts[f"{part}_ids"] = fs.ids_where(mask)
+        parts[f"{part}_labels"] = fs.labels[mask]
+    return CodeSet(method=method, bits=bits, **parts)
+
+
+def write_codes(dest: str | Path, codes: CodeSet) -> None:
+    with CODES.write(dest) as f:
+        for part in PARTS:
+            f.create_dataset(part, data=getattr(codes, part))
+            write_strings(f, f"{part}_ids", getattr(codes, f"{part}_ids"))
+            f.create_dataset(f"{part}_labels", data=np.asarray(getattr(codes, f"{part}_labels"), dtype=np.int64))
+        f.attrs.update({"format": CODES.tag, "method": codes.method, "bits": codes.bits})
+
+
+def read_codes(path: str | Path) -> CodeSet:
+    with CODES.read(path) as f:
+        parts = {}
+        for part in PARTS:
+            parts[part] = f[part][()]
+            parts[f"{part}_ids"] = read_strings(f[f"{part}_ids"])
+            parts[f"{part}_labels"] = f[f"{part}_labels"][()]
+        return CodeSet(method=str(f.attrs["method"]), bits=int(f.attrs["bits"]), **parts)
+
+
+def read_code_kind(path: str | Path) -> tuple[str, int]:
+    """A code file's (method, bits), without loading its codes."""
+    with CODES.read(path) as f:
+        return str(f.attrs["method"]), int(f.attrs["bits"])

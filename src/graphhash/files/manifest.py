@@ -1,0 +1,82 @@
+"""The manifest: the contract between ``prepare`` and ``extract``.
+
+One JSON file lists every item (id = path relative to the dataset root, integer label), the class names,
+the split masks, where the data lives, and a SHA-256 digest of every item's content, so that changed
+files change the manifest and DVC reruns what depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphhash.errors import GraphhashError
+from graphhash.files.atomic import write_json
+
+FORMAT = "graphhash-manifest/1"
+SPLITS = ("query", "database", "train")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Boolean masks over the items: the queries, the database, the training set."""
+
+    query: np.ndarray
+    database: np.ndarray
+    train: np.ndarray
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str
+    path: str
+    classes: list[str]
+    ids: list[str]
+    labels: np.ndarray
+    split: Split
+    content_sha256: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def save(self, dest: str | Path) -> None:
+        masks = {name: getattr(self.split, name).astype(int).tolist() for name in SPLITS}
+        write_json(
+            dest,
+            {
+                "format": FORMAT,
+                "source": self.source,
+                "path": self.path,
+                "classes": self.classes,
+                "content_sha256": self.content_sha256,
+                "counts": {"items": len(self), **{name: int(sum(m)) for name, m in masks.items()}},
+                "ids": self.ids,
+                "labels": self.labels.tolist(),
+                **masks,
+            },
+        )
+
+    @classmethod
+    def load(cls, src: str | Path) -> Manifest:
+        try:
+            raw = json.loads(Path(src).read_text(encoding="utf-8"))
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+                raise ValueError(f"not a {FORMAT} JSON object")
+            masks = {name: np.array(raw[name], dtype=bool) for name in SPLITS}
+            labels = np.array(raw["labels"], dtype=np.int64)
+            if not all(len(m) == len(raw["ids"]) == len(labels) for m in masks.values()):
+                raise ValueError("ids, labels and masks differ in length")
+            return cls(
+                source=raw["source"],
+                path=raw["path"],
+                classes=list(raw["classes"]),
+                ids=list(raw["ids"]),
+                labels=labels,
+                split=Split(**masks),
+                content_sha256=raw["content_sha256"],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GraphhashError(f"{src}: not a valid manifest ({exc}); rerun the prepare stage") from exc

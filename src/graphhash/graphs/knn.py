@@ -1,0 +1,85 @@
+"""Every item's nearest training items: the kNN graph behind ``represent.graph: knn`` and ``hash.input: graph``.
+
+The paper builds each graph from M nodes drawn at random, so on a dataset of ten classes a node shares a
+class with about one of its nine graph-mates. Here a node's graph can instead be the node and its M - 1
+nearest training items by cosine similarity (the same similarity as Eq. 2), for every item: training items
+(excluding the item itself), and queries and database items, whose graph then exists at inference too.
+
+The ``neighbours`` stage writes them (``graphhash.files.neighbours``) for every item of the features file:
+row numbers among the training items, most similar first, with their similarities.
+
+Ties in similarity are resolved the way ``torch.topk`` resolves them (deterministic for the same inputs),
+then the K chosen are ordered by decreasing similarity, equal similarities by increasing row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from graphhash.errors import GraphhashError
+from graphhash.files.neighbours import Neighbours
+from graphhash.graphs.batch import nrdh_propagation
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def nearest_training(features: np.ndarray, train: np.ndarray, k: int, block_size: int = 2048) -> Neighbours:
+    """The ``k`` training items most cosine-similar to each row of ``features`` (N, D); ``train`` is the (N,) mask.
+
+    A training item is never its own neighbour. Rows are processed in blocks of ``block_size``, so memory
+    stays at one (block, N_train) similarity matrix.
+    """
+    train_rows = np.flatnonzero(train)
+    if not 1 <= k < len(train_rows):
+        raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
+                             f"(there are {len(train_rows)})")  # fmt: skip
+    database = _unit(torch.from_numpy(np.ascontiguousarray(features[train_rows], dtype=np.float32)))
+    own_row = np.full(len(features), -1, dtype=np.int64)  # each item's row among the training items, or -1
+    own_row[train_rows] = np.arange(len(train_rows))
+    indices = np.empty((len(features), k), dtype=np.int64)
+    similarities = np.empty((len(features), k), dtype=np.float32)
+    for start in range(0, len(features), block_size):
+        stop = min(start + block_size, len(features))
+        sims = _unit(torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))) @ database.T
+        own = torch.from_numpy(own_row[start:stop])
+        is_train = own >= 0
+        sims[torch.arange(stop - start)[is_train], own[is_train]] = -torch.inf  # never its own neighbour
+        values, chosen = sims.topk(k, dim=1)
+        values, chosen = values.numpy(), chosen.numpy()
+        order = np.lexsort((chosen, -values), axis=1)  # by similarity, then by row
+        indices[start:stop] = np.take_along_axis(chosen, order, 1)
+        similarities[start:stop] = np.take_along_axis(values, order, 1)
+    return Neighbours(indices, similarities)
+
+
+def knn_graphs(nodes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Each node's graph: itself, then its nearest training items: (G,) and (N, K) -> (G, K + 1) training rows.
+
+    ``nodes`` and ``indices`` both count training rows here (the graphs of training items).
+    """
+    return torch.cat([nodes[:, None], indices[nodes]], dim=1)
+
+
+def graph_inputs(
+    features: np.ndarray, train: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
+) -> np.ndarray:
+    """Every item's features propagated over its own kNN graph: row 0 of U' (Eqs. 2-4) times the graph's features.
+
+    For item i with neighbours j_1..j_K (training items), the graph holds i first, then the j's; Eq. 3 links
+    nodes whose cosine exceeds ``rho`` and Eq. 4 keeps ``p`` for i and shares 1 - p among i's links, so the
+    result is p x_i + (1 - p) * mean of the linked neighbours (x_i alone when none is linked). This is how a
+    query uses the graph at inference: its input to the hash network mixes in its nearest database items.
+    (N, D) -> (N, D) float32.
+    """
+    training = torch.from_numpy(np.ascontiguousarray(features[train], dtype=np.float32))
+    out = np.empty(features.shape, dtype=np.float32)
+    for start in range(0, len(features), block_size):
+        stop = min(start + block_size, len(features))
+        own = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))
+        graph = torch.cat([own[:, None], training[torch.from_numpy(neighbours.indices[start:stop])]], dim=1)
+        row = nrdh_propagation(graph, rho, p)[:, :1]  # (B, 1, K + 1)
+        out[start:stop] = (row @ graph)[:, 0].numpy()
+    return out

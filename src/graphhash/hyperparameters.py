@@ -1,0 +1,60 @@
+"""Hyperparameters declared once: the keyword-only arguments of a layer's or an estimator's ``__init__``.
+
+Each is written with its type, its constraints (pydantic ``Annotated`` metadata) and its default, in the
+signature. ``@checked`` enforces them when the object is built (a bool is never a number), and
+``graphhash.params`` builds the matching params.yaml section from the same signature (``declared``), so a
+default or a range has one home. A rule across several hyperparameters is the class's ``check``
+classmethod, raising ``HyperparameterError``; both the constructor and the params schema call it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from typing import Any
+
+from pydantic import ConfigDict, validate_call
+
+checked = validate_call(config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
+class HyperparameterError(ValueError):
+    """A rule across hyperparameters is broken; ``key`` names the one to change."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def declared(cls: type) -> dict[str, tuple[Any, Any, str]]:
+    """``{name: (annotation, default, description)}`` of ``cls``'s hyperparameters: its ``__init__``'s
+    keyword-only arguments, described by the ``Args:`` of the class docstring."""
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    described = arguments(cls.__doc__ or "")
+    return {
+        name: (hints[name], parameter.default, described.get(name, ""))
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def arguments(docstring: str) -> dict[str, str]:
+    """The entries of a docstring's ``Args:`` block, ``name: text`` (``a, b: text`` describes both)."""
+    found: dict[str, str] = {}
+    lines = inspect.cleandoc(docstring).splitlines()
+    if "Args:" not in lines:
+        return found
+    current: list[str] = []
+    for line in lines[lines.index("Args:") + 1 :]:
+        if not line.strip() or not line.startswith(" "):
+            break
+        entry = re.match(r"^ {4}([\w, ]+): (.*)$", line)
+        if entry:
+            current = [name.strip() for name in entry[1].split(",")]
+            for name in current:
+                found[name] = entry[2].strip()
+        else:
+            for name in current:
+                found[name] += " " + line.strip()
+    return found

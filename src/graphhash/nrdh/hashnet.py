@@ -1,0 +1,131 @@
+"""Stage 2 of NRDH (section 3.2): the hash-function network, fitted to the node representations.
+
+On the frozen backbone features x (Table 2's head):
+
+    fc(x) = BN(W3 f2(x)),  f2 = BN(LeakyReLU(W2 f1)),  f1 = BN(LeakyReLU(W1 x))    in -> 256 -> 64 -> g
+    fch(x) = tanh(fc(x))                                                          (Eq. 13)
+    L2 = mu * MSE(fc(x), g(x)) + omega * BCE(fch(x), b),   b = 0.5 * (sign(fch(x)) + 1)   (Eqs. 15-18)
+    code bit = 1 if fch(x) >= 0 else 0                                            (Eq. 19)
+
+The paper names PyTorch's MSELoss and BCELoss for Eqs. 15 and 17, so both are means over elements. Training
+runs for ``hash.steps`` Adam steps whatever the number of items.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphhash.errors import GraphhashError
+from graphhash.evaluation.baselines import ITQ
+from graphhash.params.hash import HashParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HashNetConfig:
+    in_dim: int
+    bits: int
+    negative_slope: float
+    hidden: tuple[int, int] = (256, 64)  # Table 2
+
+
+class HashNet(nn.Module):
+    """fc(x) of Table 2: (B, in_dim) -> (B, bits), before tanh."""
+
+    def __init__(self, config: HashNetConfig):
+        super().__init__()
+        h1, h2 = config.hidden
+        slope = config.negative_slope
+        self.config = config
+        self.layers = nn.Sequential(
+            nn.Linear(config.in_dim, h1), nn.LeakyReLU(slope), nn.BatchNorm1d(h1),
+            nn.Linear(h1, h2), nn.LeakyReLU(slope), nn.BatchNorm1d(h2),
+            nn.Linear(h2, config.bits), nn.BatchNorm1d(config.bits),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def hash_loss(fc: torch.Tensor, target: torch.Tensor, mu: float, omega: float) -> dict[str, torch.Tensor]:
+    """L2 of Eq. 18 with its terms, from fc(x) (B, g) and the node representations g(x) (B, g).
+
+    BCE needs probabilities: tanh's range (-1, 1) is mapped to (0, 1) by (tanh(a) + 1) / 2, which equals
+    sigmoid(2a), so the BCE is computed from the logits 2 * fc(x), the numerically stable form. The
+    targets b follow Eq. 16 with Eq. 19's rule at zero (fch = 0 gives 1), and carry no gradient.
+    """
+    mse = F.mse_loss(fc, target)
+    targets = (torch.tanh(fc) >= 0).to(fc.dtype).detach()
+    bce = F.binary_cross_entropy_with_logits(2.0 * fc, targets)
+    return {"loss": mu * mse + omega * bce, "mse": mse, "bce": bce}
+
+
+def rotated_targets(representations: np.ndarray, seed: int) -> np.ndarray:
+    """The representations centred and rotated by ITQ (Gong and Lazebnik): (N, g) -> (N, g) float32.
+
+    Bits are the signs of fc(x), and fc(x) is fitted to the representations, so each bit is the sign of one
+    representation dimension. The autoencoder's dimensions are neither centred nor uncorrelated: bits come
+    out unbalanced and redundant. A rotation changes no distance between representations, only the
+    directions whose signs become bits: PCA (all g directions) decorrelates them, and ITQ's rotation then
+    minimises the quantisation error ||B - V R||^2, which spreads variance evenly over the bits.
+    """
+    z = np.asarray(representations, dtype=np.float64)
+    itq = ITQ(z.shape[1], seed).fit(z)  # ITQ's own number of rotation updates
+    return ((z - itq.mean_) @ itq.components_ @ itq.rotation_).astype(np.float32)
+
+
+def train_hashnet(
+    features: torch.Tensor, representations: torch.Tensor, params: HashParams
+) -> tuple[HashNet, list[dict[str, float]]]:
+    """Fit a HashNet on training features (N, D) to their representations (N, g); one record per epoch.
+
+    Each epoch shuffles the items (seeded) into N // batch_size equal batches, one Adam step each, for
+    ``params.steps`` steps in all: the last epoch stops where the steps run out.
+    """
+    if len(features) < 2:
+        raise GraphhashError("hash: batch normalisation needs at least 2 training items")
+    torch.manual_seed(params.seed)
+    model = HashNet(HashNetConfig(features.shape[1], representations.shape[1], negative_slope=params.negative_slope))
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
+    order_rng = torch.Generator().manual_seed(params.seed)
+    batches = max(1, len(features) // params.batch_size)  # equal batches, none of a single item
+    history: list[dict[str, float]] = []
+    model.train()
+    step = 0
+    while step < params.steps:
+        sums = dict.fromkeys(("loss", "mse", "bce"), 0.0)
+        seen = 0
+        for index in torch.tensor_split(torch.randperm(len(features), generator=order_rng), batches):
+            if step == params.steps:
+                break
+            terms = hash_loss(model(features[index]), representations[index], params.mu, params.omega)
+            optimiser.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimiser.step()
+            for key in sums:
+                sums[key] += terms[key].item() * len(index)
+            seen += len(index)
+            step += 1
+        history.append({"epoch": len(history) + 1, "step": step, **{key: value / seen for key, value in sums.items()}})
+        log.info("hash: epoch %d, step %d/%d, loss %.5f", len(history), step, params.steps, history[-1]["loss"])
+        if not math.isfinite(history[-1]["loss"]):
+            raise GraphhashError(f"hash: the loss became {history[-1]['loss']} in epoch {len(history)} (step {step}); "
+                                 "lower hash.lr, or check the features")  # fmt: skip
+    return model, history
+
+
+@torch.no_grad()
+def encode(model: HashNet, features: np.ndarray | torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """Binary codes (n, bits) as bools: bit = fch(x) >= 0 (Eq. 19), with batch norm in inference mode."""
+    model.eval()
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    codes = [torch.tanh(model(chunk)) >= 0 for chunk in x.split(batch_size)]
+    return torch.cat(codes).numpy() if codes else np.zeros((0, model.config.bits), dtype=bool)

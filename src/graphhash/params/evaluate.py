@@ -1,0 +1,21 @@
+"""``evaluate``: the retrieval protocol's cut-offs and the figures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from graphhash.params import Count, Section, names
+
+
+class EvaluateParams(Section):
+    """The retrieval protocol's cut-offs, and the figures."""
+
+    section = "evaluate"
+
+    map_at: names(Count) = Field([1000, 100], description="mAP@K cut-offs (mAP@all is always reported)")
+    radius: Annotated[int, Field(ge=0)] = Field(2, description="Hamming radius of precision, recall and F1")
+    figure_queries: Annotated[int, Field(ge=0)] = Field(
+        5, description="top-10 retrieval figures (image data): the first query of this many classes; 0: none"
+    )

@@ -1,0 +1,57 @@
+"""``prepare``: which data, how many items, and how they are split into queries, database and training set."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from graphhash.data.sources import SOURCES
+from graphhash.params import Section, Seed
+
+SourceName = Literal[tuple(SOURCES)]
+
+
+def size(value: int | float) -> int | float:
+    """A count per class (int >= 1) or a fraction of each class (float strictly between 0 and 1)."""
+    if isinstance(value, int) and value < 1:
+        raise ValueError("must be a count >= 1 or a fraction in (0, 1)")
+    if isinstance(value, float) and not 0.0 < value < 1.0:
+        raise ValueError("must be a fraction in (0, 1) or a count >= 1")
+    return value
+
+
+Size = Annotated[int | float, AfterValidator(size)]
+
+
+class PrepareParams(Section):
+    """The data: where it is, how much of it, and its split (queries and database always disjoint)."""
+
+    section = "prepare"
+
+    source: SourceName = Field(
+        "digits", description=f"where the items come from: {' | '.join(SOURCES)} (digits: bundled, offline)"
+    )
+    path: str = Field(
+        "", description="the image folder, the CIFAR-10 tar or folder, or the npy folder; unused by digits"
+    )
+    seed: Seed = Field(0, description="seeds the subsample and the split")
+    split: Literal["auto", "random"] = Field(
+        "auto", description="auto: a dataset's own test set is the query set (cifar10) | random: draw queries"
+    )
+    query_size: Size = Field(20, description="queries per class: a count (int >= 1) or a fraction (0 < float < 1)")
+    train: Literal["database", "disjoint"] = Field(
+        "database", description="database: train on the database (the unsupervised protocol) | disjoint"
+    )
+    train_size: Size = Field(0.5, description="with train: disjoint, training items per class: count or fraction")
+    limit_per_class: Annotated[int, Field(ge=0)] = Field(
+        0, description="0: every item | N: a seeded sample of N items per class (per part for cifar10)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_given(cls, path: str, info: ValidationInfo) -> str:
+        source: Any = info.data.get("source")
+        if path == "" and source not in (None, "digits"):
+            raise ValueError(f"is empty but source '{source}' reads its data from a path")
+        return path

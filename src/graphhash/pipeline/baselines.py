@@ -1,0 +1,21 @@
+"""The ``baselines@<bits>`` stage: every hasher of ``baselines.methods``, fitted on the training features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from graphhash.evaluation.baselines import BASELINES
+from graphhash.files.codes import encode_splits, write_codes
+from graphhash.files.features import read_features
+from graphhash.params.baselines import BaselinesParams
+
+
+def baseline_codes(features_path: Path, bits: int, params: BaselinesParams, out: Path) -> None:
+    """Write ``<out>/<method>-<bits>.h5`` for every method."""
+    fs = read_features(features_path)
+    train = fs.features[fs.train].astype(np.float64)
+    for method in params.methods:
+        hasher = BASELINES[method](bits, params.seed, **params.options(method)).fit(train)
+        write_codes(out / f"{method}-{bits}.h5", encode_splits(fs, hasher.encode, method, bits))

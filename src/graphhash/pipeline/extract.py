@@ -1,0 +1,291 @@
+"""The ``extract`` stage: run a backbone over every item of the manifest and write the features file.
+
+Work is streamed in batches: DataLoader workers decode and resize images while the main process runs the
+model. Every finished batch is saved at once as a small chunk file (written to a temporary name, then
+renamed) in a resume folder beside the output, keyed by a fingerprint of everything that determines the
+values. An interrupted run (exception, Ctrl-C, kill) therefore resumes from the chunks already done; the
+batches are the same, so the finished file holds the same values as an uninterrupted run. When every
+batch is done the chunks are streamed into the HDF5 file, which appears atomically, and the folder goes.
+
+``npy`` sources hold the features already: their vectors go through the same path with no model. An item
+that cannot be read or decoded, or whose features are not finite (NaN or infinite, from a vector file or a
+backbone), stops the stage with one line naming it, or is left out under ``extract.on_bad_image: skip``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from graphhash.backbones import Backbone, load_backbone
+from graphhash.data.images import to_pixels
+from graphhash.data.sources import Source, open_source
+from graphhash.errors import GraphhashError
+from graphhash.files.features import write_features
+from graphhash.files.hdf5 import json_attr
+from graphhash.files.manifest import SPLITS, Manifest
+from graphhash.params.extract import ExtractParams
+from graphhash.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# What the recorded library versions cover: a change in any of them may change the features.
+VERSIONED = ("graphhash", "torch", "torchvision", "numpy", "h5py", "pillow", "efficientnet-lite-pytorch")
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def resolve_workers(requested: int | str, device: torch.device) -> int:
+    """``auto``: no worker process on CPU, up to 8 with CUDA.
+
+    On CPU the model's threads already occupy every core, and a decoding process preempting one of them
+    stalls them all at their next synchronisation: on 2 cores, EfficientNet-Lite0 extraction ran at 140
+    images/s decoding in the main process and 111 with 2 workers (bench/extract_throughput.py).
+    """
+    if requested != "auto":
+        return int(requested)
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise GraphhashError("extract.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    return torch.device("cuda" if requested in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+class ItemDataset(Dataset):
+    """Item i of ``ids`` as (i, array, error): uint8 pixels (S, S, 3), or a float32 vector for npy sources.
+
+    An unreadable item yields zeros and its error message instead of raising inside a worker process,
+    so the main process decides what to do (fail or skip) and can name the file in one line.
+    """
+
+    def __init__(self, source: Source, ids: list[str], image_size: int, backbone: Backbone | None):
+        self.source, self.ids, self.image_size, self.backbone = source, ids, image_size, backbone
+        self.item_shape = (image_size, image_size, 3) if backbone is not None else self._vector_shape()
+
+    def _vector_shape(self) -> tuple[int]:
+        for item_id in self.ids:
+            try:
+                return self.source.vector(item_id).shape
+            except GraphhashError:
+                continue
+        raise GraphhashError(f"extract: none of the {len(self.ids)} vectors of the source is readable")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, str]:
+        item_id = self.ids[i]
+        try:
+            if self.backbone is None:
+                array = self.source.vector(item_id)
+                if array.shape != self.item_shape:
+                    raise GraphhashError(
+                        f"{self.source.where(item_id)}: vector of shape {array.shape}, expected {self.item_shape}"
+                    )
+            else:
+                array = to_pixels(self.source.image(item_id), self.image_size, self.backbone.interpolation)
+            return i, array, ""
+        except GraphhashError as exc:
+            dtype = np.float32 if self.backbone is None else np.uint8
+            return i, np.zeros(self.item_shape, dtype=dtype), str(exc)
+
+
+def collate(batch: list[tuple[int, np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
+    return torch.from_numpy(np.stack([array for _, array, _ in batch])), [error for _, _, error in batch]
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Batches of items to float32 features on the chosen device (identity for vector sources)."""
+
+    backbone: Backbone | None
+    device: torch.device
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.device.type == "cuda" and self.backbone is not None else "fp32"
+
+    def __post_init__(self) -> None:
+        if self.backbone is not None:
+            self.backbone.model.to(self.device, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        if self.backbone is None:
+            return batch.numpy()
+        # (x / 255 - mean) / std as one scale and one shift, in place
+        std = torch.tensor(self.backbone.std, device=self.device).view(1, 3, 1, 1)
+        mean = torch.tensor(self.backbone.mean, device=self.device).view(1, 3, 1, 1)
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory = channels-last
+        x = x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            features = self.backbone.model(x)
+        return features.float().cpu().numpy()
+
+
+class ChunkStore:
+    """Finished batches of one extraction, one ``.npz`` file per batch, named by the batch's first row.
+
+    The folder is named by the run's fingerprint; folders of other fingerprints are stale and removed.
+    """
+
+    def __init__(self, parent: Path, fingerprint: str):
+        if parent.is_dir():
+            for stale in parent.iterdir():
+                if stale.name != fingerprint:
+                    shutil.rmtree(stale, ignore_errors=True)
+        self.parent = parent
+        self.root = parent / fingerprint
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, start: int) -> Path:
+        return self.root / f"rows-{start:012d}.npz"
+
+    def has(self, start: int) -> bool:
+        return self.path(start).is_file()
+
+    def save(self, start: int, features: np.ndarray, errors: list[str]) -> None:
+        tmp = self.root / f".rows-{start:012d}.tmp.npz"
+        np.savez(tmp, features=features, errors=np.array(errors, dtype=str))
+        tmp.replace(self.path(start))  # atomic: a chunk is either whole or absent
+
+    def errors(self, start: int) -> list[str]:
+        with np.load(self.path(start)) as chunk:
+            return chunk["errors"].tolist()
+
+    def features(self, start: int) -> np.ndarray:
+        with np.load(self.path(start)) as chunk:
+            return chunk["features"]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.parent, ignore_errors=True)
+
+
+def fingerprint(manifest: Manifest, settings: dict) -> str:
+    """What determines the values of every chunk: the data, the ids, the model and the runtime."""
+    blob = json.dumps({"content": manifest.content_sha256, "ids": manifest.ids, **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None:
+    """Write the features file ``dest`` for every item of ``manifest`` (the ``extract`` section in ``params``)."""
+    dest = Path(dest)
+    source = open_source(manifest.source, manifest.path)
+    device = resolve_device(params.device)
+    backbone = None
+    if not source.holds_vectors:
+        backbone = load_backbone(params.backbone, params.weights, params.weights_path, params.image_size)
+    backbone_name = params.backbone if backbone else "none (npy vectors)"
+    encoder = Encoder(backbone, device)
+    dataset = ItemDataset(source, manifest.ids, params.image_size, backbone)
+    settings = {
+        "backbone": backbone_name,
+        "weights": backbone.weights if backbone else "none",
+        "image_size": params.image_size if backbone else 0,
+        "dim": backbone.dim if backbone else dataset.item_shape[0],
+        "batch_size": params.batch_size,
+        "device": device.type,
+        "precision": encoder.precision,
+        "versions": library_versions(),
+    }
+    chunks = ChunkStore(dest.parent / f".{dest.name}.resume", fingerprint(manifest, settings))
+    log.info("extract: %d items with %s (%s) on %s, %s", len(manifest), settings["backbone"], settings["weights"],
+             device.type, encoder.precision)  # fmt: skip
+    _run_batches(dataset, encoder, chunks, params, device)
+    _write(manifest, chunks, params, settings, dest)
+    chunks.remove()
+
+
+def _run_batches(
+    dataset: ItemDataset, encoder: Encoder, chunks: ChunkStore, params: ExtractParams, device: torch.device
+) -> None:
+    """Encode every batch that has no chunk yet and save it as one."""
+    count, step = len(dataset), params.batch_size
+    starts = range(0, count, step)
+    todo = [s for s in starts if not chunks.has(s)]
+    if len(todo) < len(starts):
+        log.info("resuming: %d of %d batches already done in %s", len(starts) - len(todo), len(starts), chunks.root)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=[list(range(s, min(s + step, count))) for s in todo],
+        num_workers=resolve_workers(params.num_workers, device),
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    with Progress(count, "items", "extract", initial=count - sum(min(step, count - s) for s in todo)) as bar:
+        for start, (batch, errors) in zip(todo, loader, strict=True):
+            features = encoder(batch)
+            for row in np.flatnonzero(~np.isfinite(features).all(axis=1)):
+                if not errors[row]:
+                    where = dataset.source.where(dataset.ids[start + row])
+                    errors[row] = f"{where}: its features hold NaN or infinite values"
+            if params.on_bad_image == "fail":
+                _fail_on_first(errors)
+            chunks.save(start, features, errors)
+            bar.update(len(errors))
+
+
+def _write(manifest: Manifest, chunks: ChunkStore, params: ExtractParams, settings: dict, dest: Path) -> None:
+    """Stream the chunks' readable rows into the features file; unreadable items fail or are left out."""
+    starts, step = range(0, len(manifest), params.batch_size), params.batch_size
+    errors = [e for s in starts for e in chunks.errors(s)]
+    if params.on_bad_image == "fail":  # also catches chunks saved by an earlier run in skip mode
+        _fail_on_first(errors)
+    ok = np.array([not e for e in errors], dtype=bool)
+    skipped = [manifest.ids[i] for i in np.flatnonzero(~ok)]
+    for i in np.flatnonzero(~ok):
+        log.warning("skipped: %s", errors[i])
+    if not ok.any():
+        raise GraphhashError("extract: no item could be read; see the skipped items above")
+    masks = {name: getattr(manifest.split, name)[ok] for name in SPLITS}
+    for name, mask in masks.items():
+        if not mask.any():
+            raise GraphhashError(f"extract: every {name} item was skipped as unreadable")
+
+    blocks = (chunks.features(s)[ok[s : s + step]] for s in starts)
+    recorded = ("backbone", "weights", "image_size", "device", "precision")
+    write_features(
+        dest,
+        blocks,
+        dim=settings["dim"],
+        ids=[manifest.ids[i] for i in np.flatnonzero(ok)],
+        labels=manifest.labels[ok],
+        masks=masks,
+        attrs={
+            "source": manifest.source,
+            **{key: settings[key] for key in recorded},
+            "classes": json_attr(manifest.classes),
+            "skipped_ids": json_attr(skipped),
+            "content_sha256": manifest.content_sha256,
+            "versions": json_attr(settings["versions"]),
+        },
+    )
+    log.info("wrote %s: %d x %d features, %d skipped", dest, int(ok.sum()), settings["dim"], len(skipped))
+
+
+def _fail_on_first(errors: list[str]) -> None:
+    first = next((e for e in errors if e), None)
+    if first is not None:
+        raise GraphhashError(f"{first} (set extract.on_bad_image: skip to leave such items out)")

@@ -1,0 +1,54 @@
+"""The ``represent@<filter>`` stage: NRDH's stage 1. For every code length, trains the graph autoencoder on the
+training items and writes their node representations, the model and its loss per epoch.
+
+One stage per filter runs every code length in one process: a stage's start (Python, torch) costs about as
+much as training one small autoencoder, and the pipeline should be quick on small data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from graphhash.files.atomic import write_csv
+from graphhash.files.features import FeatureSet, read_features
+from graphhash.files.models import save_model
+from graphhash.files.neighbours import read_neighbours
+from graphhash.files.representations import Representations, write_representations
+from graphhash.nrdh.autoencoder import node_representations, train_autoencoder
+from graphhash.params.graph import GraphParams
+from graphhash.params.represent import RepresentParams
+
+AUTOENCODER = "nrdh-graph-autoencoder"
+
+
+def training_neighbours(path: Path, fs: FeatureSet, graph: GraphParams) -> torch.Tensor:
+    """The training items' kNN graphs, (N_train, M - 1) rows among the training items."""
+    return torch.from_numpy(read_neighbours(path, len(fs.features), graph.nodes - 1).indices[fs.train])
+
+
+def represent(
+    features_path: Path,
+    neighbours_path: Path,
+    filter_name: str,
+    bits: list[int],
+    represent: RepresentParams,
+    graph: GraphParams,
+    *,
+    out: Path,
+    models: Path,
+    losses: Path,
+) -> None:
+    """For each code length g: ``<out>/<g>.h5`` (the representations), the ``<models>/<g>`` model folder and the
+    ``<losses>/<g>.csv`` loss per epoch."""
+    fs = read_features(features_path)
+    train = torch.from_numpy(fs.features[fs.train])
+    neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
+    for g in bits:
+        autoencoder, history = train_autoencoder(train, g, filter_name, represent, graph, neighbours)
+        z = node_representations(autoencoder, train, filter_name, graph, represent.seed, neighbours)
+        write_representations(out / f"{g}.h5", Representations(z.numpy(), fs.ids_where(fs.train), filter_name))
+        config = {"in_dim": train.shape[1], "bits": g, "filter": filter_name, "represent": represent.model_dump(),
+                  "graph": graph.model_dump()}  # fmt: skip
+        save_model(models / str(g), autoencoder, AUTOENCODER, config)
+        write_csv(losses / f"{g}.csv", history)

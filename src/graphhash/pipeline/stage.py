@@ -1,0 +1,46 @@
+"""How a stage runs: its arguments from dvc.yaml's ``cmd``, logging, and errors as one line each."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from graphhash.errors import GraphhashError
+from graphhash.runtime import tune_allocator
+
+log = logging.getLogger(__name__)
+
+
+def run_stage(main: Callable[[argparse.Namespace], None], description: str, **arguments: type) -> None:
+    """Parse ``--<argument> value`` for each of ``arguments`` (all required), then run ``main(args)``.
+
+    A GraphhashError becomes its message, one ``error:`` line per line, and exit status 2; Ctrl-C exit 130.
+    The closing log line names the stage and its non-path arguments (``represent gcn 16``), for benchmarks.
+    """
+    parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name, description=description)
+    for name, kind in arguments.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, required=True)
+    args = parser.parse_args()
+    label = " ".join([Path(sys.argv[0]).stem, *(str(v) for v in vars(args).values() if not isinstance(v, Path))])
+    run(lambda: main(args), label)
+
+
+def run(work: Callable[[], None], label: str) -> None:
+    """Run ``work`` with logging set up, the allocator tuned and errors turned into one line each."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    tune_allocator()
+    start = time.perf_counter()
+    try:
+        work()
+    except GraphhashError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the stage to resume from the work already saved", file=sys.stderr)
+        sys.exit(130)
+    log.info("%s finished in %.1f s", label, time.perf_counter() - start)  # read by bench/cifar10.py
