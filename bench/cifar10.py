@@ -5,10 +5,12 @@ relevance = same class; EfficientNet-Lite0 features at 160 px; code lengths 16, 
 (represent.seed, hash.seed and baselines.seed together).
 
 The script sets up a DVC project in ``bench/.work/cifar10`` (git-ignored): its own git repository with
-copies of dvc.yaml, stages/ and src/ (what the stages' deps hash; the stages import the installed
-graphhash, the same code) and a params.yaml for CIFAR-10 read through the ``cifar10`` source from
-``../shared/datasets/cifar10-jpeg.tar``. Every configuration and seed is one ``dvc exp run -S ...``:
-prepare and extract run once and are cached by DVC, and each run reruns only what its params change.
+copies of dvc.yaml, stages/, src/ and presets/ (what the stages' deps hash; the stages import the installed
+graphhash, the same code) and a params.yaml of the defaults for CIFAR-10, read through the ``cifar10`` source
+from ``../shared/datasets/cifar10-jpeg.tar``. A configuration is a list of presets (``presets/*.yaml``, the
+files ``graphhash preset`` applies): every configuration and seed is one ``dvc exp run -S ...`` setting the
+presets' values on the committed params.yaml (restored before each run, so nothing leaks between runs).
+Prepare and extract run once and are cached by DVC, and each run reruns only what its params change.
 Each run's metrics.json, precision-recall curves and stage times (from the stages' log lines) are kept
 under ``runs/``, so an interrupted benchmark resumes where it stopped. ``--report`` then writes
 ``docs/results/cifar10.json``, the tables in ``docs/results/cifar10.md`` and the PR figure.
@@ -31,54 +33,37 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from common import CIFAR_TAR, REPO
+
+from graphhash.params.all import defaults, render
+from graphhash.presets import flat, read_preset
 
 WORK = REPO / "bench" / ".work" / "cifar10"
 RESULTS = REPO / "docs" / "results"
 BITS = [16, 32, 64, 128]
 SEEDS = [0, 1, 2]
-FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]
+FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]  # the ``filters`` preset's, in report order
 
-# Every run sets every key below, so no value leaks from one experiment into the next.
-PAPER = {  # NRDH's settings (GCN, M = 10 random nodes, rho 0.4, p 0.8, mu 0.8, omega 0.2); training length ours
-    "represent.filters": ["gcn", "none"],
-    "represent.graph": "batch",
-    "represent.rho": 0.4,
-    "represent.p": 0.8,
-    "represent.epochs": 20,
-    "represent.graphs_per_step": 32,
-    "hash.input": "features",
-    "hash.input_p": 0.3,  # unused with input: features; set so that no value leaks between runs
-    "hash.target": "representation",
-    "hash.epochs": 20,
-}
-CHOSEN = {  # chosen on the validation split (bench/cifar10_validation.py)
-    **PAPER,
-    "represent.filters": ["gcn"],
-    "represent.graph": "knn",
-    "represent.p": 0.3,
-    "represent.epochs": 2,
-    "represent.graphs_per_step": 128,
-    "hash.input": "graph",
-    "hash.target": "rotated",
-    "hash.epochs": 3,
-}
-# One dvc exp run per configuration and seed, in this order: "best" first, so that its seed-0 stage times are
-# the whole post-extraction run of graphhash's best configuration (neighbours and baselines included).
-CONFIGS = {
-    "best": CHOSEN,  # its nrdh-gcn is reported as nrdh-gcn and as nrdh-best
-    "filters": {**CHOSEN, "represent.filters": [f for f in FILTERS if f != "gcn"]},
-    "paper": PAPER,
-}
+# Each configuration is a list of presets applied over the defaults (the configuration chosen on validation).
+# "best" runs first, so that its seed-0 stage times are the whole post-extraction run of graphhash's default
+# configuration (neighbours and baselines included).
+CONFIGS = {"best": [], "filters": ["filters"], "paper": ["paper"]}
 # The result keys of each configuration's code files.
 RENAME = {"best": {}, "filters": {}, "paper": {"nrdh-gcn": "nrdh-paper", "nrdh-none": "nrdh-nograph"}}
 BEST = ("best", "nrdh-gcn")
-SWEEPS = [("represent.rho", v) for v in (0.2, 0.6)] + [("represent.p", v) for v in (0.5, 1.0)]
+SWEEPS = [("graph.rho", v) for v in (0.2, 0.6)] + [("represent.gcn.p", v) for v in (0.5, 1.0)]
 FEATURES = "features"  # the record of prepare and extract
-STAGE_TIME = re.compile(r"graphhash\.cli: (.+) finished in ([\d.]+) s")
+STAGE_TIME = re.compile(r"graphhash\.pipeline\.stage: (.+) finished in ([\d.]+) s")
 GIT_ENV = {"GIT_AUTHOR_NAME": "graphhash bench", "GIT_AUTHOR_EMAIL": "bench@graphhash.invalid",
            "GIT_COMMITTER_NAME": "graphhash bench", "GIT_COMMITTER_EMAIL": "bench@graphhash.invalid"}  # fmt: skip
+
+
+def preset_values(names: list[str]) -> dict:
+    """The ``section.key: value`` settings of presets applied in order."""
+    values: dict = {}
+    for name in names:
+        values.update(flat(read_preset(name, REPO / "params.yaml")))
+    return values
 
 
 def sh(*args: str, capture: bool = False) -> str:
@@ -94,16 +79,16 @@ def set_up() -> None:
     if fresh:
         sh("git", "init", "-q")
         sh("dvc", "init", "-q")
-    for folder in ("stages", "src"):
+    for folder in ("stages", "src", "presets", ".dvc/plots"):
         shutil.rmtree(WORK / folder, ignore_errors=True)
         shutil.copytree(REPO / folder, WORK / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(REPO / "dvc.yaml", WORK / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, WORK / name)
+    params = defaults()
     params["prepare"].update(source="cifar10", path=str(CIFAR_TAR), split="auto", limit_per_class=0)
-    params["extract"].update(backbone="efficientnet_lite0", image_size=160)
-    params["hash"]["bits"] = BITS
-    params["evaluate"].update(map_at=[1000, 100], radius=2, figure_queries=0)
-    (WORK / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    params["codes"]["bits"] = BITS
+    params["evaluate"]["figure_queries"] = 0
+    (WORK / "params.yaml").write_text(render(params), encoding="utf-8")
     (WORK / ".gitignore").write_text("__pycache__/\n/runs/\n", encoding="utf-8")
     commit()
 
@@ -115,7 +100,7 @@ def commit() -> None:
 
 
 def curves(bits: int) -> str:
-    return (WORK / "metrics" / "plots" / "pr_rank" / f"{bits}.csv").read_text(encoding="utf-8")
+    return (WORK / "metrics" / "curves" / "pr_rank" / f"{bits}.csv").read_text(encoding="utf-8")
 
 
 def dvc(name: str, command: list[str]) -> tuple[float, dict[str, float]]:
@@ -145,6 +130,7 @@ def experiment(name: str, settings: dict) -> dict:
     if record_path.is_file():
         return json.loads(record_path.read_text(encoding="utf-8"))
     subprocess.run(["dvc", "exp", "remove", name], cwd=WORK, capture_output=True)  # a failed earlier attempt
+    sh("git", "checkout", "--", "params.yaml")  # the committed defaults: no value leaks from the last run
     command = ["dvc", "exp", "run", "-n", name]
     for key, value in settings.items():
         command += ["-S", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
@@ -155,7 +141,7 @@ def experiment(name: str, settings: dict) -> dict:
         "seconds": seconds,
         "stages": stages,
         "metrics": json.loads((WORK / "metrics" / "metrics.json").read_text(encoding="utf-8")),
-        "pr_rank": {b: curves(b) for b in settings["hash.bits"]},
+        "pr_rank": {b: curves(b) for b in settings["codes.bits"]},
     }
     record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(f"{name}: {record['seconds']:.0f} s", flush=True)
@@ -165,13 +151,12 @@ def experiment(name: str, settings: dict) -> dict:
 def run_all(seeds: list[int], configs: list[str], sweeps: bool) -> None:
     for seed in seeds:
         for config in configs:
-            settings = CONFIGS[config]
-            seeded = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed, "hash.bits": BITS}
-            experiment(f"{config}-s{seed}", {**settings, **seeded})
+            seeded = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed, "codes.bits": BITS}
+            experiment(f"{config}-s{seed}", {**preset_values(CONFIGS[config]), **seeded})
     if sweeps:
         for key, value in SWEEPS:
-            name = f"sweep-{key.split('.')[1]}-{value}"
-            experiment(name, {**PAPER, key: value, "represent.filters": ["gcn"], "hash.bits": [64],
+            name = f"sweep-{key.rsplit('.', 1)[1]}-{value}"
+            experiment(name, {**preset_values(["paper"]), key: value, "codes.filters": ["gcn"], "codes.bits": [64],
                               "represent.seed": 0, "hash.seed": 0, "baselines.seed": 0})  # fmt: skip
 
 
@@ -247,7 +232,7 @@ def stage_times(runs: dict[str, dict]) -> list[str]:
 
 def sweep_table(runs: dict[str, dict]) -> list[str]:
     rows = [("rho 0.4, p 0.8 (paper)", runs.get("paper-s0"))]
-    rows += [(f"{k.split('.')[1]} {v}", runs.get(f"sweep-{k.split('.')[1]}-{v}")) for k, v in SWEEPS]
+    rows += [(f"{k.rsplit('.', 1)[1]} {v}", runs.get(f"sweep-{k.rsplit('.', 1)[1]}-{v}")) for k, v in SWEEPS]
     lines = ["| setting (nrdh-paper, 64 bits, seed 0) | mAP@1000 | mAP@all |", "| --- | ---: | ---: |"]
     for name, run in rows:
         if run:
@@ -262,12 +247,15 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
     recall: list[float] = []
     for config in CONFIGS:
         rows = [line.split(",") for line in runs[f"{config}-s0"]["pr_rank"][str(bits)].split()]
-        header, body = rows[0], rows[1:]
-        recall = [float(r[0]) for r in body]
-        for i, method in enumerate(header[1:], start=1):
+        header, body = rows[0], [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+        if header != ["method", "recall", "precision"]:
+            sys.exit(f"{config}-s0: curves recorded by an older version ({header}); rerun the benchmark")
+        for method in sorted({r["method"] for r in body}):
             key = RENAME[config].get(method, method)
             if config == next(iter(CONFIGS)) or key.startswith("nrdh"):  # baselines from one run
-                curves[key] = [float(r[i]) for r in body]
+                points = [r for r in body if r["method"] == method]
+                recall = [float(r["recall"]) for r in points]
+                curves[key] = [float(r["precision"]) for r in points]
     width, height, left, bottom, top, right = 640, 420, 60, 50, 20, 170
     plot_w, plot_h = width - left - right, height - top - bottom
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import CIFAR_TAR, cifar_manifest, extract_params
 
-from graphhash.extract import extract
+from graphhash.pipeline.extract import extract
 from graphhash.runtime import tune_allocator
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "cifar10-efficientnet_lite0-160.h5"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-from graphhash.manifest import Manifest
-from graphhash.prepare import prepare
+from graphhash.files.manifest import Manifest
+from graphhash.params.extract import ExtractParams
+from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_TAR = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar"
@@ -18,16 +19,7 @@ def cifar_manifest(tar: Path, count: int) -> Manifest:
     if not tar.is_file():
         print(f"skipped: {tar} not found (the CIFAR-10 tar lives in ../shared/datasets)")
         sys.exit(0)
-    params = SimpleNamespace(
-        source="cifar10",
-        path=str(tar),
-        seed=0,
-        split="auto",
-        query_size=1,
-        train="database",
-        train_size=0.5,
-        limit_per_class=count // 20,
-    )
+    params = PrepareParams(source="cifar10", path=str(tar), query_size=1, limit_per_class=count // 20)
     return prepare(params)
 
 
@@ -37,13 +29,4 @@ def workers_arg(value: str) -> int | str:
 
 
 def extract_params(image_size: int, batch_size: int, workers: int | str, backbone: str = "efficientnet_lite0"):
-    return SimpleNamespace(
-        backbone=backbone,
-        weights="default",
-        weights_path="",
-        image_size=image_size,
-        batch_size=batch_size,
-        num_workers=workers,
-        device="auto",
-        on_bad_image="fail",
-    )
+    return ExtractParams(backbone=backbone, image_size=image_size, batch_size=batch_size, num_workers=workers)

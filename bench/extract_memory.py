@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 from common import CIFAR_TAR, cifar_manifest, extract_params
 
-from graphhash.extract import extract
+from graphhash.pipeline.extract import extract
 from graphhash.runtime import tune_allocator
 
 

@@ -22,10 +22,10 @@ import torch
 from common import CIFAR_TAR, cifar_manifest, extract_params, workers_arg
 
 from graphhash.backbones import load_backbone
-from graphhash.extract import Encoder, extract, resolve_device
-from graphhash.images import to_pixels
+from graphhash.data.images import to_pixels
+from graphhash.data.sources import open_source
+from graphhash.pipeline.extract import Encoder, extract, resolve_device
 from graphhash.runtime import tune_allocator
-from graphhash.sources import open_source
 
 
 def bare_forward(encoder: Encoder, batches: list[torch.Tensor]) -> float:

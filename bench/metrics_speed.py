@@ -23,17 +23,17 @@ from pathlib import Path
 import numpy as np
 from cifar_features import CACHE
 
-from graphhash.baselines import ITQ
-from graphhash.codes import pack, unpack
-from graphhash.features import read_features
-from graphhash.metrics import evaluate
+from graphhash.evaluation.baselines import ITQ
+from graphhash.evaluation.metrics import evaluate
+from graphhash.files.codes import pack, unpack
+from graphhash.files.features import read_features
 
 
 def load_codes(bits: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Packed query and database codes with their labels, and a description of where they came from."""
     if CACHE.is_file():
         fs = read_features(CACHE)
-        itq = ITQ(bits).fit(fs.features[fs.train])
+        itq = ITQ(bits, 0).fit(fs.features[fs.train])
         q, db = pack(itq.encode(fs.features[fs.query])), pack(itq.encode(fs.features[fs.database]))
         ql, dl = fs.labels[fs.query], fs.labels[fs.database]
         return q[:queries], db, ql[:queries], dl, f"ITQ codes of CIFAR-10 features ({CACHE.name})"

@@ -1,16 +1,16 @@
-"""Choose NRDH settings on a validation split carved from the CIFAR-10 training set (never the test queries).
+"""Choose settings on a validation split carved from the training items of a features file, never its queries.
 
-Queries: 500 training images per class (5,000, drawn with seed 123); database = training set: the other
-45,000 training images. Features: ``bench/cifar_features.py`` (EfficientNet-Lite0, 160 px). Each setting
-runs the library's ``represent`` and ``hash`` stages (the same functions the DVC stages call) and is scored
-with the project's evaluator; ITQ and cosine ranking on the same split are printed first for reference.
+Validation queries: ``--queries`` per class drawn (seed 123) from the training items; the validation database
+and training set are the other training items. Each setting runs the library's represent and hash stages
+(the functions the DVC stages call) with params.yaml's ``graph``, ``represent`` and ``hash`` sections, a
+``--preset`` if given, then ``section.key=value`` changes, and is scored with the project's evaluator (same
+class, Hamming ties by database index); ITQ and the cosine ranking on the same split are printed first.
 
-A setting is the repository's params.yaml (the paper's settings) with ``section.key=value`` changes. With
-``--ablation`` the script walks from the paper's settings to the chosen configuration one change at a time
-(the table in docs/results/cifar10.md), otherwise it scores the changes given on the command line:
+    python bench/validation.py --features data/features.h5 --queries 16 --sweep represent.steps=200,400,800,1600
+    python bench/validation.py --dataset cifar10 --ablation         # the table in docs/results/cifar10.md
 
-    python bench/cifar10_validation.py --ablation [--bits 16 64]
-    python bench/cifar10_validation.py represent.graph=knn represent.p=0.3 hash.target=rotated
+``--dataset cifar10`` takes the CIFAR-10 features of ``bench/cifar_features.py`` (50,000 training images:
+500 validation queries per class, 45,000 in the database).
 """
 
 from __future__ import annotations
@@ -23,114 +23,141 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from cifar_features import CACHE, cifar_features
+from cifar_features import cifar_features
 from common import REPO
 
-from graphhash.baselines import ITQ
-from graphhash.codes import pack, read_codes
-from graphhash.evaluation import cosine_ranking
-from graphhash.features import read_features, write_features
-from graphhash.metrics import evaluate
-from graphhash.neighbours import write_neighbours
-from graphhash.nrdh import hash_codes, represent
-from graphhash.params import load_params, with_filter
+from graphhash.evaluation.baselines import ITQ
+from graphhash.evaluation.metrics import cosine_map, evaluate
+from graphhash.files.codes import pack, read_codes
+from graphhash.files.features import read_features, write_features
+from graphhash.params import read_params_file, validate
+from graphhash.params.graph import GraphParams
+from graphhash.params.hash import HashParams
+from graphhash.params.represent import RepresentParams
+from graphhash.pipeline.hash import hash_codes
+from graphhash.pipeline.neighbours import find_neighbours
+from graphhash.pipeline.represent import represent
+from graphhash.presets import merged, read_preset
 from graphhash.runtime import tune_allocator
 
-VALIDATION = CACHE.with_name("cifar10-validation.h5")
-NEIGHBOURS = CACHE.with_name("cifar10-validation-neighbours.h5")
-MAX_NEIGHBOURS = 19  # enough for batch_nodes up to 20
+MAX_NEIGHBOURS = 19  # the neighbours file serves graph.nodes up to 20
 
-# Paper -> chosen configuration, one change at a time (each row keeps the changes above it).
+# From NRDH as published (the paper preset) to the defaults, one change at a time; each row keeps those above.
 ABLATION = [
-    ("paper (GCN, M = 10 random nodes, rho 0.4, p 0.8; 20 + 20 epochs)", []),
+    ("paper (GCN, M = 10 random nodes, rho 0.4, p 0.8; 3140 + 3900 steps)", []),
     ("+ ITQ-rotated targets (hash.target)", ["hash.target=rotated"]),
-    ("+ kNN graphs (represent.graph)", ["represent.graph=knn", "represent.epochs=2", "represent.graphs_per_step=128"]),
-    ("+ p = 0.3 (represent.p)", ["represent.p=0.3"]),
-    ("+ graph at inference (hash.input)", ["hash.input=graph", "hash.input_p=0.3"]),
-    ("+ 3 hash epochs (hash.epochs)", ["hash.epochs=3"]),
-]
-BASE = ["represent.graphs_per_step=32", "hash.epochs=20"]  # the benchmark's training length for the paper row
+    ("+ kNN graphs, 782 steps of 128 graphs (graph.kind)",
+     ["graph.kind=knn", "represent.steps=782", "represent.graphs_per_step=128"]),
+    ("+ p = 0.3 (represent.gcn.p)", ["represent.gcn.p=0.3"]),
+    ("+ graph at inference (hash.input)", ["hash.input=graph"]),
+    ("+ 585 hash steps (hash.steps)", ["hash.steps=585"]),
+    ("+ 800 steps of 32 graphs, 300 hash steps (the defaults)",
+     ["represent.steps=800", "represent.graphs_per_step=32", "hash.steps=300"]),
+]  # fmt: skip
 
 
-def validation_split() -> tuple[Path, Path]:
-    """The validation features file and its neighbours (written once, beside the CIFAR-10 features)."""
-    if not VALIDATION.is_file():
-        fs = read_features(cifar_features())
-        train_rows = np.flatnonzero(fs.train)
-        rng = np.random.default_rng(123)
-        queries = np.concatenate([rng.choice(train_rows[fs.labels[train_rows] == c], 500, replace=False)
-                                  for c in range(len(np.unique(fs.labels)))])  # fmt: skip
-        rows = np.concatenate([queries, np.setdiff1d(train_rows, queries)])
-        query = np.zeros(len(rows), dtype=bool)
-        query[: len(queries)] = True
-        write_features(VALIDATION, [fs.features[rows]], dim=fs.features.shape[1], ids=[fs.ids[r] for r in rows],
-                       labels=fs.labels[rows], masks={"query": query, "database": ~query, "train": ~query},
-                       attrs={"backbone": fs.attrs["backbone"]})  # fmt: skip
-    if not NEIGHBOURS.is_file():
-        write_neighbours(VALIDATION, MAX_NEIGHBOURS, NEIGHBOURS)
-    return VALIDATION, NEIGHBOURS
+def validation_split(features: Path, queries_per_class: int, work: Path) -> tuple[Path, Path]:
+    """The validation features file (queries from the training items only) and its neighbours file."""
+    fs = read_features(features)
+    train_rows = np.flatnonzero(fs.train)
+    rng = np.random.default_rng(123)
+    labels = fs.labels[train_rows]
+    queries = np.concatenate([rng.choice(train_rows[labels == c], queries_per_class, replace=False)
+                              for c in np.unique(labels)])  # fmt: skip
+    rows = np.concatenate([queries, np.setdiff1d(train_rows, queries)])
+    query = np.zeros(len(rows), dtype=bool)
+    query[: len(queries)] = True
+    split = work / "validation.h5"
+    write_features(split, [fs.features[rows]], dim=fs.features.shape[1], ids=[fs.ids[r] for r in rows],
+                   labels=fs.labels[rows], masks={"query": query, "database": ~query, "train": ~query},
+                   attrs={"backbone": fs.attrs["backbone"]})  # fmt: skip
+    neighbours = work / "neighbours.h5"
+    find_neighbours(split, GraphParams(nodes=MAX_NEIGHBOURS + 1), neighbours)
+    return split, neighbours
 
 
-def with_changes(changes: list[str]):
-    """The repository's represent and hash params with ``section.key=value`` changes (values parsed as YAML)."""
-    params = load_params(REPO / "params.yaml", "represent", "hash")
+def settings(preset: str | None, changes: list[str]) -> tuple[GraphParams, RepresentParams, HashParams]:
+    """params.yaml's sections with the preset and the ``section.key=value`` changes (values parsed as YAML)."""
+    raw = read_params_file(REPO / "params.yaml")
+    if preset:
+        raw = merged(raw, read_preset(preset, REPO / "params.yaml"))
     for change in changes:
         dotted, value = change.split("=", 1)
-        section, key = dotted.split(".")
-        if not hasattr(getattr(params, section), key):
-            raise SystemExit(f"unknown param {dotted}")
-        setattr(getattr(params, section), key, yaml.safe_load(value))
-    return params
+        *path, key = dotted.split(".")
+        nested: dict = {key: yaml.safe_load(value)}
+        for part in reversed(path):
+            nested = {part: nested}
+        raw = merged(raw, nested)
+    return validate(raw, (GraphParams, RepresentParams, HashParams), origin="settings")
 
 
-def score(features: Path, neighbours: Path, bits: int, changes: list[str]) -> tuple[float, float, float]:
-    """mAP@1000, mAP@all and seconds of one setting's represent + hash on the validation split."""
-    params = with_changes(changes)
+def score(split: Path, neighbours: Path, bits: int, preset: str | None, changes: list[str]) -> tuple[float, ...]:
+    """mAP@1000, mAP@all and seconds of one setting's represent + hash (gcn) on the validation split."""
+    graph, represent_params, hash_params = settings(preset, changes)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        represent(features, bits, with_filter(params.represent, "gcn"), work / "z.h5", work / "gcnae",
-                  work / "represent.csv", neighbours)  # fmt: skip
-        hash_codes(features, work / "z.h5", bits, params.hash, "nrdh-gcn", work / "codes.h5", work / "nrdh",
-                   work / "hash.csv", params.represent, neighbours)  # fmt: skip
+        represent(split, neighbours, "gcn", [bits], represent_params, graph, out=work / "z", models=work / "gcnae",
+                  losses=work / "represent")  # fmt: skip
+        hash_codes(split, neighbours, work / "z", "gcn", [bits], hash_params, graph, codes=work / "codes",
+                   models=work / "nrdh", losses=work / "hash")  # fmt: skip
         seconds = time.perf_counter() - start
-        codes = read_codes(work / "codes.h5")
+        codes = read_codes(work / "codes" / f"nrdh-gcn-{bits}.h5")
     result = evaluate(codes.query, codes.database, codes.query_labels, codes.database_labels, bits, map_at=(1000,))
     return result["map@1000"], result["map@all"], seconds
 
 
-def references(features: Path, bits: list[int]) -> None:
-    fs = read_features(features)
-    cosine = cosine_ranking(features, [1000])
+def references(split: Path, bits: list[int]) -> None:
+    fs = read_features(split)
+    query, database = fs.features[fs.query], fs.features[fs.database]
+    cosine = cosine_map(query, database, fs.labels[fs.query], fs.labels[fs.database], (1000,))
     print(f"cosine ranking: mAP@1000 {cosine['map@1000']:.4f}, mAP@all {cosine['map@all']:.4f}")
     for b in bits:
-        itq = ITQ(b).fit(fs.features[fs.train].astype(np.float64))
-        result = evaluate(pack(itq.encode(fs.features[fs.query])), pack(itq.encode(fs.features[fs.database])),
-                          fs.labels[fs.query], fs.labels[fs.database], b, map_at=(1000,))  # fmt: skip
+        itq = ITQ(b, 0).fit(fs.features[fs.train].astype(np.float64))
+        result = evaluate(pack(itq.encode(query)), pack(itq.encode(database)), fs.labels[fs.query],
+                          fs.labels[fs.database], b, map_at=(1000,))  # fmt: skip
         print(f"ITQ {b} bits: mAP@1000 {result['map@1000']:.4f}, mAP@all {result['map@all']:.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("changes", nargs="*", help="section.key=value changes to the paper's settings")
-    parser.add_argument("--ablation", action="store_true", help="walk from the paper's settings to the chosen ones")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path, help="a features file written by the extract stage")
+    source.add_argument("--dataset", choices=["cifar10"], help="the cached CIFAR-10 features")
+    parser.add_argument("--queries", type=int, default=500, help="validation queries per class")
+    parser.add_argument("--preset", help="a preset applied over params.yaml first, e.g. paper")
+    parser.add_argument("changes", nargs="*", help="section.key=value changes, applied in order")
+    parser.add_argument("--sweep", help="section.key=v1,v2,...: one row per value, after the changes")
+    parser.add_argument("--ablation", action="store_true", help="walk from the paper preset to the defaults")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 64])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     tune_allocator()
-    features, neighbours = validation_split()
-    print("validation split: 5,000 training images as queries, the other 45,000 as database and training set")
-    references(features, args.bits)
-    rows = ABLATION if args.ablation else [("given", args.changes)]
-    print("| setting | " + " | ".join(f"{b} bits mAP@1000 | mAP@all | s" for b in args.bits) + " |")
-    changes = list(BASE)
-    for name, step in rows:
-        changes += step
-        cells = []
-        for b in args.bits:
-            map_1000, map_all, seconds = score(features, neighbours, b, changes)
-            cells += [f"{map_1000:.4f}", f"{map_all:.4f}", f"{seconds:.0f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    features = cifar_features() if args.dataset else args.features
+    with tempfile.TemporaryDirectory() as tmp:
+        split, neighbours = validation_split(features, args.queries, Path(tmp))
+        fs = read_features(split)
+        print(f"{features}: {int(fs.query.sum())} validation queries ({args.queries} per class) from the training "
+              f"items, {int(fs.database.sum())} in the database and training set")  # fmt: skip
+        references(split, args.bits)
+        if args.ablation:
+            rows, preset, changes = [], "paper", []
+            for name, step in ABLATION:
+                changes = [*changes, *step]
+                rows.append((name, changes))
+        elif args.sweep:
+            key, values = args.sweep.split("=", 1)
+            rows, preset = [(f"{key}={v}", [*args.changes, f"{key}={v}"]) for v in values.split(",")], args.preset
+        else:
+            rows, preset = [(" ".join(args.changes) or "params.yaml", args.changes)], args.preset
+        print("| setting | " + " | ".join(f"{b} bits mAP@1000 | mAP@all | s" for b in args.bits) + " |")
+        print("| --- |" + " ---: | ---: | ---: |" * len(args.bits))
+        for name, changes in rows:
+            cells = []
+            for b in args.bits:
+                map_1000, map_all, seconds = score(split, neighbours, b, preset, changes)
+                cells += [f"{map_1000:.4f}", f"{map_all:.4f}", f"{seconds:.0f}"]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
