@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -86,3 +88,32 @@ def one_torch_thread():
 def digits() -> torch.Tensor:
     """200 real 64-d feature vectors (sklearn's bundled 8x8 digits)."""
     return torch.from_numpy(load_digits().data[:200].astype(np.float32))
+
+
+@pytest.fixture
+def adam_steps(monkeypatch) -> list[int]:
+    """Counts the optimiser steps taken (one entry per ``torch.optim.Adam.step`` call), steps still taken."""
+    calls: list[int] = []
+    step = torch.optim.Adam.step
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    return calls
+
+
+def dvc_env(cwd: Path) -> dict[str, str]:
+    """The environment for git and dvc in a temporary repository: this Python's tools first, a git identity
+    (dvc exp needs commits), and DVC's site cache kept beside the repository."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages run this python
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        "DVC_SITE_CACHE_DIR": str(cwd.parent / "dvc-site-cache"),
+        "DVC_NO_ANALYTICS": "1",
+    }

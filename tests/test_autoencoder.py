@@ -62,20 +62,6 @@ def dense_propagation(v: np.ndarray, rho: float, p: float) -> np.ndarray:
 
 
 @pytest.fixture
-def adam_steps(monkeypatch) -> list[int]:
-    """Counts the optimiser steps taken (one entry per ``torch.optim.Adam.step`` call), steps still taken."""
-    calls: list[int] = []
-    step = torch.optim.Adam.step
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", counted)
-    return calls
-
-
-@pytest.fixture
 def frozen(monkeypatch) -> list[int]:
     """Adam steps that change nothing (the weights stay at their initial values); counts them."""
     calls: list[int] = []

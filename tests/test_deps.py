@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import dvc_env
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -89,16 +89,7 @@ def test_closure_follows_imports_transitively_and_inside_functions(tmp_path):
 
 
 def dvc(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.invalid",
-        "DVC_SITE_CACHE_DIR": str(cwd.parent / "dvc-site-cache"),
-        "DVC_NO_ANALYTICS": "1",
-    }
+    env = dvc_env(cwd)
     command = [str(Path(sys.executable).parent / "dvc"), *args] if args[0] != "git" else list(args)
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"

@@ -50,20 +50,6 @@ def save_hash_network(folder: Path, model: HashNet, **extra) -> None:
     save_model(folder, model, HASH_NETWORK, config)
 
 
-@pytest.fixture
-def adam_steps(monkeypatch) -> list[int]:
-    """Counts the optimiser steps taken (one entry per ``torch.optim.Adam.step`` call), steps still taken."""
-    calls: list[int] = []
-    step = torch.optim.Adam.step
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", counted)
-    return calls
-
-
 def randomise_batch_norms(model: HashNet, seed: int) -> None:
     """Give every BN layer non-trivial affine parameters and running statistics."""
     gen = torch.Generator().manual_seed(seed)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
+from conftest import dvc_env
 
 from graphhash.files.codes import read_codes
 from graphhash.params.all import check, render
@@ -41,16 +41,7 @@ CURVES = ("pr_rank", "precision_radius", "recall_radius")
 
 
 def run(cwd: Path, *cmd: str, check_status: bool = True) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages run this python
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.invalid",
-        "DVC_SITE_CACHE_DIR": str(cwd.parent / "dvc-site-cache"),
-        "DVC_NO_ANALYTICS": "1",
-    }
+    env = dvc_env(cwd)
     if cmd[0] == "dvc":
         cmd = (str(Path(sys.executable).parent / "dvc"), *cmd[1:])
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
