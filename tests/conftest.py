@@ -117,3 +117,59 @@ def dvc_env(cwd: Path) -> dict[str, str]:
         "DVC_SITE_CACHE_DIR": str(cwd.parent / "dvc-site-cache"),
         "DVC_NO_ANALYTICS": "1",
     }
+
+
+def run_in(cwd: Path, *cmd: str) -> str:
+    """Run git, dvc (this environment's) or graphhash in ``cwd``; a failure shows its output."""
+    import subprocess
+
+    tools = Path(sys.executable).parent
+    if cmd[0] in ("dvc", "graphhash"):
+        cmd = (str(tools / cmd[0]), *cmd[1:])
+    done = subprocess.run(cmd, cwd=cwd, env=dvc_env(cwd), capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def new_project(work: Path, params: dict) -> Path:
+    """A git + DVC repository at ``work`` holding this project's pipeline, with ``params`` merged into the
+    default params.yaml (written from the schema), committed."""
+    import shutil
+
+    from graphhash.params.all import check, defaults, render
+    from graphhash.presets import merged
+
+    work.mkdir(parents=True)
+    run_in(work, "git", "init", "-q")
+    run_in(work, "dvc", "init", "-q")
+    run_in(work, "dvc", "config", "core.analytics", "false")
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, work / name)
+    for name in ("stages", "src", "presets"):
+        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")
+    (work / "params.yaml").write_text(render(check(merged(defaults(), params))), encoding="utf-8")
+    run_in(work, "git", "add", "-A")
+    run_in(work, "git", "commit", "-qm", "pipeline")
+    return work
+
+
+# The defaults (kNN graphs, graph inputs for the hash network: queries are placed on the graph too) on 200
+# digits, trained briefly: a real run to search in.
+SEARCH_RUN = {
+    "prepare": {"limit_per_class": 20, "query_size": 2},
+    "extract": {"image_size": 32, "batch_size": 50},
+    "codes": {"bits": [16, 24]},
+    "represent": {"steps": 60, "graphs_per_step": 16},
+    "hash": {"steps": 60, "batch_size": 32},
+    "baselines": {"methods": ["itq"]},
+    "evaluate": {"map_at": [10], "figure_queries": 0},
+}
+
+
+@pytest.fixture(scope="session")
+def search_run(tmp_path_factory) -> Path:
+    """A reproduced run of the pipeline (``dvc repro``) with an index per code length, for search tests."""
+    work = new_project(tmp_path_factory.mktemp("search") / "repo", SEARCH_RUN)
+    run_in(work, "dvc", "repro", "-q")
+    return work

@@ -1,8 +1,8 @@
 """Retrieval metrics: graphhash.evaluation.metrics against brute-force references written here from its docstring.
 
-The references work on unpacked boolean codes, rank with ``sorted`` (ascending distance, ties by ascending
-database index) and compute every metric with plain loops, so they share nothing with the library but the
-conventions.
+The references work on unpacked boolean codes (distances: differing bits, by NumPy broadcasting), rank with
+``sorted`` (ascending distance, ties by ascending database index) and compute every metric with plain loops
+per query, so they share nothing with the library but the conventions.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from graphhash.errors import GraphhashError
 from graphhash.evaluation import metrics
 from graphhash.files.codes import pack
+from graphhash.hamming import CHUNK
 
 RTOL = 1e-9
 ATOL = 1e-12
@@ -22,24 +24,14 @@ ATOL = 1e-12
 
 def ref_hamming(query_bits: np.ndarray, database_bits: np.ndarray) -> np.ndarray:
     """(q, n) Hamming distances from unpacked boolean codes: the number of differing bits."""
-    out = np.zeros((len(query_bits), len(database_bits)), dtype=np.int64)
-    for i, a in enumerate(query_bits):
-        for j, b in enumerate(database_bits):
-            out[i, j] = sum(int(x != y) for x, y in zip(a.tolist(), b.tolist(), strict=True))
-    return out
+    return (query_bits[:, None, :] != database_bits[None, :, :]).sum(axis=2).astype(np.int64)
 
 
 def ref_relevance(query_labels: np.ndarray, database_labels: np.ndarray) -> np.ndarray:
     """Same class for 1-D labels; at least one shared label for (n, C) 0/1 matrices."""
-    q, n = len(query_labels), len(database_labels)
-    out = np.zeros((q, n), dtype=bool)
-    for i in range(q):
-        for j in range(n):
-            if np.ndim(query_labels) == 1:
-                out[i, j] = query_labels[i] == database_labels[j]
-            else:
-                out[i, j] = any(a and b for a, b in zip(query_labels[i], database_labels[j], strict=True))
-    return out
+    if np.ndim(query_labels) == 1:
+        return np.asarray(query_labels)[:, None] == np.asarray(database_labels)[None, :]
+    return ((query_labels[:, None, :] != 0) & (database_labels[None, :, :] != 0)).any(axis=2)
 
 
 def ref_rank(dist_row) -> list[int]:
@@ -77,9 +69,9 @@ def ref_evaluate(query_bits, database_bits, query_labels, database_labels, bits,
             top = ranked[: min(k, n)]
             out[f"p@{k}"] += sum(top) / len(top)
         for r in range(bits + 1):
-            ball = [j for j in range(n) if dist[i, j] <= r]
-            found = sum(bool(rel[i, j]) for j in ball)
-            prec_r[r] += found / len(ball) if ball else 0.0
+            ball = dist[i] <= r
+            found = int((ball & rel[i]).sum())
+            prec_r[r] += found / int(ball.sum()) if ball.any() else 0.0
             rec_r[r] += found / n_rel if n_rel else 0.0
         if n_rel:
             for li, level in enumerate(metrics.RECALL_GRID):
@@ -479,3 +471,63 @@ def test_random_codes_give_chance_map():
     got = run_evaluate(qb, db, ql, dl, bits, map_at=(100, 1000), precision_at=(100,))
     assert 0.07 < got["map@all"] < 0.13
     assert 0.05 < got["p@100"] < 0.15
+
+
+# ---------------------------------------------------------------- more items than one chunk, threads, groups
+
+
+@pytest.mark.parametrize(("bits", "n"), [(3, 2 * CHUNK + 5), (70, CHUNK + 100)])
+def test_more_items_than_one_chunk_of_the_kernel(bits, n):
+    """Heavy ties across chunks (3 bits), and codes of two words (the kernel's other loop)."""
+    rng = np.random.default_rng(bits)
+    qb, db = random_codes(rng, 4, bits), random_codes(rng, n, bits)
+    ql, dl = rng.integers(0, 3, 4), rng.integers(0, 3, n)
+    check(qb, db, ql, dl, bits, map_at=(10, 1000), radius=1, precision_at=(5, 3000))
+
+
+def test_multi_label_more_items_than_one_chunk():
+    rng = np.random.default_rng(21)
+    bits, n, q = 6, CHUNK + 77, 5
+    qb, db = random_codes(rng, q, bits), random_codes(rng, n, bits)
+    ql = (rng.random((q, 4)) < 0.4).astype(np.int64)
+    dl = (rng.random((n, 4)) < 0.3).astype(np.int64)
+    ql[0] = 0
+    check(qb, db, ql, dl, bits, map_at=(50, 2000), radius=2, precision_at=(100,))
+
+
+def test_threads_and_groups_do_not_change_results(monkeypatch):
+    """Bit-identical with 1 or 2 threads, and whatever the groups of queries the ranks are made in."""
+    rng = np.random.default_rng(22)
+    bits = 5
+    qb, db = random_codes(rng, 23, bits), random_codes(rng, 300, bits)
+    ql, dl = rng.integers(0, 4, 23), rng.integers(0, 4, 300)
+    args = (pack(qb), pack(db), ql, dl, bits, (5, 50), 2, (1, 10), 4)
+    one = metrics.evaluate(*args, threads=1)
+    assert metrics.evaluate(*args, threads=2) == one
+    monkeypatch.setattr(metrics, "RANK_BUDGET", 7)  # a group per query or two
+    assert metrics.evaluate(*args, threads=2) == one
+    multi = (pack(qb), pack(db), np.eye(4, dtype=np.int64)[ql], np.eye(4, dtype=np.int64)[dl], *args[4:])
+    assert metrics.evaluate(*multi, threads=2) == metrics.evaluate(*multi, threads=1)
+
+
+def test_any_integer_labels():
+    """Class labels need not be 0..C-1: negative and large ones, and query classes the database lacks."""
+    rng = np.random.default_rng(23)
+    bits = 8
+    qb, db = random_codes(rng, 9, bits), random_codes(rng, 70, bits)
+    ql = rng.choice([-5, 3, 10**12, 42], 9)
+    dl = rng.choice([-5, 3, 10**12], 70)
+    check(qb, db, ql, dl, bits, map_at=(5, 50), radius=2, precision_at=(10,))
+
+
+def test_rejects_empty_sets_and_mismatched_codes():
+    q, db = pack(np.zeros((2, 8), bool)), pack(np.zeros((3, 8), bool))
+    labels = np.zeros(3, np.int64)
+    with pytest.raises(GraphhashError, match="queries and a database"):
+        metrics.evaluate(q[:0], db, labels[:0], labels, 8)
+    with pytest.raises(GraphhashError, match="queries and a database"):
+        metrics.evaluate(q, db[:0], labels[:2], labels[:0], 8)
+    with pytest.raises(GraphhashError, match="bytes"):
+        metrics.evaluate(q, pack(np.zeros((3, 16), bool)), labels[:2], labels, 8)
+    with pytest.raises(GraphhashError, match="do not fit"):
+        metrics.evaluate(q, db, labels[:2], labels, 9)

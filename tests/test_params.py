@@ -462,6 +462,7 @@ def test_matrix_stages_take_their_items_from_the_codes_section():
         "represent": {"filter": "${codes.filters}"},
         "hash": {"filter": "${codes.filters}"},
         "baselines": {"bits": "${codes.bits}"},
+        "index": {"filter": "${codes.filters}", "bits": "${codes.bits}"},
     }
 
 

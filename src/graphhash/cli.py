@@ -1,4 +1,5 @@
-"""The ``graphhash`` command: look at a features file, check params.yaml, apply a preset, hash features."""
+"""The ``graphhash`` command: look at a features file, check params.yaml, apply a preset, hash features, search a
+trained run and serve it as a web page."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+from graphhash.errors import GraphhashError
 from graphhash.pipeline.stage import run
 
 
@@ -50,6 +52,78 @@ def _encode(args: argparse.Namespace) -> None:
     print(f"{args.out}: {codes.shape[0]} codes packed into {codes.shape[1]} bytes each")
 
 
+def _query_files(paths: list[str]) -> list[Path]:
+    """Image files named, and the image files under folders named (sorted); anything else is one line."""
+    from graphhash.data.images import IMAGE_EXTENSIONS
+
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not inside:
+                raise GraphhashError(f"{path}: a folder with no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise GraphhashError(f"{path}: no such file or folder")
+    return found
+
+
+def _search(args: argparse.Namespace) -> None:
+    from graphhash.retrieval.retriever import Retriever
+
+    if not (args.queries or args.id or args.features):
+        raise GraphhashError("search: give image files or folders, --id ITEM, or --features FILE")
+    if args.k < 1:
+        raise GraphhashError(f"--k: must be at least 1, got {args.k}")
+    retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits)
+    results = []
+    files = _query_files(args.queries)
+    if files:
+        results += retriever.search_images([(str(p), p.read_bytes()) for p in files], args.k)
+    if args.id:
+        results += retriever.search_ids(args.id, args.k)
+    if args.features:
+        results += retriever.search_features(args.features, args.k)
+    if args.figure:
+        from graphhash.retrieval.figure import write_contact_sheet
+
+        write_contact_sheet(args.figure, retriever, results, query_files={str(p): p for p in files})
+    if args.json:
+        print(json.dumps({"run": retriever.info, "results": [r.as_dict() for r in results]}, indent=1))
+        return
+    info = retriever.info
+    print(f"{info['method']}, {info['bits']} bits, {info['index']} index of {info['count']} items")
+    for result in results:
+        known = f" (class {result.class_name})" if result.class_name is not None else ""
+        print(f"\nquery: {result.query}{known}")
+        print(f"{'rank':>5}  {'distance':>8}  {'class':<12}  {'relevant':<8}  id")
+        for hit in result.hits:
+            relevant = "" if hit.relevant is None else ("yes" if hit.relevant else "no")
+            print(f"{hit.rank:>5}  {hit.distance:>8}  {hit.class_name:<12}  {relevant:<8}  {hit.id}")
+    if args.figure:
+        print(f"\n{args.figure}: contact sheet written")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from graphhash.retrieval.retriever import Retriever
+    from graphhash.retrieval.server import create_app
+
+    app = create_app(Retriever.from_run(args.root, method=args.method, bits=args.bits))
+    print(f"graphhash serve: http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", dest="root", default=".", help="the repository whose pipeline ran (default: here)")
+    parser.add_argument("--method", help="e.g. nrdh-gcn (default: NRDH with params.yaml's first filter)")
+    parser.add_argument("--bits", type=int, help="code length (default: the longest one indexed)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graphhash", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +152,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     enc.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
     enc.set_defaults(run=_encode)
+    search = commands.add_parser(
+        "search",
+        help="the nearest database items of images, item ids or features, from a run's index",
+        description="Queries are hashed the way the run hashed its own (backbone, hash network, kNN graph inputs) "
+        "and searched in the run's index (index@<filter>-<bits>): ascending Hamming distance, ties by database "
+        "index; with a flat index, exactly the evaluator's ranking.",
+    )
+    search.add_argument("queries", nargs="*", help="image files, or folders of images")
+    search.add_argument("--id", action="append", default=[], help="an item id of the run (repeatable)")
+    search.add_argument("--features", help="a features file (HDF5): every row is a query")
+    search.add_argument("--k", type=int, default=10, help="results per query (default 10)")
+    search.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    search.add_argument("--figure", help="write a contact sheet (PNG): each query, then its results")
+    _run_options(search)
+    search.set_defaults(run=_search)
+    serve = commands.add_parser("serve", help="a web page to search a run's index and browse its database")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    _run_options(serve)
+    serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     run(lambda: args.run(args), f"graphhash {args.command}")
 

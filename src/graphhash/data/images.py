@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
-from graphhash.errors import GraphhashError
+from graphhash.errors import GraphhashError, describe
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -44,7 +44,8 @@ def decode(data: bytes, name: str) -> Image.Image:
             img.load()  # decode now: a truncated file fails here, not later in a worker
             return to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = "empty file" if not data else str(exc) or type(exc).__name__
+        unknown = isinstance(exc, Image.UnidentifiedImageError)
+        reason = "empty file" if not data else "not an image format Pillow reads" if unknown else describe(exc)
         raise BadItemError(f"{name}: cannot decode image: {reason}") from exc
 
 

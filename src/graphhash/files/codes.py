@@ -43,6 +43,11 @@ def nrdh_method(filter_name: str) -> str:
     return f"nrdh-{filter_name}"
 
 
+def code_file(folder: str | Path, method: str, bits: int) -> Path:
+    """Where a stage writes ``method``'s code file at ``bits`` bits inside its output folder."""
+    return Path(folder) / f"{method}-{bits}.h5"
+
+
 def pack(bits: np.ndarray) -> np.ndarray:
     """Boolean codes (n, bits) to packed bytes (n, ceil(bits / 8)), bit 0 first."""
     return np.packbits(np.asarray(bits, dtype=bool), axis=1)

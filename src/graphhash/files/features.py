@@ -71,6 +71,12 @@ def write_features(
         f.attrs.update({"format": FEATURES.tag, "dim": dim, "count": count, **attrs})
 
 
+def read_features_attrs(path: str | Path) -> dict[str, Any]:
+    """A features file's attributes only (backbone, image size, classes...), without loading its rows."""
+    with FEATURES.read(path) as f:
+        return plain_attrs(f)
+
+
 def read_features(path: str | Path) -> FeatureSet:
     """Load a features file written by ``write_features`` (everything into memory)."""
     with FEATURES.read(path) as f:

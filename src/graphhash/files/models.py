@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from graphhash.errors import GraphhashError
+from graphhash.errors import GraphhashError, describe
 from graphhash.files.atomic import write_bytes, write_json
 
 FORMAT = "graphhash-model/1"
@@ -46,7 +45,7 @@ def load_model(folder: str | Path, kind: str, stage: str) -> tuple[dict[str, tor
     try:
         config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GraphhashError(f"{folder / CONFIG}: cannot read the model's configuration ({_short(exc)})") from None
+        raise GraphhashError(f"{folder / CONFIG}: cannot read the model's configuration ({describe(exc)})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("model") != kind:
         found = f"{config.get('format')}, {config.get('model')}" if isinstance(config, dict) else type(config).__name__
         raise GraphhashError(f"{folder}: not a {kind} model ({found}); rerun the {stage} stage")
@@ -70,7 +69,7 @@ def read_state_dict(path: str | Path, origin: str) -> dict[str, torch.Tensor]:
         if "Weights only load failed" in str(exc):
             reason = "it holds Python objects besides tensors, which are never loaded (weights_only=True)"
         else:
-            reason = f"torch.load: {_short(exc)}"
+            reason = f"torch.load: {describe(exc)}"
         raise GraphhashError(f"{origin}: not a PyTorch weights file ({reason})") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -98,12 +97,3 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], origin: str)
     if problems:
         raise GraphhashError(f"{origin}: does not fit the model: {'; '.join(problems)}")
     module.load_state_dict(state, strict=True)
-
-
-def _short(exc: Exception, limit: int = 160) -> str:
-    """An exception's first line, without object addresses, and its type when the text says little."""
-    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", str(exc)).strip().splitlines()
-    line = text[0].strip() if text else ""
-    if len(line) < 12 or line.isdigit():
-        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."

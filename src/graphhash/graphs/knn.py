@@ -14,6 +14,8 @@ then the K chosen are ordered by decreasing similarity, equal similarities by in
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import torch
 
@@ -26,33 +28,84 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+class TrainingSet:
+    """The training items' features, held once: find any items' nearest training items and propagate their
+    features over those kNN graphs (the neighbours and hash stages for every item of a features file; search
+    for new queries).
+
+    Ties in similarity are resolved the way ``torch.topk`` resolves them, then the K chosen are ordered by
+    decreasing similarity, equal similarities by increasing row.
+    """
+
+    def __init__(self, training: np.ndarray):
+        self.features = torch.from_numpy(np.ascontiguousarray(training, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @cached_property
+    def unit(self) -> torch.Tensor:
+        return _unit(self.features)
+
+    def nearest(
+        self, features: np.ndarray, k: int, own_row: np.ndarray | None = None, block_size: int = 2048
+    ) -> Neighbours:
+        """The ``k`` training items most cosine-similar to each row of ``features`` (N, D).
+
+        ``own_row`` (N,) gives each row's own row among the training items (-1: not a training item): an item
+        is never its own neighbour. Rows are processed in blocks of ``block_size``, so memory stays at one
+        (block, N_train) similarity matrix.
+        """
+        if not 1 <= k < len(self):
+            raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
+                                 f"(there are {len(self)})")  # fmt: skip
+        own_row = np.full(len(features), -1, dtype=np.int64) if own_row is None else own_row
+        indices = np.empty((len(features), k), dtype=np.int64)
+        similarities = np.empty((len(features), k), dtype=np.float32)
+        for start in range(0, len(features), block_size):
+            stop = min(start + block_size, len(features))
+            sims = _unit(torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))) @ self.unit.T
+            own = torch.from_numpy(own_row[start:stop])
+            is_train = own >= 0
+            sims[torch.arange(stop - start)[is_train], own[is_train]] = -torch.inf  # never its own neighbour
+            values, chosen = sims.topk(k, dim=1)
+            values, chosen = values.numpy(), chosen.numpy()
+            order = np.lexsort((chosen, -values), axis=1)  # by similarity, then by row
+            indices[start:stop] = np.take_along_axis(chosen, order, 1)
+            similarities[start:stop] = np.take_along_axis(values, order, 1)
+        return Neighbours(indices, similarities)
+
+    def graph_inputs(
+        self, features: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
+    ) -> np.ndarray:
+        """Every row's features propagated over its own kNN graph: row 0 of U' (Eqs. 2-4) times the graph's
+        features.
+
+        For item i with neighbours j_1..j_K (training items), the graph holds i first, then the j's; Eq. 3
+        links nodes whose cosine exceeds ``rho`` and Eq. 4 keeps ``p`` for i and shares 1 - p among i's
+        links, so the result is p x_i + (1 - p) * mean of the linked neighbours (x_i alone when none is
+        linked). This is how a query uses the graph at inference: its input to the hash network mixes in its
+        nearest database items. (N, D) -> (N, D) float32.
+        """
+        out = np.empty(features.shape, dtype=np.float32)
+        for start in range(0, len(features), block_size):
+            stop = min(start + block_size, len(features))
+            own = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))
+            graph = torch.cat([own[:, None], self.features[torch.from_numpy(neighbours.indices[start:stop])]], dim=1)
+            row = nrdh_propagation(graph, rho, p)[:, :1]  # (B, 1, K + 1)
+            out[start:stop] = (row @ graph)[:, 0].numpy()
+        return out
+
+
 def nearest_training(features: np.ndarray, train: np.ndarray, k: int, block_size: int = 2048) -> Neighbours:
     """The ``k`` training items most cosine-similar to each row of ``features`` (N, D); ``train`` is the (N,) mask.
 
-    A training item is never its own neighbour. Rows are processed in blocks of ``block_size``, so memory
-    stays at one (block, N_train) similarity matrix.
+    A training item is never its own neighbour (``TrainingSet.nearest``).
     """
     train_rows = np.flatnonzero(train)
-    if not 1 <= k < len(train_rows):
-        raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
-                             f"(there are {len(train_rows)})")  # fmt: skip
-    database = _unit(torch.from_numpy(np.ascontiguousarray(features[train_rows], dtype=np.float32)))
     own_row = np.full(len(features), -1, dtype=np.int64)  # each item's row among the training items, or -1
     own_row[train_rows] = np.arange(len(train_rows))
-    indices = np.empty((len(features), k), dtype=np.int64)
-    similarities = np.empty((len(features), k), dtype=np.float32)
-    for start in range(0, len(features), block_size):
-        stop = min(start + block_size, len(features))
-        sims = _unit(torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))) @ database.T
-        own = torch.from_numpy(own_row[start:stop])
-        is_train = own >= 0
-        sims[torch.arange(stop - start)[is_train], own[is_train]] = -torch.inf  # never its own neighbour
-        values, chosen = sims.topk(k, dim=1)
-        values, chosen = values.numpy(), chosen.numpy()
-        order = np.lexsort((chosen, -values), axis=1)  # by similarity, then by row
-        indices[start:stop] = np.take_along_axis(chosen, order, 1)
-        similarities[start:stop] = np.take_along_axis(values, order, 1)
-    return Neighbours(indices, similarities)
+    return TrainingSet(features[train_rows]).nearest(features, k, own_row, block_size)
 
 
 def knn_graphs(nodes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -66,20 +119,6 @@ def knn_graphs(nodes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 def graph_inputs(
     features: np.ndarray, train: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
 ) -> np.ndarray:
-    """Every item's features propagated over its own kNN graph: row 0 of U' (Eqs. 2-4) times the graph's features.
-
-    For item i with neighbours j_1..j_K (training items), the graph holds i first, then the j's; Eq. 3 links
-    nodes whose cosine exceeds ``rho`` and Eq. 4 keeps ``p`` for i and shares 1 - p among i's links, so the
-    result is p x_i + (1 - p) * mean of the linked neighbours (x_i alone when none is linked). This is how a
-    query uses the graph at inference: its input to the hash network mixes in its nearest database items.
-    (N, D) -> (N, D) float32.
-    """
-    training = torch.from_numpy(np.ascontiguousarray(features[train], dtype=np.float32))
-    out = np.empty(features.shape, dtype=np.float32)
-    for start in range(0, len(features), block_size):
-        stop = min(start + block_size, len(features))
-        own = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))
-        graph = torch.cat([own[:, None], training[torch.from_numpy(neighbours.indices[start:stop])]], dim=1)
-        row = nrdh_propagation(graph, rho, p)[:, :1]  # (B, 1, K + 1)
-        out[start:stop] = (row @ graph)[:, 0].numpy()
-    return out
+    """Every item's features propagated over its own kNN graph (``TrainingSet.graph_inputs``); ``train`` is the
+    (N,) mask of the training items that ``neighbours`` counts. (N, D) -> (N, D) float32."""
+    return TrainingSet(features[train]).graph_inputs(features, neighbours, rho, p, block_size)

@@ -22,6 +22,7 @@ from graphhash.params.evaluate import EvaluateParams
 from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
+from graphhash.params.index import IndexParams
 from graphhash.params.prepare import PrepareParams
 from graphhash.params.represent import RepresentParams
 
@@ -34,6 +35,7 @@ SECTIONS: tuple[type[Section], ...] = (
     HashParams,
     BaselinesParams,
     EvaluateParams,
+    IndexParams,
 )
 
 

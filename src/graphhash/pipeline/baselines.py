@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from graphhash.evaluation.baselines import BASELINES
-from graphhash.files.codes import encode_splits, write_codes
+from graphhash.files.codes import code_file, encode_splits, write_codes
 from graphhash.files.features import read_features
 from graphhash.params.baselines import BaselinesParams
 
@@ -18,4 +18,4 @@ def baseline_codes(features_path: Path, bits: int, params: BaselinesParams, out:
     train = fs.features[fs.train].astype(np.float64)
     for method in params.methods:
         hasher = BASELINES[method](bits, params.seed, **params.options(method)).fit(train)
-        write_codes(out / f"{method}-{bits}.h5", encode_splits(fs, hasher.encode, method, bits))
+        write_codes(code_file(out, method, bits), encode_splits(fs, hasher.encode, method, bits))

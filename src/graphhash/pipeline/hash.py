@@ -18,7 +18,7 @@ import torch
 
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_csv
-from graphhash.files.codes import encode_splits, nrdh_method, write_codes
+from graphhash.files.codes import code_file, encode_splits, nrdh_method, write_codes
 from graphhash.files.features import FeatureSet, read_features
 from graphhash.files.models import load_model, load_weights, save_model
 from graphhash.files.neighbours import Neighbours, read_neighbours
@@ -71,10 +71,11 @@ def hash_codes(
         if params.target == "rotated":
             z = rotated_targets(z, params.seed)
         network, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), torch.from_numpy(z), params)
-        write_codes(codes / f"{method}-{g}.h5", encode_splits(fs, lambda x, net=network: encode(net, x), method, g))
-        config = {"in_dim": network.config.in_dim, "bits": g, "hidden": list(network.config.hidden),
-                  "negative_slope": network.config.negative_slope, "training": params.model_dump(),
-                  "backbone": fs.attrs.get("backbone"), "graph_input": graph_input}  # fmt: skip
+        write_codes(code_file(codes, method, g), encode_splits(fs, lambda x, net=network: encode(net, x), method, g))
+        config = {"method": method, "in_dim": network.config.in_dim, "bits": g,
+                  "hidden": list(network.config.hidden), "negative_slope": network.config.negative_slope,
+                  "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),
+                  "graph_input": graph_input}  # fmt: skip
         save_model(models / str(g), network, HASH_NETWORK, config)
         write_csv(losses / f"{g}.csv", history)
 

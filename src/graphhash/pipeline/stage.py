@@ -31,7 +31,8 @@ def run_stage(main: Callable[[argparse.Namespace], None], description: str, **ar
 
 def run(work: Callable[[], None], label: str) -> None:
     """Run ``work`` with logging set up, the allocator tuned and errors turned into one line each."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("graphhash").setLevel(logging.INFO)  # the libraries' own info lines stay out
     tune_allocator()
     start = time.perf_counter()
     try:

@@ -1,0 +1,294 @@
+"""Search a trained run: hash queries the way the run hashed its items, then look them up in its index.
+
+``Retriever.from_run(".")`` opens a run's artefacts where the repository's ``dvc.yaml`` puts them
+(``vars.paths``): the index folder of one NRDH method and code length (``index@<filter>-<bits>``), the hash
+network that made those codes, the features file's attributes (which backbone, weights and image size), the
+code file (for the query items' codes) and the manifest (where the images are). Artefacts are found by
+what they record (method and code length), not by file name, as ``evaluate`` finds code files.
+
+A query is an image (decoded, resized and embedded by the run's backbone, then hashed; with
+``hash.input: graph`` its features are first propagated over its nearest training items, as the run did for
+its own queries), a features vector, or the id of an item of the run (whose stored code is used). Results
+follow the project's order: ascending Hamming distance, ties by ascending database index; with a ``flat``
+index they are exactly the evaluator's ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from graphhash.backbones import BACKBONES, Backbone, load_backbone
+from graphhash.data.images import decode, to_pixels
+from graphhash.data.sources import Source, open_source
+from graphhash.errors import GraphhashError
+from graphhash.files.codes import CODES, nrdh_method, pack, read_code_kind, read_codes
+from graphhash.files.features import read_features, read_features_attrs
+from graphhash.files.index import INDEX, ITEMS_FILE, StoredIndex, read_index
+from graphhash.files.manifest import Manifest
+from graphhash.files.models import CONFIG
+from graphhash.graphs.knn import TrainingSet
+from graphhash.index import build_index
+from graphhash.nrdh.hashnet import HashNet, encode
+from graphhash.params import PARAMS_FILE, load_params
+from graphhash.params.codes import CodesParams
+from graphhash.params.extract import ExtractParams
+from graphhash.pipeline.extract import Encoder, resolve_device
+from graphhash.pipeline.hash import HASH_NETWORK, load_hash_network
+
+log = logging.getLogger(__name__)
+
+RUN_PATHS = ("manifest", "features", "codes", "index", "models")
+
+
+def run_paths(root: str | Path = ".") -> dict[str, Path]:
+    """The run's artefact paths, as the repository's ``dvc.yaml`` names them under ``vars.paths``."""
+    root = Path(root)
+    try:
+        variables = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["vars"]
+        paths = next(entry["paths"] for entry in variables if isinstance(entry, dict) and "paths" in entry)
+        return {name: root / paths[name] for name in RUN_PATHS}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as exc:
+        raise GraphhashError(f"{root / 'dvc.yaml'}: cannot read the run's paths (vars.paths): {exc!r}") from None
+
+
+def _indexes(folder: Path) -> dict[tuple[str, int], Path]:
+    """Every index folder below ``folder``, by the (method, bits) its items file records."""
+    found = {}
+    for items in sorted(folder.glob(f"*/{ITEMS_FILE}")):
+        with INDEX.read(items) as f:
+            found[(str(f.attrs["method"]), int(f.attrs["bits"]))] = items.parent
+    return found
+
+
+def _model_folder(folder: Path, method: str, bits: int) -> Path:
+    """The hash network's folder for ``method`` at ``bits`` bits, found by its ``model.json``."""
+    for config_path in sorted(folder.rglob(CONFIG)):
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if config.get("model") == HASH_NETWORK and config.get("method") == method and config.get("bits") == bits:
+            return config_path.parent
+    raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits (the hash stage writes it; dvc repro)")
+
+
+def _code_file(folder: Path, method: str, bits: int) -> Path:
+    for path in sorted(folder.rglob("*.h5")):
+        if read_code_kind(path) == (method, bits):
+            return path
+    raise GraphhashError(f"{folder}: no code file of {method} at {bits} bits ({CODES.stage} stage; dvc repro)")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One database item in a query's results."""
+
+    rank: int  # 1-based
+    row: int  # the item's index in the database (the index's row)
+    id: str
+    distance: int  # Hamming distance to the query's code
+    label: int
+    class_name: str
+    relevant: bool | None  # same class as the query; None when the query's class is unknown
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query and its results, nearest first."""
+
+    query: str  # what was searched: a file name, an item id, a features row
+    label: int | None  # the query's class, when known (an item of the run)
+    class_name: str | None
+    hits: list[Hit]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Retriever:
+    """A run's index, hash network and backbone, ready to search; built by ``from_run``."""
+
+    def __init__(
+        self,
+        stored: StoredIndex,
+        network: HashNet,
+        config: dict[str, Any],
+        features_path: Path,
+        features_attrs: dict[str, Any],
+        query_codes: dict[str, tuple[np.ndarray, int]],
+        source: Source | None,
+        extract: ExtractParams | None,
+        device: str = "auto",
+    ):
+        self.stored, self.network, self.config = stored, network, config
+        self.features_path, self.features_attrs = features_path, features_attrs
+        self.kind_index = build_index(stored.kind, stored.options)
+        self.classes: list[str] = json.loads(features_attrs.get("classes", "[]"))
+        self.rows = {item_id: row for row, item_id in enumerate(stored.ids)}
+        self.query_codes = query_codes
+        self.source, self.extract, self.device = source, extract, device
+
+    @classmethod
+    def from_run(
+        cls, root: str | Path = ".", *, method: str | None = None, bits: int | None = None, device: str = "auto"
+    ) -> Retriever:
+        """Open the run in ``root``. ``method`` defaults to NRDH with params.yaml's first filter, ``bits`` to
+        the longest code length indexed for it."""
+        root = Path(root)
+        paths = run_paths(root)
+        indexes = _indexes(paths["index"])
+        if not indexes:
+            raise GraphhashError(f"{paths['index']}: no index yet; run the pipeline first (dvc repro)")
+        if method is None:
+            (codes,) = load_params(CodesParams, path=root / PARAMS_FILE)
+            method = nrdh_method(codes.filters[0])
+        lengths = sorted(b for m, b in indexes if m == method)
+        if bits is None and lengths:
+            bits = lengths[-1]
+        if (method, bits) not in indexes:
+            known = ", ".join(f"{m} at {b} bits" for m, b in sorted(indexes))
+            wanted = f"{method} at {bits} bits" if bits else method
+            raise GraphhashError(f"{paths['index']}: no index of {wanted} (indexed: {known})")
+        stored = read_index(indexes[(method, bits)])
+        network, config = load_hash_network(_model_folder(paths["models"], method, bits))
+        if network.config.bits != stored.bits:
+            raise GraphhashError(f"{paths['models']}: the hash network makes {network.config.bits}-bit codes, the "
+                                 f"index holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
+        attrs = read_features_attrs(paths["features"])
+        if int(attrs["dim"]) != network.config.in_dim:
+            raise GraphhashError(f"{paths['features']}: features of {attrs['dim']} dimensions, but the hash network "
+                                 f"takes {network.config.in_dim}; rerun the pipeline (dvc repro)")  # fmt: skip
+        found = read_codes(_code_file(paths["codes"], method, bits))
+        query_codes = {i: (found.query[r], int(found.query_labels[r])) for r, i in enumerate(found.query_ids)}
+        manifest = Manifest.load(paths["manifest"])
+        source = open_source(manifest.source, manifest.path)
+        (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
+        return cls(stored, network, config, paths["features"], attrs, query_codes, source, extract, device)
+
+    # -- what the run is -------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> dict[str, Any]:
+        attrs = self.features_attrs
+        return {"method": self.stored.method, "bits": self.stored.bits, "index": self.stored.kind,
+                "index_options": self.stored.options, "count": len(self.stored.ids),
+                "backbone": attrs.get("backbone"), "image_size": attrs.get("image_size"), "classes": self.classes,
+                "images": self.source is not None and not self.source.holds_vectors}  # fmt: skip
+
+    def class_name(self, label: int) -> str:
+        return self.classes[label] if 0 <= label < len(self.classes) else str(label)
+
+    def image(self, item_id: str) -> Image.Image:
+        """An item of the run as an RGB image, read from its data source (nothing is extracted to disk)."""
+        if item_id not in self.rows and item_id not in self.query_codes:
+            raise KeyError(item_id)
+        if self.source is None or self.source.holds_vectors:
+            raise GraphhashError(f"{self.features_attrs.get('source')}: the run's items are vectors, not images")
+        return self.source.image(item_id)
+
+    # -- hashing queries -------------------------------------------------------------------------------
+
+    @cached_property
+    def backbone(self) -> Backbone:
+        """The run's backbone, loaded on first use: the features file's backbone and image size, the weights
+        params.yaml's ``extract`` section names, checked against those the features were made with."""
+        name, size = str(self.features_attrs.get("backbone")), int(self.features_attrs.get("image_size", 0))
+        if self.extract is None or name not in BACKBONES:
+            raise GraphhashError(f"{self.features_path}: made without a backbone ({name}); search by item id or "
+                                 "by a features file instead of images")  # fmt: skip
+        backbone = load_backbone(name, self.extract.weights, self.extract.weights_path, size)
+        made_with = self.features_attrs.get("weights")
+        if backbone.weights != made_with:
+            raise GraphhashError(f"extract.weights: gives {backbone.weights}, but {self.features_path} was made with "
+                                 f"{made_with}; set params.yaml's extract section back")  # fmt: skip
+        return backbone
+
+    @cached_property
+    def encoder(self) -> Encoder:
+        return Encoder(self.backbone, resolve_device(self.device))
+
+    @cached_property
+    def training(self) -> TrainingSet | None:
+        """The training items' features, for hash networks whose input is a query's kNN graph."""
+        if not self.config.get("graph_input"):
+            return None
+        fs = read_features(self.features_path)
+        return TrainingSet(fs.features[fs.train])
+
+    def encode_features(self, features: np.ndarray) -> np.ndarray:
+        """Packed codes (n, B) of feature rows (n, D), as the run's hash stage made its queries' codes."""
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.network.config.in_dim:
+            raise GraphhashError(f"features of shape {features.shape}: the hash network takes "
+                                 f"{self.network.config.in_dim} dimensions")  # fmt: skip
+        graph_input = self.config.get("graph_input")
+        if graph_input:
+            neighbours = self.training.nearest(features, graph_input["neighbours"])
+            features = self.training.graph_inputs(features, neighbours, graph_input["rho"], graph_input["p"])
+        return pack(encode(self.network, features))
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """Backbone features (n, D) of RGB images."""
+        size, interpolation = int(self.features_attrs["image_size"]), self.backbone.interpolation
+        batch = torch.from_numpy(np.stack([to_pixels(img, size, interpolation) for img in images]))
+        return self.encoder(batch)
+
+    # -- searching -------------------------------------------------------------------------------------
+
+    def search_codes(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Database rows (q, k) and Hamming distances (q, k) of the first ``k`` items for packed codes (q, B)."""
+        return self.kind_index.search(self.stored.index, self.stored.codes, codes, k)
+
+    def search_images(self, images: list[tuple[str, bytes]], k: int) -> list[Result]:
+        """Search with encoded image files: (name, bytes) pairs; a file that is not an image is one line."""
+        decoded = [decode(data, name) for name, data in images]
+        codes = self.encode_features(self.embed(decoded))
+        return self._results([name for name, _ in images], codes, [None] * len(images), k)
+
+    def search_ids(self, item_ids: list[str], k: int) -> list[Result]:
+        """Search with items of the run (query or database items), by their stored codes."""
+        codes, labels = [], []
+        for item_id in item_ids:
+            if item_id in self.rows:
+                row = self.rows[item_id]
+                codes.append(self.stored.codes[row])
+                labels.append(int(self.stored.labels[row]))
+            elif item_id in self.query_codes:
+                code, label = self.query_codes[item_id]
+                codes.append(code)
+                labels.append(label)
+            else:
+                raise GraphhashError(f"id {item_id!r}: not a query or database item of this run")
+        return self._results(list(item_ids), np.array(codes, dtype=np.uint8).reshape(len(codes), -1), labels, k)
+
+    def search_features(self, path: str | Path, k: int) -> list[Result]:
+        """Search with every row of a features file (as ``graphhash encode`` hashes them); rows of the run's
+        classes keep their labels, for relevance marks."""
+        fs = read_features(path)
+        same_classes = json.loads(fs.attrs.get("classes", "[]")) == self.classes
+        labels = [int(label) if same_classes else None for label in fs.labels]
+        return self._results(fs.ids, self.encode_features(fs.features), labels, k)
+
+    def _results(self, names: list[str], codes: np.ndarray, labels: list[int | None], k: int) -> list[Result]:
+        rows, distances = self.search_codes(codes, k)
+        results = []
+        for name, label, found, dist in zip(names, labels, rows, distances, strict=True):
+            hits = [
+                Hit(rank=rank, row=int(row), id=self.stored.ids[row], distance=int(d),
+                    label=int(self.stored.labels[row]), class_name=self.class_name(int(self.stored.labels[row])),
+                    relevant=None if label is None else bool(self.stored.labels[row] == label))
+                for rank, (row, d) in enumerate(zip(found, dist, strict=True), start=1) if row >= 0
+            ]  # fmt: skip
+            results.append(Result(query=name, label=label, class_name=None if label is None else self.class_name(label),
+                                  hits=hits))  # fmt: skip
+        return results

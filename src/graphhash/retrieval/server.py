@@ -1,0 +1,148 @@
+"""``graphhash serve``: a web page to search a run and browse its database, and the JSON API the page uses.
+
+    GET  /                      the page (retrieval/page.html)
+    GET  /api/info              the run: method, code length, index kind, items, classes; the request limits
+    GET  /api/items?offset&limit   a page of database items (row, id, class), in database order
+    GET  /api/image/{id}        an item's thumbnail (PNG), read from the run's data source
+    POST /api/search?k=K        body: an image file (any Content-Type but JSON), or JSON {"id": ..., "k": ...}
+
+Bad requests (a body that is not an image, an empty body, an image over ``max_bytes``, an unknown id, k out
+of range, a page out of range) get a 4xx with ``{"detail": "<one line>"}`` and the server keeps serving.
+Nothing is written to disk: uploads are read into memory (no multipart spooling), with their size checked
+while they arrive; thumbnails are encoded in memory. Searches run one at a time (a lock around the model).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from graphhash.data.images import BadItemError
+from graphhash.errors import GraphhashError
+from graphhash.evaluation.figures import thumbnail
+from graphhash.retrieval.retriever import Result, Retriever
+
+MAX_K = 200  # results per query
+MAX_BYTES = 10 * 1024 * 1024  # an uploaded image
+MAX_PAGE = 500  # database items per page
+THUMB_SIZES = (48, 96, 160)
+
+
+def create_app(retriever: Retriever, *, max_bytes: int = MAX_BYTES, max_k: int = MAX_K) -> FastAPI:
+    """The app serving ``retriever``'s run."""
+    app = FastAPI(title="graphhash", docs_url=None, redoc_url=None, openapi_url=None)
+    lock = threading.Lock()
+    page = files("graphhash.retrieval").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A query parameter of the wrong type, as one line naming it."""
+        first = exc.errors()[0]
+        return JSONResponse({"detail": f"{first['loc'][-1]}: {first['msg']}"}, status_code=422)
+
+    def locked(work, *args):
+        with lock:
+            return work(*args)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {**retriever.info, "max_k": max_k, "max_bytes": max_bytes, "max_page": MAX_PAGE}
+
+    @app.get("/api/items")
+    def items(offset: int = 0, limit: int = 48) -> dict[str, Any]:
+        total = len(retriever.stored.ids)
+        if not 1 <= limit <= MAX_PAGE:
+            raise HTTPException(400, f"limit: must be between 1 and {MAX_PAGE}, got {limit}")
+        if not 0 <= offset < max(total, 1):
+            raise HTTPException(400, f"offset: must be between 0 and {total - 1}, got {offset}")
+        rows = range(offset, min(offset + limit, total))
+        labels = [int(label) for label in retriever.stored.labels[rows.start : rows.stop]]
+        page = [{"row": r, "id": retriever.stored.ids[r], "label": label, "class_name": retriever.class_name(label)}
+                for r, label in zip(rows, labels, strict=True)]  # fmt: skip
+        return {"total": total, "offset": offset, "items": page}
+
+    @app.get("/api/image/{item_id:path}")
+    def image(item_id: str, size: int = 96) -> Response:
+        if size not in THUMB_SIZES:
+            raise HTTPException(400, f"size: one of {', '.join(map(str, THUMB_SIZES))}, got {size}")
+        try:
+            img = locked(retriever.image, item_id)
+        except KeyError:
+            raise HTTPException(404, f"id {item_id!r}: not an item of this run") from None
+        except GraphhashError as exc:
+            raise HTTPException(404, str(exc).splitlines()[0]) from None
+        buffer = io.BytesIO()
+        thumbnail(img, size).save(buffer, format="PNG")
+        return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.post("/api/search")
+    async def search(request: Request, k: int | None = None) -> dict[str, Any]:
+        if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+            query = _json_body(await _body(request, 64 * 1024))
+            k = query.get("k", k if k is not None else 10)
+            _check_k(k, max_k)
+            if not isinstance(query.get("id"), str) or not query["id"]:
+                raise HTTPException(400, 'body: JSON {"id": "<item id>", "k": <int>} expected')
+            results = await run_in_threadpool(_run, locked, retriever.search_ids, [query["id"]], k, 404)
+        else:
+            k = 10 if k is None else k
+            _check_k(k, max_k)
+            data = await _body(request, max_bytes)
+            if not data:
+                raise HTTPException(400, "image: the request body is empty; send the image file's bytes")
+            name = request.headers.get("x-filename", "upload")[:200]
+            results = await run_in_threadpool(_run, locked, retriever.search_images, [(name, data)], k, 400)
+        return {"run": {key: retriever.info[key] for key in ("method", "bits", "index", "count")},
+                **results[0].as_dict()}  # fmt: skip
+
+    return app
+
+
+def _check_k(k: Any, max_k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise HTTPException(400, f"k: must be an integer between 1 and {max_k}, got {k!r}")
+
+
+def _json_body(data: bytes) -> dict[str, Any]:
+    try:
+        query = json.loads(data)
+    except ValueError:
+        query = None
+    if not isinstance(query, dict):
+        raise HTTPException(400, 'body: not a JSON object; send {"id": "<item id>", "k": <int>}')
+    return query
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (nothing is spooled to disk)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body: {int(declared):,} bytes is over the limit of {limit:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"body: over the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+def _run(locked, search, queries: list, k: int, status: int) -> list[Result]:
+    """``search(queries, k)`` under the lock; a query the run cannot take is ``status`` with its one line."""
+    try:
+        return locked(search, queries, k)
+    except BadItemError as exc:
+        raise HTTPException(400, str(exc).splitlines()[0]) from None
+    except GraphhashError as exc:
+        raise HTTPException(status, str(exc).splitlines()[0]) from None

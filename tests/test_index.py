@@ -1,0 +1,161 @@
+"""FAISS binary indexes: exact search in the evaluator's order, approximate kinds, the index folder contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from graphhash.errors import GraphhashError
+from graphhash.evaluation.baselines import ITQ, LSH
+from graphhash.files.codes import pack
+from graphhash.files.index import FAISS_FILE, ITEMS_FILE, StoredIndex, read_index, write_index
+from graphhash.hamming import top_k
+from graphhash.index import INDEXES, build_index, resolve_kind
+from graphhash.index.binary import AUTO_IVF_FROM
+from graphhash.params import validate
+from graphhash.params.index import IndexParams
+
+
+def reference_ranking(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: distances from unpacked bits, then a sort by (distance, database index)."""
+    q = np.unpackbits(queries, axis=1).astype(np.int32)
+    d = np.unpackbits(database, axis=1).astype(np.int32)
+    distances = (q[:, None, :] != d[None, :, :]).sum(axis=2)
+    order = np.array([np.lexsort((np.arange(len(database)), row))[:k] for row in distances])
+    return order, np.take_along_axis(distances, order, 1)
+
+
+@pytest.fixture(scope="module")
+def digit_codes() -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Real codes with heavy ties: ITQ on the digits' pixels at 8, 12 and 16 bits (12: not a whole byte);
+    the first 150 digits are the queries, the other 1,647 the database."""
+    x = load_digits().data.astype(np.float64)
+    codes = {}
+    for bits in (8, 12, 16):
+        hashed = pack(ITQ(bits, seed=0).fit(x[150:]).encode(x))
+        codes[bits] = (hashed[:150], hashed[150:])
+    return codes
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize("k", [1, 10, 100, 1647, 5000])
+def test_flat_search_is_the_evaluators_ranking_ties_included(digit_codes, bits, k):
+    """Every query's top k from the flat index equals the evaluator's ranking (graphhash.hamming.top_k) and a
+    brute-force sort, ids and distances: at 8 bits hundreds of items share each distance."""
+    queries, database = digit_codes[bits]
+    kind = build_index("flat", {})
+    ids, distances = kind.search(kind.build(database), database, queries, k)
+    expected_ids, expected_distances = reference_ranking(queries, database, k)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(distances, expected_distances)
+    evaluator_ids, evaluator_distances = top_k(queries, database, k)
+    np.testing.assert_array_equal(ids, evaluator_ids)
+    np.testing.assert_array_equal(distances, evaluator_distances)
+
+
+def test_ties_are_many_in_the_test_codes(digit_codes):
+    """The codes above do test the tie rule: at 8 bits the 10th and 11th items tie for most queries."""
+    queries, database = digit_codes[8]
+    _, distances = reference_ranking(queries, database, 11)
+    assert (distances[:, 9] == distances[:, 10]).mean() > 0.9
+
+
+def test_ivf_visiting_every_cell_is_exact_and_fewer_cells_miss_some(digit_codes):
+    """With nprobe = nlist every cell is searched: the results equal flat's; with one cell, fewer are found."""
+    queries, database = digit_codes[16]
+    expected, _ = reference_ranking(queries, database, 20)
+    everything = build_index("ivf", {"nlist": 16, "nprobe": 16})
+    ids, _ = everything.search(everything.build(database), database, queries, 20)
+    np.testing.assert_array_equal(ids, expected)
+    one = build_index("ivf", {"nlist": 16, "nprobe": 1})
+    ids, _ = one.search(one.build(database), database, queries, 20)
+    found = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(ids, expected, strict=True)])
+    assert 0.2 < found < 1.0
+
+
+def test_approximate_results_come_in_the_projects_order_with_exact_distances():
+    """ivf and hnsw re-rank what they find: ascending exact distance, ties by ascending index; -1 pads a row."""
+    rng = np.random.default_rng(0)
+    centres = rng.integers(0, 2, (20, 32), dtype=np.uint8)
+    bits = centres[rng.integers(0, 20, 3000)] ^ (rng.random((3000, 32)) < 0.08)
+    database, queries = pack(bits[:2800]), pack(bits[2800:])
+    for kind, options in (("ivf", {"nlist": 40, "nprobe": 4}), ("hnsw", {"M": 16, "ef_search": 64})):
+        index = build_index(kind, options)
+        ids, distances = index.search(index.build(database), database, queries, 50)
+        brute, _ = reference_ranking(queries, database, 3000)
+        full = np.unpackbits(queries, axis=1)[:, None, :] != np.unpackbits(database, axis=1)[None, :, :]
+        for row, (found, dist) in enumerate(zip(ids, distances, strict=True)):
+            valid = found >= 0
+            assert np.array_equal(dist[valid], full[row, found[valid]].sum(axis=1)), kind
+            pairs = list(zip(dist[valid], found[valid], strict=True))
+            assert pairs == sorted(pairs), kind
+            assert (dist[~valid] == -1).all()
+        recall = np.mean([len(set(a) & set(b[:50])) / 50 for a, b in zip(ids, brute, strict=True)])
+        assert recall > 0.8, (kind, recall)
+
+
+def test_lengths_beyond_64_bits_and_k_larger_than_the_database():
+    rng = np.random.default_rng(1)
+    database = pack(rng.integers(0, 2, (300, 100), dtype=np.uint8))  # 13 bytes per code
+    queries = pack(rng.integers(0, 2, (7, 100), dtype=np.uint8))
+    kind = build_index("flat", {})
+    ids, distances = kind.search(kind.build(database), database, queries, 1000)
+    expected_ids, expected_distances = reference_ranking(queries, database, 300)
+    assert ids.shape == (7, 300)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(distances, expected_distances)
+
+
+def test_index_folder_round_trip_is_byte_identical_and_refuses_mixed_files(tmp_path, digit_codes):
+    _, database = digit_codes[16]
+    ids = [f"item/{i}" for i in range(len(database))]
+    labels = np.arange(len(database)) % 10
+    for kind, options in (("flat", {}), ("ivf", {"nlist": 8, "nprobe": 2})):
+        folders = []
+        for run in ("a", "b"):
+            index = build_index(kind, options)
+            stored = StoredIndex(index=index.build(database), codes=database, ids=ids, labels=labels,
+                                 method="nrdh-gcn", bits=16, kind=kind, options=index.options())  # fmt: skip
+            write_index(tmp_path / f"{kind}-{run}", stored)
+            folders.append(tmp_path / f"{kind}-{run}")
+        for name in (FAISS_FILE, ITEMS_FILE):  # same params, same bytes
+            assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), (kind, name)
+        loaded = read_index(folders[0])
+        assert (loaded.kind, loaded.bits, loaded.options, loaded.ids) == (kind, 16, stored.options, ids)
+        np.testing.assert_array_equal(loaded.codes, database)
+    (tmp_path / "flat-a" / FAISS_FILE).write_bytes((tmp_path / "ivf-a" / FAISS_FILE).read_bytes())
+    with pytest.raises(GraphhashError, match=f"{FAISS_FILE}: does not belong to {ITEMS_FILE}"):
+        read_index(tmp_path / "flat-a")
+    (tmp_path / "ivf-a" / FAISS_FILE).unlink()
+    with pytest.raises(GraphhashError, match="is missing; rerun the index stage"):
+        read_index(tmp_path / "ivf-a")
+    with pytest.raises(GraphhashError, match="does not exist, not an index folder"):
+        read_index(tmp_path / "nowhere")
+
+
+def test_index_params_choices_ranges_and_the_auto_kind():
+    (params,) = validate({"index": {}}, (IndexParams,))
+    assert params.kind == "flat" and set(INDEXES) == {"flat", "ivf", "hnsw"}
+    assert params.options("ivf") == {"nlist": 0, "nprobe": 16}
+    with pytest.raises(GraphhashError, match=r"index\.kind: .*'flat'"):
+        validate({"index": {"kind": "lsh"}}, (IndexParams,))
+    with pytest.raises(GraphhashError, match=r"index\.ivf\.nprobe: visits more cells \(8\) than there are"):
+        validate({"index": {"ivf": {"nlist": 4, "nprobe": 8}}}, (IndexParams,))
+    with pytest.raises(GraphhashError, match=r"index\.hnsw\.M: .*(greater|2)"):
+        validate({"index": {"hnsw": {"M": 1}}}, (IndexParams,))
+    assert resolve_kind("auto", AUTO_IVF_FROM - 1) == "flat" and resolve_kind("auto", AUTO_IVF_FROM) == "ivf"
+    assert resolve_kind("hnsw", 10) == "hnsw"
+
+
+def test_lsh_codes_search_the_same_with_every_kind_when_the_search_is_exhaustive():
+    """A second source of real codes: LSH on the digits; ivf with every cell visited equals flat."""
+    x = load_digits().data.astype(np.float64)
+    codes = pack(LSH(24, seed=3).fit(x).encode(x))
+    queries, database = codes[:40], codes[40:]
+    flat = build_index("flat", {})
+    ivf = build_index("ivf", {"nlist": 10, "nprobe": 10})
+    a = flat.search(flat.build(database), database, queries, 30)
+    b = ivf.search(ivf.build(database), database, queries, 30)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])

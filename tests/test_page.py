@@ -1,0 +1,122 @@
+"""The search page in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright, against
+``graphhash serve`` running as its own process on 127.0.0.1.
+
+The browser is the system's: Playwright's own browser downloads are not used. ``.ci/run`` installs it; without
+it the tests skip, saying so. The screenshot is saved under ``.artifacts/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO
+
+from graphhash.files.codes import read_codes
+from graphhash.retrieval.retriever import Retriever
+
+CHROMIUM = os.environ.get("GRAPHHASH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium here: apt-get install chromium (.ci/run does), or set GRAPHHASH_CHROMIUM"
+)
+ARTIFACTS = REPO / ".artifacts"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(search_run) -> Iterator[str]:
+    """``graphhash serve`` on a free port of 127.0.0.1, stopped after the module."""
+    port = free_port()
+    graphhash = str(Path(sys.executable).parent / "graphhash")
+    process = subprocess.Popen([graphhash, "serve", "--port", str(port)], cwd=search_run,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/api/info", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+            assert process.poll() is None, process.stdout.read()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.goto(server)
+        tab.wait_for_selector("body[data-ready='1']")
+        yield tab
+        browser.close()
+
+
+def grid_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#results .cell", "cells => cells.map(c => c.dataset.id)")
+
+
+def test_uploading_an_image_shows_the_apis_top_k(page, server, search_run, tmp_path):
+    retriever = Retriever.from_run(search_run)
+    item = read_codes(search_run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-24.h5").query_ids[0]
+    image = tmp_path / "query.png"
+    retriever.image(item).resize((64, 64)).save(image)
+    page.fill("#k", "12")
+    page.set_input_files("#upload", str(image))
+    page.wait_for_function("document.querySelectorAll('#results .cell').length === 12")
+    api = httpx.post(f"{server}/api/search?k=12", content=image.read_bytes(), headers={"Content-Type": "image/png"})
+    assert grid_ids(page) == [hit["id"] for hit in api.json()["hits"]]
+    assert "nrdh-gcn, 24 bits, flat index of 180 items" in page.inner_text("#run")
+    assert page.eval_on_selector("#query-image", "img => img.naturalWidth") > 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=True)
+
+
+def test_clicking_a_database_image_searches_it_with_relevance_marks(page, server):
+    page.fill("#k", "8")
+    first = page.eval_on_selector("#browse .cell", "c => c.dataset.id")
+    page.click("#browse .cell")
+    page.wait_for_function(f"document.querySelector('#query-caption').textContent.includes('{first}')")
+    page.wait_for_function("document.querySelectorAll('#results .cell').length === 8")
+    api = httpx.post(f"{server}/api/search", json={"id": first, "k": 8}).json()
+    assert grid_ids(page) == [hit["id"] for hit in api["hits"]]
+    marks = page.eval_on_selector_all("#results .cell", "cells => cells.map(c => c.className)")
+    assert marks == [f"cell {'relevant' if hit['relevant'] else 'irrelevant'}" for hit in api["hits"]]
+    assert grid_ids(page)[0] == first  # a database item is its own nearest item
+
+
+def test_paging_typing_an_id_and_a_bad_upload(page, server, tmp_path):
+    before = page.eval_on_selector_all("#browse .cell", "cells => cells.map(c => c.dataset.id)")
+    page.click("#next")
+    page.wait_for_function(f"document.querySelector('#browse .cell').dataset.id !== '{before[0]}'")
+    assert "items 49\u201396 of 180" in page.inner_text("#page-info")  # an en dash
+    page.fill("#query-id", "digits/not-there")
+    page.press("#query-id", "Enter")
+    page.wait_for_selector("#status.error")
+    assert "not a query or database item" in page.inner_text("#status")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_function("document.querySelector('#status').textContent.includes('cannot decode image')")
+    assert httpx.get(f"{server}/api/info").status_code == 200  # still serving
