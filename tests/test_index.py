@@ -159,3 +159,18 @@ def test_lsh_codes_search_the_same_with_every_kind_when_the_search_is_exhaustive
     b = ivf.search(ivf.build(database), database, queries, 30)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_search_time_options_come_from_the_params_not_from_the_saved_index(digit_codes):
+    """An ivf index built with nprobe 1, searched with nprobe = nlist (the params changed since), is exhaustive:
+    it gives the evaluator's ranking; hnsw's ef_search is raised to the candidates asked for."""
+    queries, database = digit_codes[16]
+    built = build_index("ivf", {"nlist": 16, "nprobe": 1}).build(database)
+    ids, distances = build_index("ivf", {"nlist": 16, "nprobe": 16}).search(built, database, queries, 20)
+    expected_ids, expected_distances = reference_ranking(queries, database, 20)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(distances, expected_distances)
+    hnsw = build_index("hnsw", {"M": 8, "ef_search": 10})
+    index = hnsw.build(database)
+    hnsw.search(index, database, queries, 50)
+    assert index.hnsw.efSearch == 50

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from conftest import REPO
 
@@ -49,9 +49,9 @@ def server(search_run) -> Iterator[str]:
     try:
         for _ in range(300):
             try:
-                if httpx.get(f"{url}/api/info", timeout=1).status_code == 200:
+                if httpx2.get(f"{url}/api/info", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 time.sleep(0.1)
             assert process.poll() is None, process.stdout.read()
         yield url
@@ -85,7 +85,7 @@ def test_uploading_an_image_shows_the_apis_top_k(page, server, search_run, tmp_p
     page.fill("#k", "12")
     page.set_input_files("#upload", str(image))
     page.wait_for_function("document.querySelectorAll('#results .cell').length === 12")
-    api = httpx.post(f"{server}/api/search?k=12", content=image.read_bytes(), headers={"Content-Type": "image/png"})
+    api = httpx2.post(f"{server}/api/search?k=12", content=image.read_bytes(), headers={"Content-Type": "image/png"})
     assert grid_ids(page) == [hit["id"] for hit in api.json()["hits"]]
     assert "nrdh-gcn, 24 bits, flat index of 180 items" in page.inner_text("#run")
     assert page.eval_on_selector("#query-image", "img => img.naturalWidth") > 0
@@ -99,7 +99,7 @@ def test_clicking_a_database_image_searches_it_with_relevance_marks(page, server
     page.click("#browse .cell")
     page.wait_for_function(f"document.querySelector('#query-caption').textContent.includes('{first}')")
     page.wait_for_function("document.querySelectorAll('#results .cell').length === 8")
-    api = httpx.post(f"{server}/api/search", json={"id": first, "k": 8}).json()
+    api = httpx2.post(f"{server}/api/search", json={"id": first, "k": 8}).json()
     assert grid_ids(page) == [hit["id"] for hit in api["hits"]]
     marks = page.eval_on_selector_all("#results .cell", "cells => cells.map(c => c.className)")
     assert marks == [f"cell {'relevant' if hit['relevant'] else 'irrelevant'}" for hit in api["hits"]]
@@ -119,4 +119,4 @@ def test_paging_typing_an_id_and_a_bad_upload(page, server, tmp_path):
     bad.write_text("not an image")
     page.set_input_files("#upload", str(bad))
     page.wait_for_function("document.querySelector('#status').textContent.includes('cannot decode image')")
-    assert httpx.get(f"{server}/api/info").status_code == 200  # still serving
+    assert httpx2.get(f"{server}/api/info").status_code == 200  # still serving

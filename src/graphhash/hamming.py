@@ -231,19 +231,40 @@ def _top_k(query, database, ids, distances):
                     distances[i, rank] = distance[j]
 
 
+@numba.njit(inline="always")
+def _hits(x, part, target, buffer):
+    """How many rows of ``part`` lie at distance ``target`` from x: for one-word codes a single loop LLVM
+    vectorises (no distance is stored); for longer codes the word loop into ``buffer``, then a count."""
+    hits = 0
+    if part.shape[1] == 1:
+        x0 = x[0]
+        for j in range(part.shape[0]):
+            hits += _popcount(x0 ^ part[j, 0]) == target
+    else:
+        _distances(x, part, buffer)
+        for j in range(part.shape[0]):
+            hits += buffer[j] == target
+    return hits
+
+
 @numba.njit(cache=True, nogil=True)
 def _first_at_distance(query, database, distance, count, ids):
-    """ids[i, :count[i]]: the first count[i] items at distance distance[i], in database order (stops early)."""
+    """ids[i, :count[i]]: the first count[i] items at distance distance[i], in database order (stops early).
+
+    Chunk by chunk, the items at that distance are first counted (vectorised); only a chunk holding some is
+    walked item by item to collect them, so a scan costs little more than the bare popcount pass.
+    """
     buffer = np.empty(CHUNK, np.uint16)
     for i in range(query.shape[0]):
-        x, found = query[i], 0
+        x, found, target = query[i], 0, distance[i]
         for first in range(0, database.shape[0], CHUNK):
             if found == count[i]:
                 break
             part = database[first : first + CHUNK]
-            _distances(x, part, buffer)
+            if _hits(x, part, target, buffer) == 0:
+                continue
             for j in range(part.shape[0]):
-                if buffer[j] == distance[i] and found < count[i]:
+                if found < count[i] and _distance(x, part, j) == target:
                     ids[i, found] = first + j
                     found += 1
 

@@ -5,14 +5,14 @@ layout FAISS's binary indexes take, with d = 8 x bytes bits. A code length that 
 indexed as its packed bytes: packbits pads every code with the same zero bits, which add nothing to any
 Hamming distance, so distances and rankings are those of the unpadded codes.
 
-**Order.** FAISS promises no order among equal distances. Every search asks FAISS for k + 1 candidates,
-computes their distances again with the project's popcount kernel (``graphhash.hamming``) and sorts them by
-(distance, database index). For ``flat`` the candidates hold every item closer than the k-th distance t; when
-the (k + 1)-th candidate is also at t, the items at distance t that fill the list are not necessarily the
-first ones in database order, so they are replaced by the first items at distance t in database order (a
-scan that stops as soon as it has them). ``flat`` therefore returns exactly the evaluator's ranking.
-``ivf`` visiting every cell (nprobe >= nlist) is exhaustive too; otherwise ``ivf`` and ``hnsw`` return the
-candidates they found, in the same order.
+**Order.** FAISS promises no order among equal distances. Every search asks FAISS for candidates, computes
+their distances again with the project's popcount kernel (``graphhash.hamming``) and sorts them by
+(distance, database index). An exhaustive search (``flat``, or ``ivf`` visiting every cell) asks for 2k + 1
+candidates: they hold every item closer than the k-th distance t, and, when the last candidate is farther
+than t, every item at t too, so the sort gives exactly the evaluator's ranking. When the last candidate is
+still at t (heavy ties: short codes, large databases), the places at t are filled with the first items at t
+in database order, found by a scan that stops as soon as it has them. ``ivf`` and ``hnsw`` otherwise return
+the k candidates they found, in the same order.
 """
 
 from __future__ import annotations
@@ -27,9 +27,18 @@ from pydantic import Field
 from graphhash.hamming import first_at_distance, rerank
 from graphhash.hyperparameters import HyperparameterError, checked
 
-# ``index.kind: auto`` builds ``flat`` below this many database items and ``ivf`` from there
-# (docs/benchmarks.md, "Search": the crossing point of flat's and ivf's query times at recall >= 0.95).
-AUTO_IVF_FROM = 1_000_000
+# ``index.kind: auto`` builds ``flat`` below this many database items and ``ivf`` from there (docs/benchmarks.md,
+# "Search": on clustered 64-bit codes, ivf at nprobe 16 reached recall@100 >= 0.95 from 100,000 items, 11x flat's
+# speed; at 50,000 its recall was 0.83).
+AUTO_IVF_FROM = 100_000
+# An exhaustive search asks FAISS for CANDIDATES x k + 1 items. On random 64-bit codes of 100,000 items the k-th
+# and (k + 1)-th tie for every query and the scan for the first items at that distance costs a third of the
+# search; with 2k + 1 candidates 11% of queries still tie, for about 10% more FAISS time (bench/search.py).
+CANDIDATES = 2
+QUERY_BLOCK = 4096
+# ivf's k-means trains on at most this many codes per cell (a seeded sample): at 1,000,000 codes, 31 s instead of
+# 112 s to build, and recall@100 0.982 instead of 0.974 at nprobe 16 (docs/benchmarks.md, "Search")
+TRAINING_PER_CELL = 64
 
 
 class BinaryIndex:
@@ -64,6 +73,9 @@ class BinaryIndex:
         index.add(codes)
         return index
 
+    def tune(self, index: faiss.IndexBinary, k: int) -> None:
+        """Set the index's search-time options (saved indexes keep theirs; these are the params')."""
+
     def search(
         self, index: faiss.IndexBinary, database: np.ndarray, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -71,21 +83,32 @@ class BinaryIndex:
 
         ``database`` holds the codes the index was built on, for the exact re-ranking. Returns database
         indices int64 (q, k) and Hamming distances int32 (q, k); k is capped at the database's size, and a
-        row holds -1 where an approximate index found fewer than k items.
+        row holds -1 where an approximate index found fewer than k items. Queries go in blocks of
+        ``QUERY_BLOCK``, so memory stays bounded.
         """
         queries = np.ascontiguousarray(queries, dtype=np.uint8)
         k = min(k, len(database))
-        _, candidates = index.search(queries, min(k + 1, len(database)))
-        ids, distances = rerank(queries, database, candidates, k + 1)
-        if self.exhaustive(index) and k < len(database):
-            _complete_ties(ids, distances, queries, database, k)
-        return ids[:, :k], distances[:, :k]
+        exhaustive = self.exhaustive(index)
+        wanted = min(len(database), CANDIDATES * k + 1 if exhaustive else k)
+        self.tune(index, wanted)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        distances = np.empty((len(queries), k), dtype=np.int32)
+        for start in range(0, len(queries), QUERY_BLOCK):
+            block = slice(start, start + QUERY_BLOCK)
+            _, candidates = index.search(queries[block], wanted)
+            found, found_distances = rerank(queries[block], database, candidates, wanted)
+            if exhaustive and wanted < len(database):
+                _complete_ties(found, found_distances, queries[block], database, k)
+            ids[block], distances[block] = found[:, :k], found_distances[:, :k]
+        return ids, distances
 
 
 def _complete_ties(ids: np.ndarray, distances: np.ndarray, queries: np.ndarray, database: np.ndarray, k: int) -> None:
-    """In place: where the k-th and (k + 1)-th candidates tie at distance t, fill the places at t with the
-    first items at t in database order (the candidates closer than t are already all there)."""
-    open_rows = np.flatnonzero(distances[:, k] == distances[:, k - 1])
+    """In place, for an exhaustive search whose candidates (every row of ``ids``, in order) end at the k-th
+    distance t: fill the places at t with the first items at t in database order. The candidates closer than
+    t are all there (they are among the smallest distances), and so are all items at t when the last
+    candidate is farther."""
+    open_rows = np.flatnonzero(distances[:, -1] == distances[:, k - 1])
     if not len(open_rows):
         return
     tie = distances[open_rows, k - 1]
@@ -133,7 +156,10 @@ class IVF(BinaryIndex):
         return {"nlist": self.nlist, "nprobe": self.nprobe}
 
     def exhaustive(self, index: faiss.IndexBinary) -> bool:
-        return index.nprobe >= index.nlist  # every cell visited
+        return self.nprobe >= index.nlist  # every cell visited
+
+    def tune(self, index: faiss.IndexBinary, k: int) -> None:
+        index.nprobe = min(self.nprobe, index.nlist)
 
     def cells(self, items: int) -> int:
         """``nlist``, or 4 sqrt(n) when it is 0; never more cells than items / 39, never fewer than 1."""
@@ -142,6 +168,7 @@ class IVF(BinaryIndex):
 
     def create(self, bits: int, items: int) -> faiss.IndexBinary:
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, self.cells(items))  # keeps its quantiser
+        index.cp.max_points_per_centroid = TRAINING_PER_CELL
         index.nprobe = self.nprobe
         return index
 
@@ -161,7 +188,7 @@ class HNSW(BinaryIndex):
         *,
         M: Annotated[int, Field(ge=2, le=512)] = 32,
         ef_construction: Annotated[int, Field(ge=1)] = 40,
-        ef_search: Annotated[int, Field(ge=1)] = 128,
+        ef_search: Annotated[int, Field(ge=1)] = 200,
     ):
         self.M, self.ef_construction, self.ef_search = M, ef_construction, ef_search
 
@@ -174,8 +201,5 @@ class HNSW(BinaryIndex):
         index.hnsw.efSearch = self.ef_search
         return index
 
-    def search(
-        self, index: faiss.IndexBinary, database: np.ndarray, queries: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        index.hnsw.efSearch = max(self.ef_search, k + 1)
-        return super().search(index, database, queries, k)
+    def tune(self, index: faiss.IndexBinary, k: int) -> None:
+        index.hnsw.efSearch = max(self.ef_search, k)
