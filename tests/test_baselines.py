@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.baselines import BASELINES, ITQ, LSH, PCAH, SH
+from graphhash.hyperparameters import declared
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +92,26 @@ def test_itq_iterations_is_a_keyword_only_hyperparameter(digits):
             ITQ(8, 0, iterations=bad)
 
 
+QUICK = {"bihalf": {"steps": 20}, "greedyhash": {"steps": 20}, "agh": {"anchors": 50}, "agh2": {"anchors": 50}}
+"""Shorter training for the generic checks; each method's own tests run its defaults' kind of fit."""
+
+
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_every_baseline_takes_bits_and_seed_and_refuses_bad_ones(name, digits):
     cls = BASELINES[name]
-    codes = cls(12, 3).fit(digits[:300]).encode(digits[300:])
+    codes = cls(12, 3, **QUICK.get(name, {})).fit(digits[:300]).encode(digits[300:])
     assert codes.shape == (100, 12) and codes.dtype == bool
     for bits, seed in ((0, 0), (True, 0), (8, -1), (8, 1.0)):
         with pytest.raises(ValidationError):
             cls(bits, seed)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_hyperparameter_is_described_for_params_yaml(name):
+    """params.yaml's comments come from each class's own ``Args:`` (a subclass does not inherit a docstring)."""
+    for key, (_, default, description) in declared(BASELINES[name]).items():
+        assert description, f"{name}.{key} has no Args: entry"
+        BASELINES[name](8, 0, **{key: default})  # the default passes the declared constraints
 
 
 def test_sh_modes_are_the_smallest_eigenvalues_in_increasing_order():

@@ -400,7 +400,12 @@ def test_render_writes_other_values_and_describes_every_key():
 
 def test_schema_choices_come_from_the_registries():
     assert CodesParams.model_fields["filters"].description.endswith(" | ".join(FILTERS))
-    assert defaults()["baselines"]["methods"] == list(BASELINES)
+    assert BaselinesParams.model_fields["methods"].description.startswith(" | ".join(BASELINES))
+    (every,) = validate({"baselines": {"methods": list(BASELINES)}}, (BaselinesParams,))
+    assert every.methods == list(BASELINES) and set(defaults()["baselines"]["methods"]) < set(BASELINES)
+    # the peers preset turns on every registered hasher
+    peers = yaml.safe_load((REPO / "presets" / "peers.yaml").read_text(encoding="utf-8"))
+    assert peers["baselines"]["methods"] == list(BASELINES)
     assert {name for name in FILTERS if name in RepresentParams.model_fields} == {"gcn", "cheby", "lanczos", "spline"}
 
 

@@ -29,9 +29,11 @@ class HyperparameterError(ValueError):
 
 def declared(cls: type) -> dict[str, tuple[Any, Any, str]]:
     """``{name: (annotation, default, description)}`` of ``cls``'s hyperparameters: its ``__init__``'s
-    keyword-only arguments, described by the ``Args:`` of the class docstring."""
+    keyword-only arguments, described by the ``Args:`` of the class docstring (or of a base class's)."""
     hints = typing.get_type_hints(cls.__init__, include_extras=True)
-    described = arguments(cls.__doc__ or "")
+    described: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass inherits its base's descriptions and may override them
+        described.update(arguments(klass.__doc__ or ""))
     return {
         name: (hints[name], parameter.default, described.get(name, ""))
         for name, parameter in inspect.signature(cls.__init__).parameters.items()

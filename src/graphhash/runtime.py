@@ -37,7 +37,7 @@ def single_threaded() -> Iterator[None]:
     operation (2 cores, 2,000 nodes of 1280-d, one graph per step: 2.6 ms per step on one thread, 13-99 ms
     on two with another process running).
     """
-    import torch  # here, so that the stages without torch (prepare, baselines) start without loading it
+    import torch  # here: prepare, and baselines without bihalf or greedyhash, start without loading it
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,12 +13,17 @@ BaselineName = Literal[tuple(BASELINES)]
 
 
 class _Baselines(Section):
-    """Classical hashers on the same features, fitted on the training items."""
+    """Hashers on the same features, fitted on the training items: classical ones and the strongest peers."""
 
     section = "baselines"
 
-    methods: names(BaselineName) = Field(list(BASELINES), description=" | ".join(BASELINES))
-    seed: Seed = Field(0, description="LSH's projections, ITQ's initial rotation")
+    methods: names(BaselineName) = Field(
+        ["lsh", "pcah", "itq", "sh"],
+        description=f"{' | '.join(BASELINES)} (the peers agh, agh2, bihalf, greedyhash: `graphhash preset peers`)",
+    )
+    seed: Seed = Field(
+        0, description="LSH's projections, ITQ's initial rotation, AGH's anchors, BiHalf's and GreedyHash's training"
+    )
 
 
 BaselinesParams = create_model(
