@@ -131,37 +131,38 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="graphhash", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="describe a features file (HDF5)")
-    info.add_argument("file")
-    info.set_defaults(run=_info)
-    check = commands.add_parser("check-params", help="validate params.yaml and print the values stages will use")
-    check.add_argument("--params", default="params.yaml")
-    check.set_defaults(run=_check_params)
-    preset = commands.add_parser(
+
+    def command(name: str, work, summary: str, details: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=details or summary)
+        sub.set_defaults(run=work)
+        return sub
+
+    command("info", _info, "describe a features file (HDF5)").add_argument("file")
+    command("check-params", _check_params, "validate params.yaml and print the values stages will use").add_argument(
+        "--params", default="params.yaml"
+    )
+    preset = command(
         "preset",
-        help="rewrite params.yaml as the defaults with named presets applied (the data sections are kept)",
-        description="Named presets live in presets/<name>.yaml. The sections that describe the data (prepare, "
-        "extract) keep their values in params.yaml; every other key is reset to its default, then the presets "
-        "are applied in order. `graphhash preset default` applies none.",
+        _preset,
+        "rewrite params.yaml as the defaults with named presets applied (the data sections are kept)",
+        "Named presets live in presets/<name>.yaml. The sections that describe the data (prepare, extract) keep "
+        "their values in params.yaml; every other key is reset to its default, then the presets are applied in "
+        "order. `graphhash preset default` applies none.",
     )
     preset.add_argument("names", nargs="+", help="presets to apply in order, e.g. paper, filters; or default")
     preset.add_argument("--params", default="params.yaml")
-    preset.set_defaults(run=_preset)
-    enc = commands.add_parser("encode", help="hash every row of a features file with a saved NRDH hash network")
-    enc.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn-64")
-    enc.add_argument(
-        "features",
-        help="a features file (HDF5) from the extract stage (for a model trained with "
-        "hash.input: graph, its training items are the graph's nodes)",
-    )
-    enc.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
-    enc.set_defaults(run=_encode)
-    search = commands.add_parser(
+    encode = command("encode", _encode, "hash every row of a features file with a saved NRDH hash network")
+    encode.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn/64")
+    encode.add_argument("features", help="a features file (HDF5) from the extract stage (for a model trained with "
+                        "hash.input: graph, its training items are the graph's nodes)")  # fmt: skip
+    encode.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
+    search = command(
         "search",
-        help="the nearest database items of images, item ids or features, from a run's index",
-        description="Queries are hashed the way the run hashed its own (backbone, hash network, kNN graph inputs) "
-        "and searched in the run's index (index@<filter>-<bits>): ascending Hamming distance, ties by database "
-        "index; with a flat index, exactly the evaluator's ranking.",
+        _search,
+        "the nearest database items of images, item ids or features, from a run's index",
+        "Queries are hashed the way the run hashed its own (backbone, hash network, kNN graph inputs) and searched "
+        "in the run's index (index@<filter>-<bits>): ascending Hamming distance, ties by database index; with a "
+        "flat index, exactly the evaluator's ranking.",
     )
     search.add_argument("queries", nargs="*", help="image files, or folders of images")
     search.add_argument("--id", action="append", default=[], help="an item id of the run (repeatable)")
@@ -170,19 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.add_argument("--figure", help="write a contact sheet (PNG): each query, then its results")
     _run_options(search)
-    search.set_defaults(run=_search)
-    serve = commands.add_parser("serve", help="a web page to search a run's index and browse its database")
+    serve = command("serve", _serve, "a web page to search a run's index and browse its database")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads embedding an upload (default 1: steady latency when other work shares the cores; "
-        "on a quiet machine 1 and 2 were as fast for EfficientNet-Lite0 at 160 px)",
-    )
+    threads = "torch threads embedding an upload (default 1: steady latency when other work shares the cores)"
+    serve.add_argument("--threads", type=int, default=1, help=threads)
     _run_options(serve)
-    serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     run(lambda: args.run(args), f"graphhash {args.command}")
 

@@ -29,16 +29,24 @@ class HyperparameterError(ValueError):
 
 def declared(cls: type) -> dict[str, tuple[Any, Any, str]]:
     """``{name: (annotation, default, description)}`` of ``cls``'s hyperparameters: its ``__init__``'s
-    keyword-only arguments, described by the ``Args:`` of the class docstring (or of a base class's)."""
-    hints = typing.get_type_hints(cls.__init__, include_extras=True)
+    keyword-only arguments, described by the ``Args:`` of the class docstring (or of a base class's). An
+    ``__init__`` that passes ``**options`` on to its base's also has the base's (listed first)."""
     described: dict[str, str] = {}
     for klass in reversed(cls.__mro__):  # a subclass inherits its base's descriptions and may override them
         described.update(arguments(klass.__doc__ or ""))
-    return {
-        name: (hints[name], parameter.default, described.get(name, ""))
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    found: dict[str, tuple[Any, Any, str]] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        init = vars(klass)["__init__"]
+        hints = typing.get_type_hints(init, include_extras=True)
+        parameters = inspect.signature(init).parameters.values()
+        own = {p.name: (hints[p.name], p.default, described.get(p.name, ""))
+               for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}  # fmt: skip
+        found = {**own, **found}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
 
 
 def arguments(docstring: str) -> dict[str, str]:

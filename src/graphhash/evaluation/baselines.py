@@ -385,7 +385,16 @@ class TrainedHasher(Hasher):
         lr: Adam's learning rate
     """
 
-    def __init__(self, bits: int, seed: int, *, steps: int, batch_size: int, lr: float):
+    @checked
+    def __init__(
+        self,
+        bits: Bits,
+        seed: Seed,
+        *,
+        steps: Steps = 3000,
+        batch_size: BatchSize = 32,
+        lr: LearningRate = 1e-3,
+    ):
         super().__init__(bits, seed)
         self.steps, self.batch_size, self.lr = steps, batch_size, lr
 
@@ -459,17 +468,8 @@ class BiHalf(TrainedHasher):
     """
 
     @checked
-    def __init__(
-        self,
-        bits: Bits,
-        seed: Seed,
-        *,
-        steps: Steps = 3000,
-        batch_size: BatchSize = 32,
-        lr: LearningRate = 1e-3,
-        gamma: NonNegative = 6.0,
-    ):
-        super().__init__(bits, seed, steps=steps, batch_size=batch_size, lr=lr)
+    def __init__(self, bits: Bits, seed: Seed, *, gamma: NonNegative = 6.0, **training: object):
+        super().__init__(bits, seed, **training)
         self.gamma = gamma
 
     def binarise(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,17 +490,8 @@ class GreedyHash(TrainedHasher):
     """
 
     @checked
-    def __init__(
-        self,
-        bits: Bits,
-        seed: Seed,
-        *,
-        steps: Steps = 3000,
-        batch_size: BatchSize = 32,
-        lr: LearningRate = 1e-3,
-        alpha: NonNegative = 0.1,
-    ):
-        super().__init__(bits, seed, steps=steps, batch_size=batch_size, lr=lr)
+    def __init__(self, bits: Bits, seed: Seed, *, alpha: NonNegative = 0.1, **training: object):
+        super().__init__(bits, seed, **training)
         self.alpha = alpha
 
     def binarise(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
