@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 from torch import nn
+
+from graphhash.files.atomic import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,8 +39,4 @@ class Backbone(ABC):
 
 def describe_file(path: str) -> str:
     """How a local weights file is recorded: its name and the SHA-256 of its bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"file:{Path(path).name} sha256:{digest.hexdigest()}"
+    return f"file:{Path(path).name} sha256:{file_sha256(path)}"

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import faiss
 import numpy as np
 
 from graphhash.errors import GraphhashError
-from graphhash.files.atomic import atomic_path
+from graphhash.files.atomic import atomic_path, file_sha256
 from graphhash.files.hdf5 import Contract, read_strings, write_strings
 
 INDEX = Contract("index", 1, stage="index")
@@ -39,19 +38,11 @@ class StoredIndex:
     options: dict[str, Any]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_index(folder: str | Path, stored: StoredIndex) -> None:
     folder = Path(folder)
     with atomic_path(folder / FAISS_FILE) as tmp:
         faiss.write_index_binary(stored.index, str(tmp))
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
     with INDEX.write(folder / ITEMS_FILE) as f:
         f.create_dataset("codes", data=np.ascontiguousarray(stored.codes, dtype=np.uint8))
         write_strings(f, "ids", stored.ids)
@@ -69,9 +60,9 @@ def read_index(folder: str | Path) -> StoredIndex:
         raise GraphhashError(f"{folder}: {what}, not an index folder (the index stage writes one; dvc repro)")
     with INDEX.read(folder / ITEMS_FILE) as f:
         items = {"codes": f["codes"][()], "ids": read_strings(f["ids"]), "labels": f["labels"][()]}
-        attrs = {key: f.attrs[key] for key in ("method", "bits", "kind", "options", "count", "faiss_sha256")}
+        attrs = {key: f.attrs[key] for key in ("method", "bits", "kind", "options", "faiss_sha256")}
     path = folder / FAISS_FILE
-    if not path.is_file() or _sha256(path) != str(attrs["faiss_sha256"]):
+    if not path.is_file() or file_sha256(path) != str(attrs["faiss_sha256"]):
         problem = "is missing" if not path.is_file() else f"does not belong to {ITEMS_FILE} (another run's)"
         raise GraphhashError(f"{path}: {problem}; rerun the {INDEX.stage} stage")
     index = faiss.read_index_binary(str(path))
