@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 from cifar_features import cifar_features
-from common import REPO
+from common import CIFAR_TAR, REPO, cifar_manifest
 
-from graphhash.evaluation.baselines import ITQ
+from graphhash.evaluation.baselines import BASELINES
 from graphhash.evaluation.metrics import cosine_map, evaluate
 from graphhash.files.codes import pack, read_codes
 from graphhash.files.features import read_features, write_features
 from graphhash.params import read_params_file, validate
+from graphhash.params.baselines import BaselinesParams
+from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
 from graphhash.params.represent import RepresentParams
@@ -70,13 +72,13 @@ def validation_split(features: Path, queries_per_class: int, work: Path) -> tupl
     split = work / "validation.h5"
     write_features(split, [fs.features[rows]], dim=fs.features.shape[1], ids=[fs.ids[r] for r in rows],
                    labels=fs.labels[rows], masks={"query": query, "database": ~query, "train": ~query},
-                   attrs={"backbone": fs.attrs["backbone"]})  # fmt: skip
+                   attrs={"backbone": fs.attrs["backbone"], "weights": fs.attrs.get("weights", "")})  # fmt: skip
     neighbours = work / "neighbours.h5"
     find_neighbours(split, GraphParams(nodes=MAX_NEIGHBOURS + 1), neighbours)
     return split, neighbours
 
 
-def settings(preset: str | None, changes: list[str]) -> tuple[GraphParams, RepresentParams, HashParams]:
+def settings(preset: str | None, changes: list[str]) -> tuple[GraphParams, RepresentParams, HashParams, ExtractParams]:
     """params.yaml's sections with the preset and the ``section.key=value`` changes (values parsed as YAML)."""
     raw = read_params_file(REPO / "params.yaml")
     if preset:
@@ -88,35 +90,45 @@ def settings(preset: str | None, changes: list[str]) -> tuple[GraphParams, Repre
         for part in reversed(path):
             nested = {part: nested}
         raw = merged(raw, nested)
-    return validate(raw, (GraphParams, RepresentParams, HashParams), origin="settings")
+    return validate(raw, (GraphParams, RepresentParams, HashParams, ExtractParams), origin="settings")
 
 
-def score(split: Path, neighbours: Path, bits: int, preset: str | None, changes: list[str]) -> tuple[float, ...]:
-    """mAP@1000, mAP@all and seconds of one setting's represent + hash (gcn) on the validation split."""
-    graph, represent_params, hash_params = settings(preset, changes)
+def score(
+    split: Path, neighbours: Path, manifest: Path, bits: list[int], preset: str | None, changes: list[str]
+) -> tuple[list[tuple[float, float]], float]:
+    """mAP@1000 and mAP@all at each code length of one setting's represent + hash (gcn) on the validation
+    split, and the seconds both stages took for all lengths (one run of each, as the DVC stages do)."""
+    graph, represent_params, hash_params, extract = settings(preset, changes)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        represent(split, neighbours, "gcn", [bits], represent_params, graph, out=work / "z", models=work / "gcnae",
+        represent(split, neighbours, "gcn", bits, represent_params, graph, out=work / "z", models=work / "gcnae",
                   losses=work / "represent")  # fmt: skip
-        hash_codes(split, neighbours, work / "z", "gcn", [bits], hash_params, graph, codes=work / "codes",
-                   models=work / "nrdh", losses=work / "hash")  # fmt: skip
+        hash_codes(split, neighbours, work / "z", "gcn", bits, hash_params, graph, codes=work / "codes",
+                   models=work / "nrdh", losses=work / "hash", extract=extract, manifest=manifest)  # fmt: skip
         seconds = time.perf_counter() - start
-        codes = read_codes(work / "codes" / f"nrdh-gcn-{bits}.h5")
-    result = evaluate(codes.query, codes.database, codes.query_labels, codes.database_labels, bits, map_at=(1000,))
-    return result["map@1000"], result["map@all"], seconds
+        found = [read_codes(work / "codes" / f"nrdh-gcn-{b}.h5") for b in bits]
+    results = [evaluate(c.query, c.database, c.query_labels, c.database_labels, c.bits, map_at=(1000,)) for c in found]
+    return [(r["map@1000"], r["map@all"]) for r in results], seconds
 
 
-def references(split: Path, bits: list[int]) -> None:
+def references(split: Path, bits: list[int], methods: list[str]) -> None:
+    """The cosine ranking and the baselines ``methods`` (params.yaml's hyperparameters) on the split."""
     fs = read_features(split)
     query, database = fs.features[fs.query], fs.features[fs.database]
     cosine = cosine_map(query, database, fs.labels[fs.query], fs.labels[fs.database], (1000,))
     print(f"cosine ranking: mAP@1000 {cosine['map@1000']:.4f}, mAP@all {cosine['map@all']:.4f}")
-    for b in bits:
-        itq = ITQ(b, 0).fit(fs.features[fs.train].astype(np.float64))
-        result = evaluate(pack(itq.encode(query)), pack(itq.encode(database)), fs.labels[fs.query],
-                          fs.labels[fs.database], b, map_at=(1000,))  # fmt: skip
-        print(f"ITQ {b} bits: mAP@1000 {result['map@1000']:.4f}, mAP@all {result['map@all']:.4f}")
+    (params,) = validate(read_params_file(REPO / "params.yaml"), (BaselinesParams,), origin="params.yaml")
+    for method in methods:
+        for b in bits:
+            start = time.perf_counter()
+            hasher = BASELINES[method](b, params.seed, **params.options(method)).fit(
+                fs.features[fs.train].astype(np.float64)
+            )
+            result = evaluate(pack(hasher.encode(query)), pack(hasher.encode(database)), fs.labels[fs.query],
+                              fs.labels[fs.database], b, map_at=(1000,))  # fmt: skip
+            print(f"{method} {b} bits: mAP@1000 {result['map@1000']:.4f}, mAP@all {result['map@all']:.4f}, "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -129,7 +141,19 @@ def main() -> None:
     parser.add_argument("changes", nargs="*", help="section.key=value changes, applied in order")
     parser.add_argument("--sweep", help="section.key=v1,v2,...: one row per value, after the changes")
     parser.add_argument("--ablation", action="store_true", help="walk from the paper preset to the defaults")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="the features' manifest (hash.network: cnn reads the images); default: manifest.json beside --features",
+    )
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 64])
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=["itq"],
+        choices=list(BASELINES),
+        help="baselines scored first on the same split (default: itq)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     tune_allocator()
@@ -139,7 +163,10 @@ def main() -> None:
         fs = read_features(split)
         print(f"{features}: {int(fs.query.sum())} validation queries ({args.queries} per class) from the training "
               f"items, {int(fs.database.sum())} in the database and training set")  # fmt: skip
-        references(split, args.bits)
+        manifest = args.manifest or (args.features.parent / "manifest.json" if args.features else Path(tmp) / "m.json")
+        if args.dataset:
+            cifar_manifest(CIFAR_TAR, count=0).save(manifest)
+        references(split, args.bits, args.baselines)
         if args.ablation:
             rows, preset, changes = [], "paper", []
             for name, step in ABLATION:
@@ -150,14 +177,12 @@ def main() -> None:
             rows, preset = [(f"{key}={v}", [*args.changes, f"{key}={v}"]) for v in values.split(",")], args.preset
         else:
             rows, preset = [(" ".join(args.changes) or "params.yaml", args.changes)], args.preset
-        print("| setting | " + " | ".join(f"{b} bits mAP@1000 | mAP@all | s" for b in args.bits) + " |")
-        print("| --- |" + " ---: | ---: | ---: |" * len(args.bits))
+        print("| setting | " + " | ".join(f"{b} bits mAP@1000 | mAP@all" for b in args.bits) + " | s |")
+        print("| --- |" + " ---: | ---: |" * len(args.bits) + " ---: |")
         for name, changes in rows:
-            cells = []
-            for b in args.bits:
-                map_1000, map_all, seconds = score(split, neighbours, b, preset, changes)
-                cells += [f"{map_1000:.4f}", f"{map_all:.4f}", f"{seconds:.0f}"]
-            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+            results, seconds = score(split, neighbours, manifest, args.bits, preset, changes)
+            cells = [f"{value:.4f}" for result in results for value in result]
+            print(f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

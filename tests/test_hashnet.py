@@ -329,7 +329,7 @@ def test_load_refuses_another_kind_of_model(tmp_path):
     """A model folder of another kind (the autoencoder's, say) is refused, naming the hash stage."""
     folder = tmp_path / "gcnae"
     save_model(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)), "nrdh-graph-autoencoder", {})
-    with pytest.raises(GraphhashError, match=r"gcnae: not a nrdh-hashnet model .*rerun the hash stage"):
+    with pytest.raises(GraphhashError, match=r"gcnae: not a nrdh-hashnet or nrdh-hashcnn model .*rerun the hash stage"):
         load_hash_network(folder)
 
 

@@ -70,9 +70,9 @@ def test_an_image_file_is_embedded_and_hashed_as_the_run_did_its_own_items(retri
     fs = read_features(search_run / "data" / "features.h5")
     row = {item_id: i for i, item_id in enumerate(fs.ids)}
     images = [Image.open(query_png(search_run, retriever, i, tmp_path)).convert("RGB") for i in found.query_ids]
-    features = retriever.embed(images)
+    features = retriever.hasher.embed(images)
     np.testing.assert_allclose(features, fs.features[[row[i] for i in found.query_ids]], rtol=1e-4, atol=1e-4)
-    codes = retriever.encode_features(features)
+    codes = retriever.hasher.encode_features(features)
     assert (codes == found.query).all(axis=1).mean() >= 0.9
     files = [(str(p), p.read_bytes()) for p in sorted(tmp_path.glob("*.png"))[:3]]
     for result in retriever.search_images(files, 5):

@@ -43,13 +43,29 @@ def _encode(args: argparse.Namespace) -> None:
 
     from graphhash.files.atomic import write_bytes
     from graphhash.files.codes import pack
-    from graphhash.pipeline.hash import encode_features
 
-    codes = pack(encode_features(Path(args.model), Path(args.features)))
+    inputs = [Path(name) for name in args.inputs]
+    if len(inputs) == 1 and inputs[0].suffix.lower() in (".h5", ".hdf5"):
+        from graphhash.pipeline.hash import encode_features
+
+        codes, what = pack(encode_features(Path(args.model), inputs[0])), f"the rows of {inputs[0]}"
+    else:
+        from graphhash.data.images import decode
+        from graphhash.params import PARAMS_FILE, load_params
+        from graphhash.params.extract import ExtractParams
+        from graphhash.retrieval.hasher import QueryHasher
+        from graphhash.retrieval.retriever import run_paths
+
+        files = _query_files(args.inputs)
+        root = Path(args.root)
+        (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
+        hasher = QueryHasher.open(args.model, run_paths(root)["features"], extract)
+        codes = hasher.encode_images([decode(f.read_bytes(), str(f)) for f in files])
+        what = f"{len(files)} images (files as named, each folder's images sorted by path)"
     buffer = io.BytesIO()
     np.save(buffer, codes)
     write_bytes(args.out, buffer.getvalue())
-    print(f"{args.out}: {codes.shape[0]} codes packed into {codes.shape[1]} bytes each")
+    print(f"{args.out}: {codes.shape[0]} codes packed into {codes.shape[1]} bytes each, of {what}")
 
 
 def _query_files(paths: list[str]) -> list[Path]:
@@ -151,11 +167,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     preset.add_argument("names", nargs="+", help="presets to apply in order, e.g. paper, filters; or default")
     preset.add_argument("--params", default="params.yaml")
-    encode = command("encode", _encode, "hash every row of a features file with a saved NRDH hash network")
+    encode = command(
+        "encode",
+        _encode,
+        "hash images, or every row of a features file, with a saved NRDH hash network",
+        "Images are hashed as the run hashed its own items: with hash.network mlp through the run's backbone "
+        "(params.yaml's extract section, checked against the features file), with cnn end to end; with "
+        "hash.input: graph each joins its nearest training items of the run's features file. A features file "
+        "(mlp only) is hashed row by row, its own training items forming the graph.",
+    )
     encode.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn/64")
-    encode.add_argument("features", help="a features file (HDF5) from the extract stage (for a model trained with "
-                        "hash.input: graph, its training items are the graph's nodes)")  # fmt: skip
+    encode.add_argument("inputs", nargs="+", help="image files or folders of images; or one features file (.h5)")
     encode.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
+    encode.add_argument("--run", dest="root", default=".", help="the repository whose run made the model (its "
+                        "params.yaml and features file; default: here)")  # fmt: skip
     search = command(
         "search",
         _search,

@@ -31,6 +31,13 @@ class Backbone(ABC):
         self.model = model.eval().requires_grad_(False)
         self.weights = weights
 
+    @abstractmethod
+    def stages(self) -> list[nn.Module]:
+        """The model as a sequence of stages, ``model(x) == stages[-1](...stages[0](x))``, sharing its weights.
+
+        ``hash.cnn.trainable`` counts stages from the end: the trained part of the CNN hash network.
+        """
+
     @classmethod
     @abstractmethod
     def load(cls, weights: str, weights_path: str, image_size: int) -> Backbone:

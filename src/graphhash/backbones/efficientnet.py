@@ -27,11 +27,46 @@ class EfficientNetLiteFeatures(nn.Module):
         return self.net.extract_features(images).mean(dim=(2, 3))
 
 
+class _Stem(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.conv, self.bn, self.act = net._conv_stem, net._bn0, net._swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class _Block(nn.Module):
+    """One MBConv block with the drop-connect rate the library gives block ``index`` of ``count``."""
+
+    def __init__(self, net: nn.Module, index: int):
+        super().__init__()
+        self.block = net._blocks[index]
+        self.rate = net._global_params.drop_connect_rate * index / len(net._blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, drop_connect_rate=self.rate)
+
+
+class _Head(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.conv, self.bn, self.act = net._conv_head, net._bn1, net._swish
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x))).mean(dim=(2, 3))
+
+
 class EfficientNetLite0(Backbone):
     dim = 1280
     mean = (127.0 / 255, 127.0 / 255, 127.0 / 255)
     std = (128.0 / 255, 128.0 / 255, 128.0 / 255)
     interpolation = "bicubic"
+
+    def stages(self) -> list[nn.Module]:
+        """The stem, the 16 MBConv blocks, and the head convolution with pooling: 18 stages."""
+        net = self.model.net
+        return [_Stem(net), *(_Block(net, i) for i in range(len(net._blocks))), _Head(net)]
 
     @classmethod
     def load(cls, weights: str, weights_path: str, image_size: int) -> EfficientNetLite0:

@@ -19,11 +19,38 @@ from graphhash.errors import GraphhashError
 from graphhash.files.models import load_weights, read_state_dict
 
 
+class _Embed(nn.Module):
+    """Patches, class token and position embedding: (B, 3, S, S) -> (B, 1 + (S / 16)^2, 768)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.patches, self.dropout = model.conv_proj, model.encoder.dropout
+        self.class_token, self.position = model.class_token, model.encoder.pos_embedding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (B, patches, 768)
+        tokens = torch.cat([self.class_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        return self.dropout(tokens + self.position)
+
+
+class _ClassToken(nn.Module):
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)[:, 0]
+
+
 class ViTB16(Backbone):
     dim = 768
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
     interpolation = "bilinear"
+
+    def stages(self) -> list[nn.Module]:
+        """The embedding, the 12 encoder layers, and the final LayerNorm's class token: 14 stages."""
+        return [_Embed(self.model), *self.model.encoder.layers, _ClassToken(self.model.encoder.ln)]
 
     @classmethod
     def load(cls, weights: str, weights_path: str, image_size: int) -> ViTB16:

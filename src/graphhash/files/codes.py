@@ -59,10 +59,19 @@ def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
 
 def encode_splits(fs: FeatureSet, encode: Callable[[np.ndarray], np.ndarray], method: str, bits: int) -> CodeSet:
     """Codes of a features file's query and database items, ``encode`` mapping features to bool codes."""
+    return _code_set(fs, {part: encode(fs.features[getattr(fs, part)]) for part in PARTS}, method, bits)
+
+
+def split_codes(fs: FeatureSet, codes: np.ndarray, method: str, bits: int) -> CodeSet:
+    """The query and database items' part of bool ``codes`` (N, bits) of every item of a features file."""
+    return _code_set(fs, {part: codes[getattr(fs, part)] for part in PARTS}, method, bits)
+
+
+def _code_set(fs: FeatureSet, found: dict[str, np.ndarray], method: str, bits: int) -> CodeSet:
     parts = {}
     for part in PARTS:
         mask = getattr(fs, part)
-        parts[part] = pack(encode(fs.features[mask]))
+        parts[part] = pack(found[part])
         parts[f"{part}_ids"] = fs.ids_where(mask)
         parts[f"{part}_labels"] = fs.labels[mask]
     return CodeSet(method=method, bits=bits, **parts)

@@ -36,8 +36,12 @@ def save_model(folder: str | Path, model: nn.Module, kind: str, config: dict[str
     write_json(folder / CONFIG, {"format": FORMAT, "model": kind, **config})
 
 
-def load_model(folder: str | Path, kind: str, stage: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict and configuration saved by ``save_model``; errors name the folder and the ``stage``."""
+def load_model(
+    folder: str | Path, kind: str | tuple[str, ...], stage: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and configuration saved by ``save_model`` for a model of ``kind`` (or one of several);
+    errors name the folder and the ``stage``."""
+    kinds = (kind,) if isinstance(kind, str) else kind
     folder = Path(folder)
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is a file, not a model folder"
@@ -46,9 +50,9 @@ def load_model(folder: str | Path, kind: str, stage: str) -> tuple[dict[str, tor
         config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GraphhashError(f"{folder / CONFIG}: cannot read the model's configuration ({describe(exc)})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("model") != kind:
+    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("model") not in kinds:
         found = f"{config.get('format')}, {config.get('model')}" if isinstance(config, dict) else type(config).__name__
-        raise GraphhashError(f"{folder}: not a {kind} model ({found}); rerun the {stage} stage")
+        raise GraphhashError(f"{folder}: not a {' or '.join(kinds)} model ({found}); rerun the {stage} stage")
     return read_state_dict(folder / WEIGHTS, f"{folder / WEIGHTS}"), config
 
 

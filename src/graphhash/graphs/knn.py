@@ -75,25 +75,53 @@ class TrainingSet:
             similarities[start:stop] = np.take_along_axis(values, order, 1)
         return Neighbours(indices, similarities)
 
-    def graph_inputs(
+    def graph_rows(
         self, features: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
     ) -> np.ndarray:
-        """Every row's features propagated over its own kNN graph: row 0 of U' (Eqs. 2-4) times the graph's
-        features.
+        """Row 0 of U' (Eqs. 2-4) of every row's kNN graph: the weights of the item itself and of its K
+        neighbours, (N, K + 1) float32.
 
         For item i with neighbours j_1..j_K (training items), the graph holds i first, then the j's; Eq. 3
         links nodes whose cosine exceeds ``rho`` and Eq. 4 keeps ``p`` for i and shares 1 - p among i's
-        links, so the result is p x_i + (1 - p) * mean of the linked neighbours (x_i alone when none is
-        linked). This is how a query uses the graph at inference: its input to the hash network mixes in its
-        nearest database items. (N, D) -> (N, D) float32.
+        links (weights 1, 0, ..., 0 when none is linked).
         """
+        rows = np.empty((len(features), neighbours.indices.shape[1] + 1), dtype=np.float32)
+        for start in range(0, len(features), block_size):
+            stop = min(start + block_size, len(features))
+            rows[start:stop] = nrdh_propagation(self._graphs(features, neighbours, start, stop), rho, p)[:, 0]
+        return rows
+
+    def graph_inputs(
+        self, features: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
+    ) -> np.ndarray:
+        """Every row's features propagated over its own kNN graph: ``graph_rows`` times the graph's features,
+        p x_i + (1 - p) * mean of the linked neighbours (x_i alone when none is linked). This is how a query
+        uses the graph at inference: its input to the hash network mixes in its nearest database items.
+        (N, D) -> (N, D) float32.
+        """
+        return self._weighted(self.graph_rows(features, neighbours, rho, p, block_size), features, neighbours,
+                              block_size)  # fmt: skip
+
+    def graph_parts(
+        self, features: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``graph_inputs`` in two parts, the weight of the item itself (N,) and the weighted sum of its
+        neighbours' features (N, D): the CNN hash network replaces x_i with its own embedding of image i."""
+        rows = self.graph_rows(features, neighbours, rho, p, block_size)
+        own, rows[:, 0] = rows[:, 0].copy(), 0.0
+        return own, self._weighted(rows, features, neighbours, block_size)
+
+    def _graphs(self, features: np.ndarray, neighbours: Neighbours, start: int, stop: int) -> torch.Tensor:
+        """The kNN graphs of rows start..stop: each row's features, then its neighbours', (B, K + 1, D)."""
+        own = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))
+        return torch.cat([own[:, None], self.features[torch.from_numpy(neighbours.indices[start:stop])]], dim=1)
+
+    def _weighted(self, rows: np.ndarray, features: np.ndarray, neighbours: Neighbours, block_size: int) -> np.ndarray:
         out = np.empty(features.shape, dtype=np.float32)
         for start in range(0, len(features), block_size):
             stop = min(start + block_size, len(features))
-            own = torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))
-            graph = torch.cat([own[:, None], self.features[torch.from_numpy(neighbours.indices[start:stop])]], dim=1)
-            row = nrdh_propagation(graph, rho, p)[:, :1]  # (B, 1, K + 1)
-            out[start:stop] = (row @ graph)[:, 0].numpy()
+            row = torch.from_numpy(rows[start:stop])[:, None]  # (B, 1, K + 1)
+            out[start:stop] = (row @ self._graphs(features, neighbours, start, stop))[:, 0].numpy()
         return out
 
 

@@ -66,10 +66,10 @@ def resolve_workers(requested: int | str, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
+def resolve_device(requested: str, key: str = "extract.device") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without one is an error naming ``key``."""
     if requested == "cuda" and not torch.cuda.is_available():
-        raise GraphhashError("extract.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+        raise GraphhashError(f"{key}: 'cuda' requested but no CUDA device is available (use auto or cpu)")
     return torch.device("cuda" if requested in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 

@@ -9,6 +9,7 @@ directions (``nrdh.hashnet.rotated_targets``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,19 +17,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from graphhash.backbones import Backbone, load_backbone
+from graphhash.data.sources import open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_csv
-from graphhash.files.codes import code_file, encode_splits, nrdh_method, write_codes
+from graphhash.files.codes import PARTS, code_file, nrdh_method, split_codes, write_codes
 from graphhash.files.features import FeatureSet, read_features
+from graphhash.files.manifest import Manifest
 from graphhash.files.models import load_model, load_weights, save_model
 from graphhash.files.neighbours import Neighbours, read_neighbours
 from graphhash.files.representations import read_representations
-from graphhash.graphs.knn import graph_inputs, nearest_training
+from graphhash.graphs.knn import TrainingSet, graph_inputs, nearest_training
+from graphhash.nrdh import cnn
 from graphhash.nrdh.hashnet import HashNet, HashNetConfig, encode, rotated_targets, train_hashnet
+from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
+from graphhash.pipeline.extract import resolve_device, resolve_workers
+
+log = logging.getLogger(__name__)
 
 HASH_NETWORK = "nrdh-hashnet"
+HASH_MODELS = {"mlp": HASH_NETWORK, "cnn": "nrdh-hashcnn"}  # the model kind saved for each hash.network
 
 
 def with_graph_inputs(fs: FeatureSet, graph_input: dict[str, Any], neighbours: Neighbours | None = None) -> FeatureSet:
@@ -53,14 +63,23 @@ def hash_codes(
     codes: Path,
     models: Path,
     losses: Path,
+    extract: ExtractParams | None = None,
+    manifest: Path | None = None,
 ) -> None:
     """For each code length g, from ``<representations>/<g>.h5``: the code file ``<codes>/nrdh-<filter>-<g>.h5``,
-    the ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
+    the ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch. ``hash.network: cnn`` reads
+    the images through ``manifest`` and the backbone ``extract`` names."""
     fs = read_features(features_path)
-    graph_input = None
+    graph_input, neighbours = None, None
     if params.input == "graph":
         graph_input = {"rho": graph.rho, "p": params.input_p, "neighbours": graph.nodes - 1}
-        fs = with_graph_inputs(fs, graph_input, read_neighbours(neighbours_path, len(fs.features), graph.nodes - 1))
+        neighbours = read_neighbours(neighbours_path, len(fs.features), graph.nodes - 1)
+    if params.network == "cnn":
+        if extract is None or manifest is None:
+            raise GraphhashError("hash.network: cnn needs the extract section and the manifest (the images)")
+        trainer = CnnTrainer(fs, features_path, Manifest.load(manifest), extract, params, graph_input, neighbours)
+    else:
+        trainer = MlpTrainer(with_graph_inputs(fs, graph_input, neighbours) if graph_input else fs, params)
     method = nrdh_method(filter_name)
     for g in bits:
         path = representations / f"{g}.h5"
@@ -70,22 +89,105 @@ def hash_codes(
             raise GraphhashError(f"{path}: does not match the training items of {features_path} at {g} bits")
         if params.target == "rotated":
             z = rotated_targets(z, params.seed)
-        network, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), torch.from_numpy(z), params)
-        write_codes(code_file(codes, method, g), encode_splits(fs, lambda x, net=network: encode(net, x), method, g))
-        config = {"method": method, "in_dim": network.config.in_dim, "bits": g,
-                  "hidden": list(network.config.hidden), "negative_slope": network.config.negative_slope,
-                  "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),
-                  "graph_input": graph_input}  # fmt: skip
-        save_model(models / str(g), network, HASH_NETWORK, config)
+        network, history, found_codes, config = trainer.fit(z, models.parent / f".{models.name}.resume")
+        write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
+        config = {"method": method, "bits": g, "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),
+                  "graph_input": graph_input, **config}  # fmt: skip
+        save_model(models / str(g), network, HASH_MODELS[params.network], config)
         write_csv(losses / f"{g}.csv", history)
 
 
-def load_hash_network(folder: Path) -> tuple[HashNet, dict[str, Any]]:
-    """A saved hash network in eval mode, and its configuration."""
-    state, config = load_model(folder, HASH_NETWORK, stage="hash")
+class MlpTrainer:
+    """``hash.network: mlp``: Table 2's head on the (graph-propagated) features."""
+
+    def __init__(self, fs: FeatureSet, params: HashParams):
+        self.fs, self.params = fs, params
+
+    def fit(self, targets: np.ndarray, resume: Path) -> tuple[HashNet, list[dict[str, float]], np.ndarray, dict]:
+        fs = self.fs
+        network, history = train_hashnet(
+            torch.from_numpy(fs.features[fs.train]), torch.from_numpy(targets), self.params
+        )
+        codes = np.zeros((len(fs.features), network.config.bits), dtype=bool)
+        for part in PARTS:  # each part encoded on its own, as the code files always were
+            codes[getattr(fs, part)] = encode(network, fs.features[getattr(fs, part)])
+        config = {"in_dim": network.config.in_dim, "hidden": list(network.config.hidden),
+                  "negative_slope": network.config.negative_slope}  # fmt: skip
+        return network, history, codes, config
+
+
+class CnnTrainer:
+    """``hash.network: cnn``: the run's backbone and Table 2's head trained on the training images
+    (``graphhash.nrdh.cnn``); the frozen stages' outputs are computed once for every code length."""
+
+    def __init__(self, fs: FeatureSet, features_path: Path, manifest: Manifest, extract: ExtractParams,
+                 params: HashParams, graph_input: dict[str, Any] | None, neighbours: Neighbours | None):  # fmt: skip
+        made_with = fs.attrs.get("backbone")
+        if made_with != extract.backbone:
+            raise GraphhashError(f"{features_path}: made with backbone {made_with}, but extract.backbone is "
+                                 f"{extract.backbone}; rerun the extract stage (dvc repro)")  # fmt: skip
+        source = open_source(manifest.source, manifest.path)
+        if source.holds_vectors:
+            raise GraphhashError(f"hash.network: cnn trains on images, but the {manifest.source} items are vectors")
+        self.fs, self.extract, self.params, self.cnn = fs, extract, params, params.cnn
+        self.device_type = resolve_device(self.cnn.device, "hash.cnn.device")
+        backbone = self._backbone()
+        self.device = cnn.Device.of(self.device_type, resolve_workers(self.cnn.num_workers, self.device_type), backbone)
+        self.all = cnn.Images(source, fs.ids, self.cnn.image_size, backbone.interpolation, self.cnn, params.seed)
+        self.train = cnn.Images(source, fs.ids_where(fs.train), self.cnn.image_size, backbone.interpolation,
+                                self.cnn, params.seed)  # fmt: skip
+        self.graph = None
+        if graph_input:
+            own, context = TrainingSet(fs.features[fs.train]).graph_parts(fs.features, neighbours, graph_input["rho"],
+                                                                          graph_input["p"])  # fmt: skip
+            self.graph = cnn.GraphParts(torch.from_numpy(own), torch.from_numpy(context))
+        probe = cnn.build(backbone, 1, self.cnn, params.negative_slope)
+        self.cache = None if self.cnn.augment else cnn.frozen_outputs(probe, self.all, self.device, 256)
+        log.info("hash: cnn on %s, %s, %d of %d backbone stages trained, augment %s", self.device_type.type,
+                 self.device.precision, self.cnn.trainable, len(backbone.stages()),
+                 self.cnn.augment or "none")  # fmt: skip
+
+    def _backbone(self) -> Backbone:
+        """The pretrained backbone, afresh (training changes its weights in place)."""
+        backbone = load_backbone(self.extract.backbone, self.extract.weights, self.extract.weights_path,
+                                 self.cnn.image_size)  # fmt: skip
+        if backbone.weights != self.fs.attrs.get("weights"):
+            raise GraphhashError(f"extract.weights: gives {backbone.weights}, but the features were made with "
+                                 f"{self.fs.attrs.get('weights')}; rerun the extract stage (dvc repro)")  # fmt: skip
+        return backbone
+
+    def fit(self, targets: np.ndarray, resume: Path) -> tuple[cnn.HashCNN, list[dict[str, float]], np.ndarray, dict]:
+        fs, params = self.fs, self.params
+        backbone = self._backbone()
+        torch.manual_seed(params.seed)
+        model = cnn.build(backbone, targets.shape[1], self.cnn, params.negative_slope)
+        train_rows = torch.from_numpy(np.flatnonzero(fs.train))
+        checkpoints = cnn.Checkpoints(resume, cnn.fingerprint(params, targets, self.train.ids, backbone.weights))
+        history = cnn.train_cnn(
+            model, self.train, torch.from_numpy(targets), params, self.device,
+            cache=None if self.cache is None else self.cache[train_rows],
+            graph=None if self.graph is None else cnn.GraphParts(self.graph.own[train_rows],
+                                                                 self.graph.context[train_rows]),
+            checkpoints=checkpoints,
+        )  # fmt: skip
+        codes = cnn.encode_images(model, self.all, self.device, 256, cache=self.cache, graph=self.graph)
+        checkpoints.remove()
+        config = {"network": "cnn", "in_dim": backbone.dim, "hidden": list(model.head.config.hidden),
+                  "negative_slope": params.negative_slope, "weights": backbone.weights,
+                  "image_size": self.cnn.image_size, "trainable": self.cnn.trainable}  # fmt: skip
+        return model.cpu(), history, codes, config
+
+
+def load_hash_network(folder: Path) -> tuple[HashNet | cnn.HashCNN, dict[str, Any]]:
+    """A saved hash network (either ``hash.network``) in eval mode, and its configuration."""
+    state, config = load_model(folder, tuple(HASH_MODELS.values()), stage="hash")
     try:
-        network = HashNet(HashNetConfig(config["in_dim"], config["bits"], config["negative_slope"],
-                                        tuple(config["hidden"])))  # fmt: skip
+        head = HashNet(HashNetConfig(config["in_dim"], config["bits"], config["negative_slope"],
+                                     tuple(config["hidden"])))  # fmt: skip
+        network = head
+        if config["model"] == HASH_MODELS["cnn"]:  # the backbone's shape; every weight comes from the file
+            backbone = load_backbone(config["backbone"], "none", "", config["image_size"])
+            network = cnn.HashCNN(backbone.stages(), config["trainable"], head)
     except (KeyError, TypeError, ValueError) as exc:
         raise GraphhashError(
             f"{folder}: the model's configuration is incomplete ({exc!r}); rerun the hash stage"
@@ -95,8 +197,10 @@ def load_hash_network(folder: Path) -> tuple[HashNet, dict[str, Any]]:
 
 
 def encode_features(folder: Path, features_path: Path) -> np.ndarray:
-    """Boolean codes (N, bits) of every row of a features file, from a saved hash network."""
+    """Boolean codes (N, bits) of every row of a features file, from a saved hash network (``mlp``)."""
     network, config = load_hash_network(folder)
+    if not isinstance(network, HashNet):
+        raise GraphhashError(f"{folder}: a CNN hash network (hash.network: cnn) hashes images, not features")
     fs = read_features(features_path)
     if fs.features.shape[1] != network.config.in_dim:
         raise GraphhashError(f"{features_path}: features of {fs.features.shape[1]} dimensions, but the model at "

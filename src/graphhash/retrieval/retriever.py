@@ -18,32 +18,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 from PIL import Image
 
-from graphhash.backbones import BACKBONES, Backbone, load_backbone
-from graphhash.data.images import decode, to_pixels
+from graphhash.data.images import decode
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import CODES, nrdh_method, pack, read_code_kind, read_codes
-from graphhash.files.features import read_features, read_features_attrs
+from graphhash.files.codes import CODES, nrdh_method, read_code_kind, read_codes
+from graphhash.files.features import read_features
 from graphhash.files.index import INDEX, ITEMS_FILE, StoredIndex, read_index
 from graphhash.files.manifest import Manifest
 from graphhash.files.models import CONFIG
-from graphhash.graphs.knn import TrainingSet
 from graphhash.index import build_index
-from graphhash.nrdh.hashnet import HashNet, encode
 from graphhash.params import PARAMS_FILE, load_params
 from graphhash.params.codes import CodesParams
 from graphhash.params.extract import ExtractParams
-from graphhash.pipeline.extract import Encoder, resolve_device
-from graphhash.pipeline.hash import HASH_NETWORK, load_hash_network
+from graphhash.pipeline.hash import HASH_MODELS
+from graphhash.retrieval.hasher import QueryHasher
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +72,8 @@ def _model_folder(folder: Path, method: str, bits: int) -> Path:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if config.get("model") == HASH_NETWORK and config.get("method") == method and config.get("bits") == bits:
+        kind = (config.get("model"), config.get("method"), config.get("bits"))
+        if kind[0] in HASH_MODELS.values() and kind[1:] == (method, bits):
             return config_path.parent
     raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits (the hash stage writes it; dvc repro)")
 
@@ -121,22 +117,17 @@ class Retriever:
     def __init__(
         self,
         stored: StoredIndex,
-        network: HashNet,
-        config: dict[str, Any],
-        features_path: Path,
-        features_attrs: dict[str, Any],
+        hasher: QueryHasher,
         query_codes: dict[str, tuple[np.ndarray, int]],
         source: Source | None,
-        extract: ExtractParams | None,
-        device: str = "auto",
     ):
-        self.stored, self.network, self.config = stored, network, config
-        self.features_path, self.features_attrs = features_path, features_attrs
+        self.stored, self.hasher = stored, hasher
+        self.features_attrs = hasher.features_attrs
         self.kind_index = build_index(stored.kind, stored.options)
-        self.classes: list[str] = json.loads(features_attrs.get("classes", "[]"))
+        self.classes: list[str] = json.loads(self.features_attrs.get("classes", "[]"))
         self.rows = {item_id: row for row, item_id in enumerate(stored.ids)}
         self.query_codes = query_codes
-        self.source, self.extract, self.device = source, extract, device
+        self.source = source
 
     @classmethod
     def from_run(
@@ -160,22 +151,15 @@ class Retriever:
             wanted = f"{method} at {bits} bits" if bits else method
             raise GraphhashError(f"{paths['index']}: no index of {wanted} (indexed: {known})")
         stored = read_index(indexes[(method, bits)])
-        network, config = load_hash_network(_model_folder(paths["models"], method, bits))
-        if network.config.bits != stored.bits:
-            raise GraphhashError(f"{paths['models']}: the hash network makes {network.config.bits}-bit codes, the "
-                                 f"index holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
-        attrs = read_features_attrs(paths["features"])
-        if int(attrs["dim"]) != network.config.in_dim:
-            raise GraphhashError(f"{paths['features']}: features of {attrs['dim']} dimensions, but the hash network "
-                                 f"takes {network.config.in_dim}; rerun the pipeline (dvc repro)")  # fmt: skip
+        (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
+        hasher = QueryHasher.open(_model_folder(paths["models"], method, bits), paths["features"], extract, device)
+        if hasher.bits != stored.bits:
+            raise GraphhashError(f"{paths['models']}: the hash network makes {hasher.bits}-bit codes, the index "
+                                 f"holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
         found = read_codes(_code_file(paths["codes"], method, bits))
         query_codes = {i: (found.query[r], int(found.query_labels[r])) for r, i in enumerate(found.query_ids)}
         manifest = Manifest.load(paths["manifest"])
-        source = open_source(manifest.source, manifest.path)
-        (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
-        return cls(stored, network, config, paths["features"], attrs, query_codes, source, extract, device)
-
-    # -- what the run is -------------------------------------------------------------------------------
+        return cls(stored, hasher, query_codes, open_source(manifest.source, manifest.path))
 
     @property
     def info(self) -> dict[str, Any]:
@@ -196,53 +180,6 @@ class Retriever:
             raise GraphhashError(f"{self.features_attrs.get('source')}: the run's items are vectors, not images")
         return self.source.image(item_id)
 
-    # -- hashing queries -------------------------------------------------------------------------------
-
-    @cached_property
-    def backbone(self) -> Backbone:
-        """The run's backbone, loaded on first use: the features file's backbone and image size, the weights
-        params.yaml's ``extract`` section names, checked against those the features were made with."""
-        name, size = str(self.features_attrs.get("backbone")), int(self.features_attrs.get("image_size", 0))
-        if self.extract is None or name not in BACKBONES:
-            raise GraphhashError(f"{self.features_path}: made without a backbone ({name}); search by item id or "
-                                 "by a features file instead of images")  # fmt: skip
-        backbone = load_backbone(name, self.extract.weights, self.extract.weights_path, size)
-        made_with = self.features_attrs.get("weights")
-        if backbone.weights != made_with:
-            raise GraphhashError(f"extract.weights: gives {backbone.weights}, but {self.features_path} was made with "
-                                 f"{made_with}; set params.yaml's extract section back")  # fmt: skip
-        return backbone
-
-    @cached_property
-    def encoder(self) -> Encoder:
-        return Encoder(self.backbone, resolve_device(self.device))
-
-    @cached_property
-    def training(self) -> TrainingSet | None:
-        """The training items' features, for hash networks whose input is a query's kNN graph."""
-        if not self.config.get("graph_input"):
-            return None
-        fs = read_features(self.features_path)
-        return TrainingSet(fs.features[fs.train])
-
-    def encode_features(self, features: np.ndarray) -> np.ndarray:
-        """Packed codes (n, B) of feature rows (n, D), as the run's hash stage made its queries' codes."""
-        features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != self.network.config.in_dim:
-            raise GraphhashError(f"features of shape {features.shape}: the hash network takes "
-                                 f"{self.network.config.in_dim} dimensions")  # fmt: skip
-        graph_input = self.config.get("graph_input")
-        if graph_input:
-            neighbours = self.training.nearest(features, graph_input["neighbours"])
-            features = self.training.graph_inputs(features, neighbours, graph_input["rho"], graph_input["p"])
-        return pack(encode(self.network, features))
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        """Backbone features (n, D) of RGB images."""
-        size, interpolation = int(self.features_attrs["image_size"]), self.backbone.interpolation
-        batch = torch.from_numpy(np.stack([to_pixels(img, size, interpolation) for img in images]))
-        return self.encoder(batch)
-
     # -- searching -------------------------------------------------------------------------------------
 
     def search_codes(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +189,7 @@ class Retriever:
     def search_images(self, images: list[tuple[str, bytes]], k: int) -> list[Result]:
         """Search with encoded image files: (name, bytes) pairs; a file that is not an image is one line."""
         decoded = [decode(data, name) for name, data in images]
-        codes = self.encode_features(self.embed(decoded))
+        codes = self.hasher.encode_images(decoded)
         return self._results([name for name, _ in images], codes, [None] * len(images), k)
 
     def search_ids(self, item_ids: list[str], k: int) -> list[Result]:
@@ -277,7 +214,7 @@ class Retriever:
         fs = read_features(path)
         same_classes = json.loads(fs.attrs.get("classes", "[]")) == self.classes
         labels = [int(label) if same_classes else None for label in fs.labels]
-        return self._results(fs.ids, self.encode_features(fs.features), labels, k)
+        return self._results(fs.ids, self.hasher.encode_features(fs.features), labels, k)
 
     def _results(self, names: list[str], codes: np.ndarray, labels: list[int | None], k: int) -> list[Result]:
         rows, distances = self.search_codes(codes, k)
