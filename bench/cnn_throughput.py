@@ -5,8 +5,8 @@ bare, ours...) so that other work on the machine slows both alike:
 
 - **ours**: ``graphhash.nrdh.cnn.train_cnn`` for one epoch, reading, decoding, resizing and augmenting every
   image as the hash stage does (DataLoader, ``hash.cnn.num_workers``), with its per-epoch checkpoint;
-- **bare**: the same batches' pixels decoded and augmented beforehand and held in memory, then only the
-  forward pass, Eq. 18's loss, the backward pass and the Adam step.
+- **bare**: the same batches decoded, augmented (colour jitter included) and normalised beforehand and held
+  in memory, then only the forward pass, Eq. 18's loss, the backward pass and the Adam step.
 
 The ratio ours / bare is the share of the time spent on the network itself: >= 0.85 means loading and
 augmentation are not the bottleneck. Images: CIFAR-10's first training images when ``../shared`` has the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import CIFAR_TAR, cifar_manifest
+from common import CIFAR_TAR, cifar_manifest, workers_arg
 
 from graphhash.backbones import load_backbone
 from graphhash.data.sources import open_source
@@ -67,10 +67,10 @@ def bare(params: HashParams, batches: list[tuple[torch.Tensor, torch.Tensor]], t
     optimiser = torch.optim.Adam([{"params": model.tuned.parameters(), "lr": params.cnn.lr},
                                   {"params": model.head.parameters(), "lr": params.lr}])  # fmt: skip
     start = time.perf_counter()
-    for rows, pixels in batches:
+    for rows, x in batches:
         with device.autocast():
             with torch.no_grad():
-                x = model.frozen(device.images(pixels))
+                x = model.frozen(x)
             fc = model(x).float()
         terms = hash_loss(fc, targets[rows], params.mu, params.omega)
         optimiser.zero_grad(set_to_none=True)
@@ -88,13 +88,15 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=CnnParams().image_size)
     parser.add_argument("--batch-size", type=int, default=CnnParams().batch_size)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=workers_arg, default="auto", help="hash.cnn.num_workers")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     tune_allocator()
     source, ids = training_images(args.images)
     batches_per_epoch = len(ids) // args.batch_size
     options = CnnParams(trainable=args.trainable, augment=args.augment, image_size=args.image_size,
-                        batch_size=args.batch_size, steps=batches_per_epoch, device=args.device)  # fmt: skip
+                        batch_size=args.batch_size, steps=batches_per_epoch, device=args.device,
+                        num_workers=args.workers)  # fmt: skip
     params = HashParams(network="cnn", input="features", cnn=options)
     device_type = resolve_device(options.device, "--device")
     backbone = load_backbone("efficientnet_lite0", "default", "", options.image_size)
@@ -107,8 +109,10 @@ def main() -> None:
     images.epoch = 0
     batches = []
     for rows in torch.tensor_split(torch.randperm(len(ids), generator=order), batches_per_epoch):
-        pixels = torch.from_numpy(np.stack([images[i][1] for i in rows.tolist()]))
-        batches.append((rows.to(device.device), pixels))
+        items = [images[i] for i in rows.tolist()]
+        pixels = torch.from_numpy(np.stack([pixels for _, pixels, _ in items]))
+        factors = torch.from_numpy(np.stack([f for _, _, f in items])) if items[0][2] is not None else None
+        batches.append((rows.to(device.device), device.images(pixels, factors)))  # augmented, normalised
     count = sum(len(rows) for rows, _ in batches)
 
     print(

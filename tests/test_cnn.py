@@ -61,19 +61,40 @@ def test_training_mode_leaves_the_frozen_stages_in_inference_mode():
 
 def test_augmentations():
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
-    plain = cnn.augmented(img, 16, "bilinear", (), 0.5, np.random.default_rng(0))
-    flips = [cnn.augmented(img, 16, "bilinear", ("flip",), 0.5, np.random.default_rng(seed)) for seed in range(20)]
+    plain, ones = cnn.augmented(img, 16, "bilinear", (), 0.5, np.random.default_rng(0))
+    assert np.array_equal(ones, np.ones(3, dtype=np.float32))
+    flips = [cnn.augmented(img, 16, "bilinear", ("flip",), 0.5, np.random.default_rng(seed))[0] for seed in range(20)]
     assert all(np.array_equal(f, plain) or np.array_equal(f, plain[:, ::-1]) for f in flips)
     assert 3 <= sum(np.array_equal(f, plain[:, ::-1]) for f in flips) <= 17
     every = ("crop", "flip", "jitter")
     a, b = (cnn.augmented(img, 16, "bilinear", every, 0.5, np.random.default_rng([0, 1, 2])) for _ in range(2))
-    assert np.array_equal(a, b) and a.shape == (16, 16, 3) and a.dtype == np.uint8
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[0].shape == (16, 16, 3)
+    assert ((a[1] >= 1 - cnn.JITTER) & (a[1] <= 1 + cnn.JITTER)).all() and not np.allclose(a[1], 1.0)
     other = cnn.augmented(img, 16, "bilinear", every, 0.5, np.random.default_rng([0, 2, 2]))
-    assert not np.array_equal(a, other)
+    assert not np.array_equal(a[0], other[0])
     # a crop of the whole image (scale 1, and the aspect ratio clipped to the image) is the plain resize
     whole = Image.fromarray(np.asarray(img)[:, :20])  # square
-    crops = [cnn.augmented(whole, 16, "bilinear", ("crop",), 1.0, np.random.default_rng(s)) for s in range(5)]
-    assert any(np.array_equal(c, cnn.augmented(whole, 16, "bilinear", (), 1.0, None)) for c in crops)
+    crops = [cnn.augmented(whole, 16, "bilinear", ("crop",), 1.0, np.random.default_rng(s))[0] for s in range(5)]
+    assert any(np.array_equal(c, cnn.augmented(whole, 16, "bilinear", (), 1.0, None)[0]) for c in crops)
+
+
+def test_jitter_against_a_per_image_reference():
+    """The batch jitter against a per-image loop written from the definitions (brightness, then contrast
+    around the mean grey level, then saturation around each pixel's grey level, clipped at the end)."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 255, (3, 3, 5, 5)).astype(np.float32)
+    factors = rng.uniform(0.6, 1.4, (3, 3)).astype(np.float32)
+    got = cnn.jitter(torch.from_numpy(x.copy()), torch.from_numpy(factors)).numpy()
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    for image, (b, c, s), out in zip(x, factors, got, strict=True):
+        y = image * b
+        mean = np.einsum("c,chw->hw", weights, y).mean()
+        y = (y - mean) * c + mean
+        grey = np.einsum("c,chw->hw", weights, y)
+        y = np.clip((y - grey) * s + grey, 0, 255)
+        np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-3)
+    ones = cnn.jitter(torch.from_numpy(x.copy()), torch.ones(3, 3)).numpy()
+    np.testing.assert_allclose(ones, x, atol=1e-3)
 
 
 def _run_files(search_run: Path) -> dict[str, Path]:
@@ -132,7 +153,7 @@ def test_the_saved_network_hashes_the_images_to_the_stored_codes(search_run, tmp
     source = open_source(manifest.source, manifest.path)
     stored = read_codes(tmp_path / "codes" / "nrdh-gcn-16.h5")
     images = cnn.Images(source, stored.query_ids, 32, "bicubic", CnnParams(), 0)
-    pixels = torch.from_numpy(np.stack([images[i][1] for i in range(len(images))]))
+    pixels = torch.from_numpy(np.stack([images[i][1] for i in range(len(images))]))  # no augmentation
     device = cnn.Device.of(torch.device("cpu"), 0, load_backbone("efficientnet_lite0", "none", "", 32))
     assert np.array_equal(np.packbits(cnn.hash_inputs(network, pixels, device), axis=1), stored.query)
 
