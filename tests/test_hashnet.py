@@ -347,3 +347,17 @@ def test_rotated_targets_keep_every_distance_and_centre_the_bits(targets):
     pca = centred @ np.linalg.eigh(np.cov(centred, rowvar=False))[1]
     assert ((np.sign(rotated) - rotated) ** 2).sum() <= ((np.sign(pca) - pca) ** 2).sum()
     np.testing.assert_array_equal(rotated, rotated_targets(skewed, seed=0))
+
+
+def test_rotated_targets_of_a_wider_representation_span_its_principal_directions():
+    """``represent.latent`` wider than the code: the targets are the centred representations projected on their
+    ``bits`` leading principal directions (a dense eigendecomposition of the covariance), then rotated, so
+    their Gram matrix is that of the projection."""
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((300, 24)) @ np.diag(np.linspace(3.0, 0.1, 24)) + 1.5
+    rotated = rotated_targets(wide.astype(np.float32), seed=0, bits=8)
+    assert rotated.shape == (300, 8) and rotated.dtype == np.float32
+    centred = wide - wide.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    projected = centred @ vectors[:, -8:]  # the 8 leading directions
+    np.testing.assert_allclose(rotated @ rotated.T, projected @ projected.T, rtol=1e-3, atol=1e-3)

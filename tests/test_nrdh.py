@@ -27,8 +27,8 @@ from graphhash.pipeline.neighbours import find_neighbours
 from graphhash.pipeline.represent import represent
 
 # 500 training items: 50 batch graphs of 10 nodes an epoch at one graph a step, 7 batches of 64 for the hash network.
-REPRESENT = RepresentParams(hidden=32, alpha=0.999, beta=0.001, steps=3 * 50, lr=0.001, graphs_per_step=1, seed=0,
-                            gcn={"propagation": "nrdh", "p": 0.8})  # fmt: skip
+REPRESENT = RepresentParams(hidden=32, latent=0, alpha=0.999, beta=0.001, steps=3 * 50, lr=0.001, graphs_per_step=1,
+                            seed=0, gcn={"propagation": "nrdh", "p": 0.8})  # fmt: skip
 GRAPH = GraphParams(kind="batch", nodes=10, rho=0.4)
 HASH = HashParams(mu=0.8, omega=0.2, steps=5 * 7, batch_size=64, lr=0.001, negative_slope=0.2, seed=0,
                   input="features", input_p=0.3, target="representation")  # fmt: skip
@@ -230,3 +230,21 @@ def test_one_stage_for_all_code_lengths_equals_one_run_per_length(digits_feature
     for name in ("r/12.h5", "m/12/model.pt", "c/nrdh-gcn-12.h5", "n/12/model.pt", "h/12.csv"):
         assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
     assert sorted(p.name for p in (tmp_path / "both" / "c").iterdir()) == ["nrdh-gcn-12.h5", "nrdh-gcn-8.h5"]
+
+
+def test_a_wider_latent_trains_once_and_feeds_every_code_length(digits_features, tmp_path):
+    """``represent.latent``: code lengths below it share one autoencoder of that size; the hash stage fits each
+    length to the representations' leading rotated directions, and refuses the paper's raw targets."""
+    neighbours = tmp_path / "neighbours.h5"  # not read: batch graphs and plain features
+    wide = changed(REPRESENT, latent=24)
+    represent(digits_features, neighbours, "gcn", [8, 12], wide, GRAPH, out=tmp_path / "r", models=tmp_path / "m",
+              losses=tmp_path / "l")  # fmt: skip
+    z8, z12 = (read_representations(tmp_path / "r" / f"{b}.h5").values for b in (8, 12))
+    assert z8.shape[1] == 24 and np.array_equal(z8, z12)
+    assert (tmp_path / "m" / "8" / "model.pt").read_bytes() == (tmp_path / "m" / "12" / "model.pt").read_bytes()
+    hash_codes(digits_features, neighbours, tmp_path / "r", "gcn", [8, 12], changed(HASH, target="rotated"), GRAPH,
+               codes=tmp_path / "c", models=tmp_path / "n", losses=tmp_path / "h")  # fmt: skip
+    assert [read_codes(tmp_path / "c" / f"nrdh-gcn-{b}.h5").bits for b in (8, 12)] == [8, 12]
+    with pytest.raises(GraphhashError, match=r"hash.target: representation .* holds 24 dimensions for 8 bits"):
+        hash_codes(digits_features, neighbours, tmp_path / "r", "gcn", [8], changed(HASH, target="representation"),
+                   GRAPH, codes=tmp_path / "c2", models=tmp_path / "n2", losses=tmp_path / "h2")  # fmt: skip

@@ -49,6 +49,7 @@ VALID = {
     "codes": {"bits": [12, 48], "filters": ["spline", "gcn"]},
     "represent": {
         "hidden": 32,
+        "latent": 0,
         "alpha": 0.5,
         "beta": 0.0,
         "steps": 2,

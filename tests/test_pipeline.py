@@ -32,7 +32,7 @@ TINY = {
     "extract": {"image_size": 32, "batch_size": 16},
     "codes": {"bits": BITS, "filters": FILTERS},
     "graph": {"kind": "batch"},
-    "represent": {"steps": 3, "graphs_per_step": 4},
+    "represent": {"steps": 3, "graphs_per_step": 4, "latent": 0},
     "hash": {"steps": 3, "batch_size": 8, "input": "features", "target": "representation"},
     "baselines": {"itq": {"iterations": 5}},
     "evaluate": {"map_at": [10], "figure_queries": 2},

@@ -68,17 +68,19 @@ def hash_loss(fc: torch.Tensor, target: torch.Tensor, mu: float, omega: float) -
     return {"loss": mu * mse + omega * bce, "mse": mse, "bce": bce}
 
 
-def rotated_targets(representations: np.ndarray, seed: int) -> np.ndarray:
-    """The representations centred and rotated by ITQ (Gong and Lazebnik): (N, g) -> (N, g) float32.
+def rotated_targets(representations: np.ndarray, seed: int, bits: int | None = None) -> np.ndarray:
+    """The representations centred and rotated by ITQ (Gong and Lazebnik): (N, L) -> (N, bits) float32.
 
     Bits are the signs of fc(x), and fc(x) is fitted to the representations, so each bit is the sign of one
     representation dimension. The autoencoder's dimensions are neither centred nor uncorrelated: bits come
     out unbalanced and redundant. A rotation changes no distance between representations, only the
     directions whose signs become bits: PCA (all g directions) decorrelates them, and ITQ's rotation then
-    minimises the quantisation error ||B - V R||^2, which spreads variance evenly over the bits.
+    minimises the quantisation error ||B - V R||^2, which spreads variance evenly over the bits. When the
+    representations are wider than the code (``represent.latent``), PCA keeps their ``bits`` principal
+    directions first (``bits`` defaults to L: every direction, distances unchanged).
     """
     z = np.asarray(representations, dtype=np.float64)
-    itq = ITQ(z.shape[1], seed).fit(z)  # ITQ's own number of rotation updates
+    itq = ITQ(bits or z.shape[1], seed).fit(z)  # ITQ's own number of rotation updates
     return ((z - itq.mean_) @ itq.components_ @ itq.rotation_).astype(np.float32)
 
 

@@ -22,6 +22,11 @@ class _Represent(Section):
     hidden: Annotated[int, Field(ge=1, le=65536)] = Field(
         64, description="width of the two hidden graph convolutions (Table 1)"
     )
+    latent: Annotated[int, Field(ge=0, le=65536)] = Field(
+        64,
+        description="the representation's size: max(latent, code length); 0: the code length (the paper); "
+        "wider than the code, hash.target rotated fits the bits to its leading principal directions",
+    )
     alpha: NonNegative = Field(0.999, description="weight of the reconstruction loss (Eq. 8)")
     beta: NonNegative = Field(0.001, description="weight of the 1/2 sum ||W||^2 penalty (Eq. 8)")
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = Field(

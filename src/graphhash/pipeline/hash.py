@@ -85,10 +85,14 @@ def hash_codes(
         path = representations / f"{g}.h5"
         found = read_representations(path)
         z = found.values
-        if found.ids != fs.ids_where(fs.train) or z.shape[1] != g:
+        if found.ids != fs.ids_where(fs.train) or z.shape[1] < g:
             raise GraphhashError(f"{path}: does not match the training items of {features_path} at {g} bits")
         if params.target == "rotated":
-            z = rotated_targets(z, params.seed)
+            z = rotated_targets(z, params.seed, g)
+        elif z.shape[1] != g:
+            raise GraphhashError(f"hash.target: representation fits fc(x) to the representations themselves, but "
+                                 f"{path} holds {z.shape[1]} dimensions for {g} bits; set represent.latent: 0 or "
+                                 "hash.target: rotated")  # fmt: skip
         network, history, found_codes, config = trainer.fit(z, models.parent / f".{models.name}.resume")
         write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
         config = {"method": method, "bits": g, "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),

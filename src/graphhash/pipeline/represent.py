@@ -39,16 +39,21 @@ def represent(
     models: Path,
     losses: Path,
 ) -> None:
-    """For each code length g: ``<out>/<g>.h5`` (the representations), the ``<models>/<g>`` model folder and the
-    ``<losses>/<g>.csv`` loss per epoch."""
+    """For each code length g: ``<out>/<g>.h5`` (the representations, max(represent.latent, g) wide), the
+    ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
     fs = read_features(features_path)
     train = torch.from_numpy(fs.features[fs.train])
     neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
+    trained: dict[int, tuple] = {}  # by representation size: code lengths below represent.latent share one
     for g in bits:
-        autoencoder, history = train_autoencoder(train, g, filter_name, represent, graph, neighbours)
-        z = node_representations(autoencoder, train, filter_name, graph, represent.seed, neighbours)
+        size = max(represent.latent, g)
+        if size not in trained:
+            autoencoder, history = train_autoencoder(train, size, filter_name, represent, graph, neighbours)
+            z = node_representations(autoencoder, train, filter_name, graph, represent.seed, neighbours)
+            trained[size] = autoencoder, history, z
+        autoencoder, history, z = trained[size]
         write_representations(out / f"{g}.h5", Representations(z.numpy(), fs.ids_where(fs.train), filter_name))
-        config = {"in_dim": train.shape[1], "bits": g, "filter": filter_name, "represent": represent.model_dump(),
+        config = {"in_dim": train.shape[1], "bits": size, "filter": filter_name, "represent": represent.model_dump(),
                   "graph": graph.model_dump()}  # fmt: skip
         save_model(models / str(g), autoencoder, AUTOENCODER, config)
         write_csv(losses / f"{g}.csv", history)
