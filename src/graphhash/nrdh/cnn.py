@@ -39,7 +39,7 @@ from graphhash.data.images import to_pixels
 from graphhash.data.sources import Source
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_bytes
-from graphhash.nrdh.hashnet import HashNet, HashNetConfig, hash_loss
+from graphhash.nrdh.hashnet import HashNet, HashNetConfig, adam_step, close_epoch, hash_loss
 from graphhash.params.hash import CnnParams, HashParams
 from graphhash.progress import Progress
 
@@ -320,19 +320,11 @@ def train_cnn(
                     parts = (graph.own[rows].to(device.device), graph.context[rows].to(device.device)) if graph else ()
                     fc = model(x, *parts).float()
                 terms = hash_loss(fc, targets[rows.to(device.device)], params.mu, params.omega)
-                optimiser.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimiser.step()
-                for key in sums:
-                    sums[key] += terms[key].item() * len(rows)
+                adam_step(optimiser, terms, sums, len(rows))
                 seen += len(rows)
                 step += 1
                 bar.update(len(rows))
-            history.append({"epoch": len(history) + 1, "step": step, **{k: v / seen for k, v in sums.items()}})
-            log.info("hash: cnn epoch %d, step %d/%d, loss %.5f", len(history), step, cnn.steps, history[-1]["loss"])
-            if not math.isfinite(history[-1]["loss"]):
-                raise GraphhashError(f"hash: the loss became {history[-1]['loss']} in epoch {len(history)} "
-                                     f"(step {step}); lower hash.cnn.lr or hash.lr")  # fmt: skip
+            close_epoch(history, sums, seen, step, cnn.steps, "hash: cnn epoch", "lower hash.cnn.lr or hash.lr")
             checkpoints.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                               "order": order.get_state(), "rng": torch.get_rng_state(), "step": step,
                               "history": json.dumps(history)})  # fmt: skip
@@ -358,8 +350,8 @@ def encode_images(
     with Progress(len(images), "images", "hash: cnn encoding") as bar:
         for rows, pixels, _ in source or device.loader(images, batches):
             x = cache[rows] if cache is not None else pixels
-            codes[rows.numpy()] = hash_inputs(model, x, device, graph.own[rows], graph.context[rows]) if graph else \
-                hash_inputs(model, x, device)  # fmt: skip
+            parts = (graph.own[rows], graph.context[rows]) if graph else ()
+            codes[rows.numpy()] = hash_inputs(model, x, device, *parts)
             bar.update(len(rows))
     return codes
 

@@ -109,19 +109,33 @@ def train_hashnet(
             if step == params.steps:
                 break
             terms = hash_loss(model(features[index]), representations[index], params.mu, params.omega)
-            optimiser.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimiser.step()
-            for key in sums:
-                sums[key] += terms[key].item() * len(index)
+            adam_step(optimiser, terms, sums, len(index))
             seen += len(index)
             step += 1
-        history.append({"epoch": len(history) + 1, "step": step, **{key: value / seen for key, value in sums.items()}})
-        log.info("hash: epoch %d, step %d/%d, loss %.5f", len(history), step, params.steps, history[-1]["loss"])
-        if not math.isfinite(history[-1]["loss"]):
-            raise GraphhashError(f"hash: the loss became {history[-1]['loss']} in epoch {len(history)} (step {step}); "
-                                 "lower hash.lr, or check the features")  # fmt: skip
+        close_epoch(history, sums, seen, step, params.steps, "hash: epoch", "lower hash.lr, or check the features")
     return model, history
+
+
+def adam_step(optimiser: torch.optim.Optimizer, terms: dict[str, torch.Tensor], sums: dict[str, float],
+              count: int) -> None:  # fmt: skip
+    """One Adam step on Eq. 18's loss; the batch's terms are added to the epoch's ``sums``, weighted by its
+    ``count`` of items."""
+    optimiser.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimiser.step()
+    for key in sums:
+        sums[key] += terms[key].item() * count
+
+
+def close_epoch(history: list[dict[str, float]], sums: dict[str, float], seen: int, step: int, steps: int,
+                what: str, hint: str) -> None:  # fmt: skip
+    """Append the epoch's mean terms to ``history`` and log them (``what``: "hash: epoch"); a loss that is not
+    finite stops training with one line ending in ``hint``."""
+    history.append({"epoch": len(history) + 1, "step": step, **{key: value / seen for key, value in sums.items()}})
+    log.info("%s %d, step %d/%d, loss %.5f", what, len(history), step, steps, history[-1]["loss"])
+    if not math.isfinite(history[-1]["loss"]):
+        raise GraphhashError(f"hash: the loss became {history[-1]['loss']} in epoch {len(history)} (step {step}); "
+                             f"{hint}")  # fmt: skip
 
 
 @torch.no_grad()
