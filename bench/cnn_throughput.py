@@ -31,7 +31,7 @@ from common import CIFAR_TAR, cifar_manifest, workers_arg
 from graphhash.backbones import load_backbone
 from graphhash.data.sources import open_source
 from graphhash.nrdh import cnn
-from graphhash.nrdh.hashnet import hash_loss
+from graphhash.nrdh.hashnet import Targets, hash_loss
 from graphhash.params.hash import CnnParams, HashParams
 from graphhash.params.prepare import PrepareParams
 from graphhash.pipeline.extract import resolve_device, resolve_workers
@@ -48,9 +48,9 @@ def training_images(count: int) -> tuple[object, list[str]]:
     return open_source(manifest.source, manifest.path), train
 
 
-def ours(params: HashParams, images: cnn.Images, targets: torch.Tensor, device: cnn.Device) -> float:
+def ours(params: HashParams, images: cnn.Images, targets: Targets, device: cnn.Device) -> float:
     torch.manual_seed(params.seed)
-    model = cnn.build(load_backbone("efficientnet_lite0", "default", "", params.cnn.image_size), targets.shape[1],
+    model = cnn.build(load_backbone("efficientnet_lite0", "default", "", params.cnn.image_size), targets.fit.shape[1],
                       params.cnn, params.negative_slope)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -61,7 +61,7 @@ def ours(params: HashParams, images: cnn.Images, targets: torch.Tensor, device: 
 
 def bare(params: HashParams, batches: list[tuple[torch.Tensor, torch.Tensor]], targets, device: cnn.Device) -> float:
     torch.manual_seed(params.seed)
-    model = cnn.build(load_backbone("efficientnet_lite0", "default", "", params.cnn.image_size), targets.shape[1],
+    model = cnn.build(load_backbone("efficientnet_lite0", "default", "", params.cnn.image_size), targets.fit.shape[1],
                       params.cnn, params.negative_slope)  # fmt: skip
     model.to(device.device, memory_format=torch.channels_last).train()
     optimiser = torch.optim.Adam([{"params": model.tuned.parameters(), "lr": params.cnn.lr},
@@ -72,7 +72,7 @@ def bare(params: HashParams, batches: list[tuple[torch.Tensor, torch.Tensor]], t
             with torch.no_grad():
                 x = model.frozen(x)
             fc = model(x).float()
-        terms = hash_loss(fc, targets[rows], params.mu, params.omega)
+        terms = hash_loss(fc, targets[rows], params)
         optimiser.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimiser.step()
@@ -102,7 +102,9 @@ def main() -> None:
     backbone = load_backbone("efficientnet_lite0", "default", "", options.image_size)
     device = cnn.Device.of(device_type, resolve_workers(options.num_workers, device_type), backbone)
     images = cnn.Images(source, ids, options.image_size, backbone.interpolation, options, params.seed)
-    targets = torch.randn(len(ids), 64, generator=torch.Generator().manual_seed(0)).to(device.device)
+    generator = torch.Generator().manual_seed(0)
+    targets = Targets(torch.randn(len(ids), 64, generator=generator), torch.randn(len(ids), 64, generator=generator))
+    targets = targets.to(device.device)
 
     # the batches train_cnn draws in its first epoch, decoded and augmented beforehand
     order = torch.Generator().manual_seed(params.seed)

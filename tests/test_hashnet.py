@@ -9,11 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 from torch import nn
 
 from graphhash.errors import GraphhashError
 from graphhash.files.models import save_model
-from graphhash.nrdh.hashnet import HashNet, HashNetConfig, encode, hash_loss, rotated_targets, train_hashnet
+from graphhash.nrdh.hashnet import (
+    HashNet,
+    HashNetConfig,
+    Targets,
+    encode,
+    hash_loss,
+    rotated_targets,
+    train_hashnet,
+)
 from graphhash.params.hash import HashParams
 from graphhash.pipeline.hash import HASH_NETWORK, load_hash_network
 
@@ -37,10 +46,25 @@ EPOCH = 4
 
 
 def hash_params(**overrides) -> HashParams:
-    """The ``hash`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits."""
-    values = {"mu": 0.8, "omega": 0.2, "steps": 5 * EPOCH, "batch_size": 50, "lr": 1e-3, "negative_slope": 0.2,
-              "seed": 0, "input": "features", "input_p": 0.3, "target": "representation"}  # fmt: skip
+    """The ``hash`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits;
+    the paper's loss (Eq. 18: no similarity or pull term) unless overridden."""
+    values = {"mu": 0.8, "omega": 0.2, "similarity": 0.0, "gamma": 0.0, "steps": 5 * EPOCH, "batch_size": 50,
+              "lr": 1e-3, "negative_slope": 0.2, "seed": 0, "input": "features", "input_p": 0.3,
+              "target": "representation"}  # fmt: skip
     return HashParams(**(values | overrides))
+
+
+def numpy_bi_half(h: np.ndarray) -> np.ndarray:
+    """In every column, the floor(B / 2) largest values +1 and the rest -1, ties by position (a loop)."""
+    codes = -np.ones_like(h)
+    for bit in range(h.shape[1]):
+        ranked = sorted(range(len(h)), key=lambda i: (-h[i, bit], i))
+        codes[ranked[: len(h) // 2], bit] = 1.0
+    return codes
+
+
+def numpy_paired_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b, strict=True)])
 
 
 def save_hash_network(folder: Path, model: HashNet, **extra) -> None:
@@ -89,9 +113,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def targets(digits) -> torch.Tensor:
-    """Random node representations of the right shape (N, g)."""
-    return torch.randn(len(digits), BITS, generator=torch.Generator().manual_seed(5))
+def targets(digits) -> Targets:
+    """Random targets of the right shapes: t(x) (N, g) and representations (N, 2 g)."""
+    generator = torch.Generator().manual_seed(5)
+    return Targets(torch.randn(len(digits), BITS, generator=generator),
+                   torch.randn(len(digits), 2 * BITS, generator=generator))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -112,40 +138,120 @@ def test_architecture_follows_table_2():
 
 
 def test_hash_loss_terms_match_numpy():
-    """MSE is the element mean; BCE is of (tanh(fc)+1)/2 against b = [tanh(fc) >= 0]; total = mu*mse + omega*bce."""
+    """MSE is the element mean; BCE is of (tanh(fc)+1)/2 against b = [tanh(fc) >= 0]; the similarity term
+    matches the cosines of the bi-half codes of rows i and i + B/2 to the representations'; the pull is
+    1/2 mean((fc - h)^2); total = mu*mse + omega*bce + similarity*L_s + gamma*L_p. An odd batch leaves its
+    last row out of the pairs."""
     rng = np.random.default_rng(0)
-    fc_np, target_np = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
-    mu, omega = 0.8, 0.2
-    mse = np.mean((fc_np - target_np) ** 2)
-    prob = (np.tanh(fc_np) + 1) / 2
-    b = (np.tanh(fc_np) >= 0).astype(float)
-    bce = -np.mean(b * np.log(prob) + (1 - b) * np.log(1 - prob))
-    terms = hash_loss(torch.from_numpy(fc_np), torch.from_numpy(target_np), mu, omega)
-    assert terms["mse"].item() == pytest.approx(mse, rel=1e-10)
-    assert terms["bce"].item() == pytest.approx(bce, rel=1e-10)
-    assert terms["loss"].item() == pytest.approx(mu * mse + omega * bce, rel=1e-10)
+    for rows in (6, 7):
+        fc_np, target_np, reference_np = (
+            rng.normal(size=(rows, 5)),
+            rng.normal(size=(rows, 5)),
+            rng.normal(size=(rows, 9)),
+        )
+        params = hash_params(mu=0.8, omega=0.2, similarity=1.5, gamma=4.0)
+        mse = np.mean((fc_np - target_np) ** 2)
+        prob = (np.tanh(fc_np) + 1) / 2
+        b = (np.tanh(fc_np) >= 0).astype(float)
+        bce = -np.mean(b * np.log(prob) + (1 - b) * np.log(1 - prob))
+        h = numpy_bi_half(fc_np)
+        np.testing.assert_array_equal(h.sum(axis=0), np.full(5, -1.0 if rows % 2 else 0.0))  # floor(B / 2) are +1
+        half = rows // 2
+        code_cosines = numpy_paired_cosines(h[:half], h[half : 2 * half])
+        similarity = np.mean(
+            (code_cosines - numpy_paired_cosines(reference_np[:half], reference_np[half : 2 * half])) ** 2
+        )
+        pull = 0.5 * np.mean((fc_np - h) ** 2)
+        terms = hash_loss(torch.from_numpy(fc_np), Targets(torch.from_numpy(target_np), torch.from_numpy(reference_np)),
+                          params)  # fmt: skip
+        assert terms["mse"].item() == pytest.approx(mse, rel=1e-10)
+        assert terms["bce"].item() == pytest.approx(bce, rel=1e-10)
+        assert terms["similarity"].item() == pytest.approx(similarity, rel=1e-10)
+        assert terms["pull"].item() == pytest.approx(pull, rel=1e-10)
+        total = 0.8 * mse + 0.2 * bce + 1.5 * similarity + 4.0 * pull
+        assert terms["loss"].item() == pytest.approx(total, rel=1e-10)
 
 
 def test_hash_loss_gradient_treats_targets_as_constants():
-    """d bce / d fc = 2 (sigmoid(2 fc) - b) / numel with b fixed, and b = 1 at fc = 0 (Eq. 19's rule)."""
+    """d bce / d fc = 2 (sigmoid(2 fc) - b) / numel with b fixed, and b = 1 at fc = 0 (Eq. 19's rule); the
+    pull's is (fc - h) / numel with the codes h fixed; the similarity term's reaches fc straight through the
+    bi-half layer: its gradient with respect to the codes, as if they were fc."""
     rng = np.random.default_rng(1)
     fc_np = rng.normal(size=(4, 3))
     fc_np[1, 2] = 0.0
-    target_np = rng.normal(size=(4, 3))
+    target_np, reference_np = rng.normal(size=(4, 3)), rng.normal(size=(4, 6))
+    targets = Targets(torch.from_numpy(target_np), torch.from_numpy(reference_np))
     b = (fc_np >= 0).astype(float)
     assert b[1, 2] == 1.0
     sigmoid = 1 / (1 + np.exp(-2 * fc_np))
     bce_grad = 2 * (sigmoid - b) / fc_np.size
     mu, omega = 0.7, 0.3
+    params = hash_params(mu=mu, omega=omega)
 
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, torch.from_numpy(target_np), mu, omega)["bce"].backward()
+    hash_loss(fc, targets, params)["bce"].backward()
     np.testing.assert_allclose(fc.grad.numpy(), bce_grad, rtol=1e-10, atol=1e-12)
 
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, torch.from_numpy(target_np), mu, omega)["loss"].backward()
+    hash_loss(fc, targets, params)["loss"].backward()
     mse_grad = 2 * (fc_np - target_np) / fc_np.size
     np.testing.assert_allclose(fc.grad.numpy(), mu * mse_grad + omega * bce_grad, rtol=1e-10, atol=1e-12)
+
+    h = numpy_bi_half(fc_np)
+    fc = torch.tensor(fc_np, requires_grad=True)
+    hash_loss(fc, targets, params)["pull"].backward()
+    np.testing.assert_allclose(fc.grad.numpy(), (fc_np - h) / fc_np.size, rtol=1e-10, atol=1e-12)
+
+    codes = torch.tensor(h, requires_grad=True)  # the similarity term as a function of the codes themselves
+    cosines = torch.nn.functional.cosine_similarity
+    target = cosines(torch.from_numpy(reference_np[:2]), torch.from_numpy(reference_np[2:]))
+    ((cosines(codes[:2], codes[2:]) - target) ** 2).mean().backward()
+    fc = torch.tensor(fc_np, requires_grad=True)
+    hash_loss(fc, targets, params)["similarity"].backward()
+    np.testing.assert_allclose(fc.grad.numpy(), codes.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_pull_balances_bits_the_targets_would_skew(digits):
+    """Targets positive for most items in half of the bits make the paper's loss give codes with those bits
+    mostly 1; the pull towards bi-half codes (gamma) brings every bit of the training codes nearer an even
+    split of the items."""
+    generator = torch.Generator().manual_seed(3)
+    fit = torch.randn(len(digits), BITS, generator=generator)
+    fit[:, : BITS // 2] += 1.5  # about 93% of the items above 0 in these bits
+    targets = Targets(fit, fit)
+    imbalance = {}
+    for gamma in (0.0, 6.0):
+        model, _ = train_hashnet(digits, targets, hash_params(gamma=gamma, steps=40 * EPOCH, lr=0.01))
+        ones = encode(model, digits).mean(axis=0)
+        imbalance[gamma] = np.abs(ones - 0.5)[: BITS // 2].mean()
+    assert imbalance[0.0] > 0.3
+    assert imbalance[6.0] < imbalance[0.0] / 2
+
+
+def test_similarity_term_makes_the_codes_keep_the_representations_cosines(digits):
+    """Trained on the similarity term alone, to representations that are one random point per digit class
+    plus noise, the training codes' cosines over all pairs of items follow the representations' (Pearson
+    correlation, numpy over every pair) more closely than an untrained network's."""
+    generator = torch.Generator().manual_seed(4)
+    labels = torch.from_numpy(load_digits().target[: len(digits)])
+    reference = torch.randn(10, 12, generator=generator)[labels] + 0.3 * torch.randn(
+        len(digits), 12, generator=generator
+    )
+    targets = Targets(torch.zeros(len(digits), BITS), reference)
+    params = hash_params(mu=0.0, omega=0.0, similarity=1.0, steps=60 * EPOCH, lr=3e-3)
+
+    def agreement(model: HashNet) -> float:
+        codes = encode(model, digits) * 2.0 - 1.0
+        unit = reference.double().numpy()
+        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+        upper = np.triu_indices(len(codes), 1)
+        return np.corrcoef((codes @ codes.T / BITS)[upper], (unit @ unit.T)[upper])[0, 1]
+
+    torch.manual_seed(params.seed)
+    untrained = HashNet(HashNetConfig(digits.shape[1], BITS, negative_slope=params.negative_slope))
+    trained, _ = train_hashnet(digits, targets, params)
+    assert agreement(trained) > 0.6
+    assert agreement(trained) > agreement(untrained) + 0.3
 
 
 def test_encode_matches_manual_eval_forward():
@@ -186,13 +292,13 @@ def test_encode_empty_input():
 
 def test_training_lowers_loss_and_records_each_epoch(trained):
     """Training on digit features lowers the loss; one record per epoch (5 epochs of 4 steps for 20 steps),
-    with loss = mu * mse + omega * bce."""
+    with loss = mu * mse + omega * bce (the paper's loss: the similarity and pull terms recorded, weight 0)."""
     _, history = trained
     params = hash_params()
     assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5]
     assert [record["step"] for record in history] == [4, 8, 12, 16, 20]
     for record in history:
-        assert set(record) == {"epoch", "step", "loss", "mse", "bce"}
+        assert set(record) == {"epoch", "step", "loss", "mse", "bce", "similarity", "pull"}
         assert record["loss"] == pytest.approx(params.mu * record["mse"] + params.omega * record["bce"], rel=1e-5)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["mse"] < history[0]["mse"]
@@ -201,7 +307,7 @@ def test_training_lowers_loss_and_records_each_epoch(trained):
 def test_training_needs_two_items():
     """Batch normalisation cannot train on a single item: a GraphhashError says so."""
     with pytest.raises(GraphhashError, match="at least 2"):
-        train_hashnet(torch.ones(1, 4), torch.ones(1, 2), hash_params())
+        train_hashnet(torch.ones(1, 4), Targets(torch.ones(1, 2), torch.ones(1, 2)), hash_params())
 
 
 def test_training_is_seeded(digits, targets, trained):
@@ -249,7 +355,7 @@ def test_partial_epoch_records_the_mean_over_the_batches_it_stepped_on(digits, t
     model.train()
     with torch.no_grad():
         fc = model(digits[batch]).double().numpy()  # training mode: the batch's own statistics, as in training
-    expected = np.mean((fc - targets[batch].double().numpy()) ** 2)
+    expected = np.mean((fc - targets.fit[batch].double().numpy()) ** 2)
     assert history[-1]["step"] == EPOCH + 1
     assert history[-1]["mse"] == pytest.approx(expected, rel=1e-5)
 
@@ -257,10 +363,10 @@ def test_partial_epoch_records_the_mean_over_the_batches_it_stepped_on(digits, t
 def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, targets, adam_steps):
     """A representation so large that its squared error overflows float32 makes the first epoch's loss
     non-finite: training stops there, with one line naming the hash stage and epoch 1."""
-    huge = targets.clone()
+    huge = targets.fit.clone()
     huge[7, 3] = 1e30
     with pytest.raises(GraphhashError, match=r"^hash: .*\b(inf|nan)\b.* epoch 1\b") as info:
-        train_hashnet(digits, huge, hash_params(steps=10 * EPOCH))
+        train_hashnet(digits, Targets(huge, targets.reference), hash_params(steps=10 * EPOCH))
     assert "\n" not in str(info.value)
     assert len(adam_steps) == EPOCH  # one epoch, not the 40 steps asked for
 
@@ -335,7 +441,7 @@ def test_load_refuses_another_kind_of_model(tmp_path):
 
 def test_rotated_targets_keep_every_distance_and_centre_the_bits(targets):
     """An orthogonal change of basis after centring: pairwise distances unchanged, every dimension mean 0."""
-    skewed = (targets @ torch.randn(BITS, BITS, generator=torch.Generator().manual_seed(2)) + 3.0).numpy()
+    skewed = (targets.fit @ torch.randn(BITS, BITS, generator=torch.Generator().manual_seed(2)) + 3.0).numpy()
     rotated = rotated_targets(skewed, seed=0)
     assert rotated.shape == skewed.shape and rotated.dtype == np.float32
     np.testing.assert_allclose(rotated.mean(axis=0), 0.0, atol=1e-4)

@@ -362,6 +362,23 @@ def bi_half(h: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(h).scatter_(0, order, ranked)
 
 
+def bi_half_codes(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bi-half codes of a batch h (B, bits), with a straight-through gradient, and the pull of h towards
+    them, 1/2 mean((h - b)^2) with b constant (the reference code's extra gradient (h - b) / (B bits))."""
+    codes = straight_through(h, bi_half)
+    return codes, 0.5 * (h - codes.detach()).pow(2).mean()
+
+
+def paired_cosine_loss(codes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """mean_i (cos(b_i, b_{i + B/2}) - cos(r_i, r_{i + B/2}))^2: the first half of a batch of codes (B, bits)
+    paired with the second, their cosines matched to those of the same pairs of ``reference`` (B, D)."""
+    import torch.nn.functional as F
+
+    half = len(codes) // 2
+    target = F.cosine_similarity(reference[:half], reference[half : 2 * half])
+    return F.mse_loss(F.cosine_similarity(codes[:half], codes[half : 2 * half]), target)
+
+
 class TrainedHasher(Hasher):
     """A linear hashing layer h = (x - mean) W + c on frozen features, trained as BiHalf's and GreedyHash's
     reference code trains theirs on frozen VGG-16 fc7 features (liyunqianggyn/Deep-Unsupervised-Image-Hashing,
@@ -404,12 +421,8 @@ class TrainedHasher(Hasher):
 
     def objective(self, h: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch: its layer outputs h (B, bits) and features (B, D)."""
-        import torch.nn.functional as F
-
         codes, penalty = self.binarise(h)
-        half = len(h) // 2
-        target = F.cosine_similarity(features[:half], features[half : 2 * half])
-        return F.mse_loss(F.cosine_similarity(codes[:half], codes[half : 2 * half]), target) + penalty
+        return paired_cosine_loss(codes, features) + penalty
 
     def fit(self, x: np.ndarray) -> TrainedHasher:
         import torch
@@ -473,8 +486,8 @@ class BiHalf(TrainedHasher):
         self.gamma = gamma
 
     def binarise(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = straight_through(h, bi_half)
-        return codes, self.gamma / 2 * (h - codes.detach()).pow(2).mean()
+        codes, pull = bi_half_codes(h)
+        return codes, self.gamma * pull
 
 
 class GreedyHash(TrainedHasher):

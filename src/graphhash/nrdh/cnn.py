@@ -9,7 +9,7 @@ f is the backbone: its last ``hash.cnn.trainable`` stages are trained, the other
 weights (in inference mode). With ``hash.input: features`` (the paper) w_i = 1 and c_i = 0; with
 ``hash.input: graph``, w_i and c_i come from item i's kNN graph over the frozen features (Eq. 4: w_i = p
 when a neighbour is linked, c_i the weighted sum of the linked neighbours' features), the MLP's graph input
-with x_i replaced by the trained embedding. The loss is Eq. 18 (``hash_loss``), on the same targets.
+with x_i replaced by the trained embedding. The loss is the MLP's L2 (``hash_loss``), on the same targets.
 
 Training is reproducible on CPU: batch order comes from a seeded generator, augmentations from a generator
 seeded by (seed, epoch, item), so neither depends on the number of DataLoader workers, and a run resumed
@@ -39,7 +39,7 @@ from graphhash.data.images import to_pixels
 from graphhash.data.sources import Source
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_bytes
-from graphhash.nrdh.hashnet import HashNet, HashNetConfig, adam_step, close_epoch, hash_loss
+from graphhash.nrdh.hashnet import LOSS_TERMS, HashNet, HashNetConfig, Targets, adam_step, close_epoch, hash_loss
 from graphhash.params.hash import CnnParams, HashParams
 from graphhash.progress import Progress
 
@@ -256,17 +256,18 @@ class Checkpoints:
             self.folder.rmdir()
 
 
-def fingerprint(params: HashParams, targets: np.ndarray, ids: list[str], weights: str) -> str:
+def fingerprint(params: HashParams, targets: Targets, ids: list[str], weights: str) -> str:
     """What determines a training run: its params, its targets, its items and the backbone's weights."""
     digest = hashlib.sha256(json.dumps([params.model_dump(), ids, weights], sort_keys=True).encode())
-    digest.update(np.ascontiguousarray(targets).tobytes())
+    for values in (targets.fit, targets.reference):
+        digest.update(np.ascontiguousarray(values.numpy()).tobytes())
     return digest.hexdigest()[:16]
 
 
 def train_cnn(
     model: HashCNN,
     images: Images,
-    targets: torch.Tensor,
+    targets: Targets,
     params: HashParams,
     device: Device,
     *,
@@ -274,7 +275,7 @@ def train_cnn(
     graph: GraphParts | None,
     checkpoints: Checkpoints,
 ) -> list[dict[str, float]]:
-    """Fit ``model`` on the training ``images`` to ``targets`` (N, g) for ``hash.cnn.steps`` Adam steps.
+    """Fit ``model`` on the training ``images`` to their ``targets`` for ``hash.cnn.steps`` Adam steps.
 
     ``cache``: the frozen stages' outputs of these images (only when there is no augmentation). Each epoch
     shuffles the items into N // batch_size equal batches; after every epoch the model, the optimiser and
@@ -308,7 +309,7 @@ def train_cnn(
             split = torch.tensor_split(torch.randperm(len(images), generator=order), batches)
             split = [rows.tolist() for rows in split[: cnn.steps - step]]
             source = ((torch.tensor(rows), None, None) for rows in split) if cache is not None else None
-            sums = dict.fromkeys(("loss", "mse", "bce"), 0.0)
+            sums = dict.fromkeys(LOSS_TERMS, 0.0)
             seen = 0
             for rows, pixels, factors in source or device.loader(images, split):
                 with device.autocast():
@@ -319,7 +320,7 @@ def train_cnn(
                             x = model.frozen(device.images(pixels, factors))
                     parts = (graph.own[rows].to(device.device), graph.context[rows].to(device.device)) if graph else ()
                     fc = model(x, *parts).float()
-                terms = hash_loss(fc, targets[rows.to(device.device)], params.mu, params.omega)
+                terms = hash_loss(fc, targets[rows.to(device.device)], params)
                 adam_step(optimiser, terms, sums, len(rows))
                 seen += len(rows)
                 step += 1

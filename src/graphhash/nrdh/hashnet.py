@@ -4,11 +4,21 @@ On the frozen backbone features x (Table 2's head):
 
     fc(x) = BN(W3 f2(x)),  f2 = BN(LeakyReLU(W2 f1)),  f1 = BN(LeakyReLU(W1 x))    in -> 256 -> 64 -> g
     fch(x) = tanh(fc(x))                                                          (Eq. 13)
-    L2 = mu * MSE(fc(x), g(x)) + omega * BCE(fch(x), b),   b = 0.5 * (sign(fch(x)) + 1)   (Eqs. 15-18)
+    L2 = mu * MSE(fc(x), t(x)) + omega * BCE(fch(x), b),   b = 0.5 * (sign(fch(x)) + 1)   (Eqs. 15-18)
+         + lambda * L_s + gamma * L_p
     code bit = 1 if fch(x) >= 0 else 0                                            (Eq. 19)
 
-The paper names PyTorch's MSELoss and BCELoss for Eqs. 15 and 17, so both are means over elements. Training
-runs for ``hash.steps`` Adam steps whatever the number of items.
+t(x) is the node representation g(x) (the paper) or its ITQ-rotated principal directions (``hash.target``).
+The paper names PyTorch's MSELoss and BCELoss for Eqs. 15 and 17, so both are means over elements. The last
+two terms are graphhash's (0 in the paper preset) and come from BiHalf (Li and van Gemert, AAAI 2021): h the
+batch's bi-half codes of fc(x) (in every bit, half of the batch +1 and half -1; straight-through gradient),
+with the first half of a batch of B items paired with the second,
+
+    L_s = mean_i (cos(h_i, h_{i + B/2}) - cos(g(x_i), g(x_{i + B/2})))^2      (the codes keep the
+                                                                               representations' similarities)
+    L_p = 1/2 mean((fc(x) - h)^2), h constant                                 (balanced bits)
+
+Training runs for ``hash.steps`` Adam steps whatever the number of items.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import ITQ
+from graphhash.evaluation.baselines import ITQ, bi_half_codes, paired_cosine_loss
 from graphhash.params.hash import HashParams
 
 log = logging.getLogger(__name__)
@@ -55,17 +65,42 @@ class HashNet(nn.Module):
         return self.layers(x)
 
 
-def hash_loss(fc: torch.Tensor, target: torch.Tensor, mu: float, omega: float) -> dict[str, torch.Tensor]:
-    """L2 of Eq. 18 with its terms, from fc(x) (B, g) and the node representations g(x) (B, g).
+@dataclass(frozen=True)
+class Targets:
+    """What the hash network is fitted to, one row per training item: ``fit`` (N, g), t(x) of the MSE, and
+    ``reference`` (N, L), the node representations g(x), whose cosines the similarity term keeps."""
+
+    fit: torch.Tensor
+    reference: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.fit)
+
+    def __getitem__(self, rows: torch.Tensor) -> Targets:
+        return Targets(self.fit[rows], self.reference[rows])
+
+    def to(self, device: torch.device) -> Targets:
+        return Targets(self.fit.to(device), self.reference.to(device))
+
+
+LOSS_TERMS = ("loss", "mse", "bce", "similarity", "pull")
+
+
+def hash_loss(fc: torch.Tensor, targets: Targets, params: HashParams) -> dict[str, torch.Tensor]:
+    """L2 with its terms (``LOSS_TERMS``), from fc(x) (B, g) and the batch's ``targets``.
 
     BCE needs probabilities: tanh's range (-1, 1) is mapped to (0, 1) by (tanh(a) + 1) / 2, which equals
     sigmoid(2a), so the BCE is computed from the logits 2 * fc(x), the numerically stable form. The
-    targets b follow Eq. 16 with Eq. 19's rule at zero (fch = 0 gives 1), and carry no gradient.
+    targets b follow Eq. 16 with Eq. 19's rule at zero (fch = 0 gives 1), and carry no gradient. The
+    similarity and pull terms are computed whatever their weights, so that every run records them.
     """
-    mse = F.mse_loss(fc, target)
-    targets = (torch.tanh(fc) >= 0).to(fc.dtype).detach()
-    bce = F.binary_cross_entropy_with_logits(2.0 * fc, targets)
-    return {"loss": mu * mse + omega * bce, "mse": mse, "bce": bce}
+    mse = F.mse_loss(fc, targets.fit)
+    bits = (torch.tanh(fc) >= 0).to(fc.dtype).detach()
+    bce = F.binary_cross_entropy_with_logits(2.0 * fc, bits)
+    halves, pull = bi_half_codes(fc)
+    similarity = paired_cosine_loss(halves, targets.reference)
+    loss = params.mu * mse + params.omega * bce + params.similarity * similarity + params.gamma * pull
+    return {"loss": loss, "mse": mse, "bce": bce, "similarity": similarity, "pull": pull}
 
 
 def rotated_targets(representations: np.ndarray, seed: int, bits: int | None = None) -> np.ndarray:
@@ -85,9 +120,9 @@ def rotated_targets(representations: np.ndarray, seed: int, bits: int | None = N
 
 
 def train_hashnet(
-    features: torch.Tensor, representations: torch.Tensor, params: HashParams
+    features: torch.Tensor, targets: Targets, params: HashParams
 ) -> tuple[HashNet, list[dict[str, float]]]:
-    """Fit a HashNet on training features (N, D) to their representations (N, g); one record per epoch.
+    """Fit a HashNet on training features (N, D) to their ``targets`` (g bits); one record per epoch.
 
     Each epoch shuffles the items (seeded) into N // batch_size equal batches, one Adam step each, for
     ``params.steps`` steps in all: the last epoch stops where the steps run out.
@@ -95,7 +130,7 @@ def train_hashnet(
     if len(features) < 2:
         raise GraphhashError("hash: batch normalisation needs at least 2 training items")
     torch.manual_seed(params.seed)
-    model = HashNet(HashNetConfig(features.shape[1], representations.shape[1], negative_slope=params.negative_slope))
+    model = HashNet(HashNetConfig(features.shape[1], targets.fit.shape[1], negative_slope=params.negative_slope))
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
     order_rng = torch.Generator().manual_seed(params.seed)
     batches = max(1, len(features) // params.batch_size)  # equal batches, none of a single item
@@ -103,12 +138,12 @@ def train_hashnet(
     model.train()
     step = 0
     while step < params.steps:
-        sums = dict.fromkeys(("loss", "mse", "bce"), 0.0)
+        sums = dict.fromkeys(LOSS_TERMS, 0.0)
         seen = 0
         for index in torch.tensor_split(torch.randperm(len(features), generator=order_rng), batches):
             if step == params.steps:
                 break
-            terms = hash_loss(model(features[index]), representations[index], params.mu, params.omega)
+            terms = hash_loss(model(features[index]), targets[index], params)
             adam_step(optimiser, terms, sums, len(index))
             seen += len(index)
             step += 1

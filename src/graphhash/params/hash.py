@@ -65,8 +65,18 @@ class HashParams(Section):
     input_p: Unit = Field(0.3, description="with input: graph, the weight an item keeps for itself (p of Eq. 4)")
     mu: NonNegative = Field(0.8, description="weight of MSE(fc(x), representation) (Eq. 18)")
     omega: NonNegative = Field(0.2, description="weight of BCE(fch(x), b) (Eq. 18)")
+    similarity: NonNegative = Field(
+        2.0,
+        description="lambda, weight of L_s: the cosines of pairs of bi-half codes of fc(x) matched to their "
+        "representations' cosines (BiHalf's objective on g(x)); 0: none, as the paper",
+    )
+    gamma: NonNegative = Field(
+        6.0,
+        description="weight of L_p, the pull of fc(x) towards its bi-half codes (every bit half +1, half -1 "
+        "in a batch; BiHalf's gamma: 6); 0: none, as the paper",
+    )
     steps: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
-        300, description="Adam steps, whatever the dataset's size"
+        600, description="Adam steps, whatever the dataset's size"
     )
     batch_size: Annotated[int, Field(ge=2, le=1_000_000)] = Field(256, description="items per Adam step")
     lr: Positive = Field(0.001, description="Adam's learning rate")

@@ -29,7 +29,7 @@ from graphhash.files.neighbours import Neighbours, read_neighbours
 from graphhash.files.representations import read_representations
 from graphhash.graphs.knn import TrainingSet, graph_inputs, nearest_training
 from graphhash.nrdh import cnn
-from graphhash.nrdh.hashnet import HashNet, HashNetConfig, encode, rotated_targets, train_hashnet
+from graphhash.nrdh.hashnet import HashNet, HashNetConfig, Targets, encode, rotated_targets, train_hashnet
 from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
@@ -87,13 +87,13 @@ def hash_codes(
         z = found.values
         if found.ids != fs.ids_where(fs.train) or z.shape[1] < g:
             raise GraphhashError(f"{path}: does not match the training items of {features_path} at {g} bits")
-        if params.target == "rotated":
-            z = rotated_targets(z, params.seed, g)
-        elif z.shape[1] != g:
+        if params.target == "representation" and z.shape[1] != g:
             raise GraphhashError(f"hash.target: representation fits fc(x) to the representations themselves, but "
                                  f"{path} holds {z.shape[1]} dimensions for {g} bits; set represent.latent: 0 or "
                                  "hash.target: rotated")  # fmt: skip
-        network, history, found_codes, config = trainer.fit(z, models.parent / f".{models.name}.resume")
+        fit = rotated_targets(z, params.seed, g) if params.target == "rotated" else z
+        targets = Targets(torch.from_numpy(fit), torch.from_numpy(z))
+        network, history, found_codes, config = trainer.fit(targets, models.parent / f".{models.name}.resume")
         write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
         config = {"method": method, "bits": g, "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),
                   "graph_input": graph_input, **config}  # fmt: skip
@@ -107,11 +107,9 @@ class MlpTrainer:
     def __init__(self, fs: FeatureSet, params: HashParams):
         self.fs, self.params = fs, params
 
-    def fit(self, targets: np.ndarray, resume: Path) -> tuple[HashNet, list[dict[str, float]], np.ndarray, dict]:
+    def fit(self, targets: Targets, resume: Path) -> tuple[HashNet, list[dict[str, float]], np.ndarray, dict]:
         fs = self.fs
-        network, history = train_hashnet(
-            torch.from_numpy(fs.features[fs.train]), torch.from_numpy(targets), self.params
-        )
+        network, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), targets, self.params)
         codes = np.zeros((len(fs.features), network.config.bits), dtype=bool)
         for part in PARTS:  # each part encoded on its own, as the code files always were
             codes[getattr(fs, part)] = encode(network, fs.features[getattr(fs, part)])
@@ -160,15 +158,15 @@ class CnnTrainer:
                                  f"{self.fs.attrs.get('weights')}; rerun the extract stage (dvc repro)")  # fmt: skip
         return backbone
 
-    def fit(self, targets: np.ndarray, resume: Path) -> tuple[cnn.HashCNN, list[dict[str, float]], np.ndarray, dict]:
+    def fit(self, targets: Targets, resume: Path) -> tuple[cnn.HashCNN, list[dict[str, float]], np.ndarray, dict]:
         fs, params = self.fs, self.params
         backbone = self._backbone()
         torch.manual_seed(params.seed)
-        model = cnn.build(backbone, targets.shape[1], self.cnn, params.negative_slope)
+        model = cnn.build(backbone, targets.fit.shape[1], self.cnn, params.negative_slope)
         train_rows = torch.from_numpy(np.flatnonzero(fs.train))
         checkpoints = cnn.Checkpoints(resume, cnn.fingerprint(params, targets, self.train.ids, backbone.weights))
         history = cnn.train_cnn(
-            model, self.train, torch.from_numpy(targets), params, self.device,
+            model, self.train, targets, params, self.device,
             cache=None if self.cache is None else self.cache[train_rows],
             graph=None if self.graph is None else cnn.GraphParts(self.graph.own[train_rows],
                                                                  self.graph.context[train_rows]),
