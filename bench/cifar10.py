@@ -1,4 +1,5 @@
-"""The CIFAR-10 benchmark: graphhash against LSH, PCAH, SH, ITQ and cosine ranking, through DVC.
+"""The CIFAR-10 benchmark: graphhash against the peers (AGH, AGH2, BiHalf, GreedyHash), LSH, PCAH, SH, ITQ and
+cosine ranking, through DVC.
 
 Protocol: queries = the 10,000 test images, database = training set = the 50,000 training images,
 relevance = same class; EfficientNet-Lite0 features at 160 px; code lengths 16, 32, 64, 128; seeds 0, 1, 2
@@ -46,10 +47,13 @@ FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]  # the ``filters`` pr
 
 # Each configuration is a list of presets applied over the defaults (the configuration chosen on validation).
 # "best" runs first, so that its seed-0 stage times are the whole post-extraction run of graphhash's default
-# configuration (neighbours and baselines included).
-CONFIGS = {"best": [], "filters": ["filters"], "paper": ["paper"]}
+# configuration (neighbours and the classical baselines included); "peers" adds the peers' baselines stages,
+# "cnn" the CNN stage 2 (hash.network: cnn) on the same representations.
+CONFIGS = {"best": [], "peers": ["peers"], "cnn": ["cnn"], "filters": ["filters"], "paper": ["paper"]}
 # The result keys of each configuration's code files.
-RENAME = {"best": {}, "filters": {}, "paper": {"nrdh-gcn": "nrdh-paper", "nrdh-none": "nrdh-nograph"}}
+RENAME = {"best": {}, "peers": {}, "cnn": {"nrdh-gcn": "nrdh-cnn"}, "filters": {},
+          "paper": {"nrdh-gcn": "nrdh-paper", "nrdh-none": "nrdh-nograph"}}  # fmt: skip
+PEERS = ["agh", "agh2", "bihalf", "greedyhash"]
 BEST = ("best", "nrdh-gcn")
 SWEEPS = [("graph.rho", v) for v in (0.2, 0.6)] + [("represent.gcn.p", v) for v in (0.5, 1.0)]
 FEATURES = "features"  # the record of prepare and extract
@@ -168,17 +172,18 @@ def results(runs: dict[str, dict]) -> dict:
     """{method: {bits: {metric: {"mean", "std", "runs"}}}} over the seeds (std with ddof 0: population)."""
     values: dict = {}
     for seed in SEEDS:
+        counted: set[str] = set()
         for config in CONFIGS:
             run = runs.get(f"{config}-s{seed}")
             if run is None:
                 continue
             # The baselines and cosine of a seed are the same in every configuration (same features, seed,
-            # code): counted once, from the first configuration run with that seed.
-            first = next(c for c in CONFIGS if f"{c}-s{seed}" in runs)
+            # code): counted once, from the first configuration run with that seed that has them.
             for method, by_bits in run["metrics"].items():
                 key = RENAME[config].get(method, method)
-                if config != first and not key.startswith("nrdh"):
+                if key in counted:
                     continue
+                counted.add(key)
                 if method == "cosine":
                     by_bits = {str(b): by_bits for b in BITS}  # one ranking, whatever the code length
                 names = [key, "nrdh-best"] if (config, method) == BEST else [key]
@@ -191,8 +196,8 @@ def results(runs: dict[str, dict]) -> dict:
             for method, by_bits in values.items()}  # fmt: skip
 
 
-ORDER = ["cosine", "lsh", "pcah", "sh", "itq", "nrdh-paper", "nrdh-nograph", *(f"nrdh-{f}" for f in FILTERS),
-         "nrdh-best"]  # fmt: skip
+ORDER = ["cosine", "lsh", "pcah", "sh", "itq", *PEERS, "nrdh-paper", "nrdh-nograph", *(f"nrdh-{f}" for f in FILTERS),
+         "nrdh-cnn", "nrdh-best"]  # fmt: skip
 
 
 def table(res: dict, metric: str) -> list[str]:
@@ -252,7 +257,7 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
             sys.exit(f"{config}-s0: curves recorded by an older version ({header}); rerun the benchmark")
         for method in sorted({r["method"] for r in body}):
             key = RENAME[config].get(method, method)
-            if config == next(iter(CONFIGS)) or key.startswith("nrdh"):  # baselines from one run
+            if key not in curves:  # the baselines from the first run that has them
                 points = [r for r in body if r["method"] == method]
                 recall = [float(r["recall"]) for r in points]
                 curves[key] = [float(r["precision"]) for r in points]
@@ -273,13 +278,14 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
               f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#000"/>']  # fmt: skip
     for n, method in enumerate(m for m in ORDER if m in curves):
         colour = colours[n % len(colours)]
+        dash = ' stroke-dasharray="5 3"' if n >= len(colours) else ""  # the colours come round again
         points = " ".join(f"{left + r * plot_w:.1f},{top + (1 - p) * plot_h:.1f}"
                           for r, p in zip(recall, curves[method], strict=True))  # fmt: skip
         y = top + 14 + n * 18
         parts += [
-            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>',
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>',
             f'<line x1="{left + plot_w + 12}" y1="{y - 4}" x2="{left + plot_w + 32}" y2="{y - 4}" '
-            f'stroke="{colour}" stroke-width="2"/>',
+            f'stroke="{colour}" stroke-width="2"{dash}/>',
             f'<text x="{left + plot_w + 38}" y="{y}">{method}</text>',
         ]
     dest.write_text("\n".join([*parts, "</svg>", ""]), encoding="utf-8")

@@ -101,7 +101,7 @@ def test_unknown_preset_is_one_line_listing_the_presets(project, capsys):
     lines = capsys.readouterr().err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and "'papr'" in errors[0]
-    assert "(presets: default, filters, paper, peers)" in errors[0]
+    assert "(presets: default, cnn, filters, paper, peers)" in errors[0]
     assert (project / "params.yaml").read_bytes() == before
 
 
