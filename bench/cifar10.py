@@ -214,35 +214,55 @@ def table(res: dict, metric: str) -> list[str]:
     return lines
 
 
-def stage_times(runs: dict[str, dict]) -> list[str]:
-    """Wall time of every stage that ran in the seed-0 runs (a stage restored from DVC's cache does not run)."""
-    lines = ["| run | stage | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| `dvc repro extract` | {stage} | {seconds:.1f} |" for stage, seconds in
-              runs.get(FEATURES, {}).get("stages", {}).items()]  # fmt: skip
-    totals: dict[str, float] = {}
-    before = ("prepare", "extract")
-    for config in CONFIGS:
-        run = runs.get(f"{config}-s0", {})
-        for stage, seconds in run.get("stages", {}).items():
-            lines.append(f"| {config}-s0 | {stage} | {seconds:.1f} |")
+TIMES, SWEEP_HEADING = "#### Wall time per stage (seed 0, 2 CPU cores)", "#### rho and p sweeps (`dvc exp run -S`)"
+ROW = re.compile(r"^\| ([^|]+) \| ([^|]+) \| ([\d.]+) \|(?: ([\d.]+) \|)?$")
+
+
+def previous_rows(doc: str, heading: str) -> list[tuple[str, ...]]:
+    """The rows of a table the previous report wrote under ``heading`` (for the runs not made this time)."""
+    if heading not in doc:
+        return []
+    section = doc.split(heading, 1)[1].split("####", 1)[0].split("<!-- results:end -->", 1)[0]
+    return [tuple(c for c in m.groups() if c is not None) for line in section.splitlines() if (m := ROW.match(line))]
+
+
+def stage_times(runs: dict[str, dict], doc: str) -> list[str]:
+    """Wall time of every stage that ran in the seed-0 runs (a stage restored from DVC's cache does not run);
+    a run not made this time keeps its rows from the previous report."""
+    old: dict[str, list[tuple[str, float]]] = {}
+    for name, stage, seconds in previous_rows(doc, TIMES):
+        old.setdefault(name, []).append((stage, float(seconds)))
+    rows: list[tuple[str, str, float]] = []
+    for name, record in [("`dvc repro extract`", FEATURES), *((f"{c}-s0", f"{c}-s0") for c in CONFIGS)]:
+        run = runs.get(record)
         if run:
-            lines.append(f"| {config}-s0 | whole `dvc exp run` | {run['seconds']:.1f} |")
-            totals[config] = sum(t for stage, t in run["stages"].items() if not stage.startswith(before))
-    if "best" in totals:
-        lines.append(f"| best-s0 | **every stage after extract, all code lengths** | **{totals['best']:.1f}** |")
-    every = " + ".join(f"{c}-s0" for c in totals)
-    lines.append(f"| {every} | every stage after extract | {sum(totals.values()):.1f} |")
+            rows += [(name, stage, seconds) for stage, seconds in run["stages"].items()]
+            rows += [(name, "whole `dvc exp run`", run["seconds"])] if record != FEATURES else []
+        else:
+            rows += [(name, stage, seconds) for stage, seconds in old.get(name, [])]
+    lines = ["| run | stage | seconds |", "| --- | --- | ---: |"]
+    lines += [f"| {name} | {stage} | {seconds:.1f} |" for name, stage, seconds in rows]
+    totals: dict[str, float] = {}
+    for name, stage, seconds in rows:
+        if name.endswith("-s0") and not stage.startswith(("prepare", "extract", "whole")):
+            totals[name] = totals.get(name, 0.0) + seconds
+    if "best-s0" in totals:
+        lines.append(f"| best-s0 | **every stage after extract, all code lengths** | **{totals['best-s0']:.1f}** |")
+    lines.append(f"| {' + '.join(totals)} | every stage after extract | {sum(totals.values()):.1f} |")
     return lines
 
 
-def sweep_table(runs: dict[str, dict]) -> list[str]:
-    rows = [("rho 0.4, p 0.8 (paper)", runs.get("paper-s0"))]
-    rows += [(f"{k.rsplit('.', 1)[1]} {v}", runs.get(f"sweep-{k.rsplit('.', 1)[1]}-{v}")) for k, v in SWEEPS]
+def sweep_table(runs: dict[str, dict], doc: str) -> list[str]:
+    names = [("rho 0.4, p 0.8 (paper)", "paper-s0")]
+    names += [(f"{k.rsplit('.', 1)[1]} {v}", f"sweep-{k.rsplit('.', 1)[1]}-{v}") for k, v in SWEEPS]
+    old = {row[0]: row[1:] for row in previous_rows(doc, SWEEP_HEADING)}
     lines = ["| setting (nrdh-paper, 64 bits, seed 0) | mAP@1000 | mAP@all |", "| --- | ---: | ---: |"]
-    for name, run in rows:
-        if run:
-            m = run["metrics"]["nrdh-gcn"]["64"]
+    for name, record in names:
+        if record in runs:
+            m = runs[record]["metrics"]["nrdh-gcn"]["64"]
             lines.append(f"| {name} | {m['map@1000']:.4f} | {m['map@all']:.4f} |")
+        elif name in old:
+            lines.append(f"| {name} | {' | '.join(old[name])} |")
     return lines
 
 
@@ -292,20 +312,27 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
 
 
 def report() -> None:
+    """cifar10.json, the tables and the figure from the runs made; a method, stage time or sweep without a run
+    here keeps what the previous report wrote (a rerun of some configurations updates their rows only)."""
     runs = load_runs()
-    res = results(runs)
+    committed = RESULTS / "cifar10.json"
+    made = results(runs)
+    res = {**(json.loads(committed.read_text(encoding="utf-8")) if committed.is_file() else {}), **made}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cifar10.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    committed.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     if all(f"{config}-s0" in runs for config in CONFIGS):
         pr_figure(runs, 64, RESULTS / "cifar10-pr-64.svg")
-    seeds = sorted({seed for seed in SEEDS for config in CONFIGS if f"{config}-s{seed}" in runs})
-    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± standard deviation over the seeds.", ""]
-    for metric in ("map@1000", "map@all", "p@r2", "r@r2", "f1@r2"):
-        lines += [f"#### {metric}", "", *table(res, metric), ""]
-    lines += ["#### Wall time per stage (seed 0, 2 CPU cores)", "", *stage_times(runs), ""]
-    lines += ["#### rho and p sweeps (`dvc exp run -S`)", "", *sweep_table(runs), ""]
     doc = RESULTS / "cifar10.md"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "<!-- results:start -->\n<!-- results:end -->\n"
+    seeds = sorted({seed for seed in SEEDS for config in CONFIGS if f"{config}-s{seed}" in runs})
+    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± standard deviation over the seeds.", ""]
+    if kept := [method for method in ORDER if method in res and method not in made]:
+        carried = "Rows carried over from the previous report (their configurations were not rerun in the latest run)"
+        lines += [f"{carried}: {', '.join(kept)}.", ""]
+    for metric in ("map@1000", "map@all", "p@r2", "r@r2", "f1@r2"):
+        lines += [f"#### {metric}", "", *table(res, metric), ""]
+    lines += [TIMES, "", *stage_times(runs, text), ""]
+    lines += [SWEEP_HEADING, "", *sweep_table(runs, text), ""]
     head, rest = text.split("<!-- results:start -->")
     _, tail = rest.split("<!-- results:end -->")
     doc.write_text(head + "<!-- results:start -->\n" + "\n".join(lines) + "<!-- results:end -->" + tail,
