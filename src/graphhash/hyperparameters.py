@@ -19,6 +19,15 @@ from pydantic import ConfigDict, validate_call
 checked = validate_call(config=ConfigDict(strict=True, arbitrary_types_allowed=True))
 
 
+class Configurable:
+    """A registered class whose hyperparameters are the keyword-only arguments of its ``__init__`` (``declared``:
+    params.yaml's sub-section of its name comes from them); ``check`` holds rules across several of them."""
+
+    @classmethod
+    def check(cls, **hyperparameters: Any) -> None:
+        """Rules across several hyperparameters (``HyperparameterError``); none by default."""
+
+
 class HyperparameterError(ValueError):
     """A rule across hyperparameters is broken; ``key`` names the one to change."""
 

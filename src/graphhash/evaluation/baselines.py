@@ -39,7 +39,7 @@ import scipy.sparse
 from pydantic import Field
 
 from graphhash.errors import GraphhashError
-from graphhash.hyperparameters import checked
+from graphhash.hyperparameters import Configurable, checked
 
 if TYPE_CHECKING:
     import torch
@@ -66,16 +66,12 @@ def _pca(x: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, vectors[:, np.argsort(values)[::-1][:components]]
 
 
-class Hasher:
+class Hasher(Configurable):
     """``fit(x)`` on training features (n, D), then ``encode(x)``: bool codes (n, bits)."""
 
     @checked
     def __init__(self, bits: Annotated[int, Field(ge=1)], seed: Annotated[int, Field(ge=0)]):
         self.bits, self.seed = bits, seed
-
-    @classmethod
-    def check(cls, **hyperparameters: object) -> None:
-        """Rules across several hyperparameters; none for these hashers."""
 
     def fit(self, x: np.ndarray) -> Hasher:
         raise NotImplementedError

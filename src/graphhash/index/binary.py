@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from graphhash.hamming import first_at_distance, rerank
-from graphhash.hyperparameters import HyperparameterError, checked
+from graphhash.hyperparameters import Configurable, HyperparameterError, checked
 
 # ``index.kind: auto`` builds ``flat`` below this many database items and ``ivf`` from there (docs/benchmarks.md,
 # "Search": on clustered 64-bit codes, ivf at nprobe 16 reached recall@100 >= 0.95 from 100,000 items, 11x flat's
@@ -41,16 +41,9 @@ QUERY_BLOCK = 4096
 TRAINING_PER_CELL = 64
 
 
-class BinaryIndex:
-    """A kind of FAISS binary index: ``build`` it over database codes, then ``search`` it.
-
-    Hyperparameters are the keyword-only arguments of a subclass's ``__init__`` (params.yaml's
-    ``index.<kind>`` section comes from them); ``check`` holds rules across several of them.
-    """
-
-    @classmethod
-    def check(cls, **hyperparameters: object) -> None:
-        """Rules across several hyperparameters; none by default."""
+class BinaryIndex(Configurable):
+    """A kind of FAISS binary index: ``build`` it over database codes, then ``search`` it (hyperparameters:
+    ``index.<kind>``)."""
 
     def options(self) -> dict[str, int]:
         """The hyperparameters, as saved with the index."""

@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from graphhash.hyperparameters import Configurable
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -48,7 +50,7 @@ def _select(tensor: torch.Tensor | None, index: slice) -> torch.Tensor | None:
     return None if tensor is None else tensor[index]
 
 
-class GraphFilter(nn.Module):
+class GraphFilter(nn.Module, Configurable):
     """A filter layer: ``forward(x, graph)`` with a prepared ``Graph`` or, for convenience, the adjacency.
 
     Subclasses implement ``graph`` (a static method: the per-batch preparation from the adjacency (G, M, M),
@@ -63,10 +65,6 @@ class GraphFilter(nn.Module):
         self.check(**hyperparameters)
         self.in_dim, self.out_dim = in_dim, out_dim
         self.hyperparameters = hyperparameters
-
-    @classmethod
-    def check(cls, **hyperparameters: Any) -> None:
-        """Rules across several hyperparameters (``HyperparameterError``); none by default."""
 
     @staticmethod
     def graph(adjacency: torch.Tensor, features: torch.Tensor, **hyperparameters: Any) -> Graph:
