@@ -1,4 +1,5 @@
-"""kNN graphs: nearest training items against brute force, graph inputs against Eqs. 2-4 by hand, the file."""
+"""kNN graphs: nearest training items against brute force (exactly, and FAISS's ivf and hnsw by recall), graph
+inputs against Eqs. 2-4 by hand, the file."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 from graphhash.errors import GraphhashError
 from graphhash.files.features import write_features
 from graphhash.files.neighbours import Neighbours, read_neighbours, write_neighbours
-from graphhash.graphs.knn import graph_inputs, knn_graphs, nearest_training
+from graphhash.graphs.knn import TrainingSet, graph_inputs, knn_graphs, nearest_training
+from graphhash.graphs.search import AUTO_APPROXIMATE_FROM, SEARCHES, resolve_method, search_neighbours
 from graphhash.params.graph import GraphParams
+from graphhash.params.neighbours import NeighboursParams
 from graphhash.pipeline.neighbours import find_neighbours
 
 
@@ -127,3 +130,110 @@ def test_neighbours_file_keeps_indices_and_similarities_exactly(tmp_path):
     np.testing.assert_array_equal(back.indices, found.indices)
     np.testing.assert_array_equal(back.similarities, found.similarities)
     np.testing.assert_array_equal(read_neighbours(tmp_path / "n.h5", 9, 2).indices, found.indices[:, :2])
+
+
+# ---------------------------------------------------------------- neighbours.method: exact, ivf, hnsw
+
+
+@pytest.fixture(scope="module")
+def clustered() -> tuple[np.ndarray, np.ndarray]:
+    """6,000 items of 40 Gaussian clusters in 32-d, 4,500 of them training items."""
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(40, 32))
+    features = (centres[rng.integers(0, 40, 6000)] + 0.35 * rng.normal(size=(6000, 32))).astype(np.float32)
+    train = np.zeros(6000, dtype=bool)
+    train[rng.choice(6000, 4500, replace=False)] = True
+    return features, train
+
+
+def test_exact_method_is_the_brute_force(items):
+    features, train = items
+    found = search_neighbours(features, train, 5, "exact")
+    indices, sims = brute_force(features.astype(np.float64), train, 5)
+    np.testing.assert_array_equal(found.indices, indices)
+    np.testing.assert_allclose(found.similarities, sims, atol=1e-6)
+
+
+@pytest.mark.parametrize(("method", "options"), [("ivf", {}), ("hnsw", {})])
+def test_approximate_methods_find_the_true_neighbours_with_exact_similarities(clustered, method, options):
+    """Recall of the exact 9 neighbours >= 0.95 on clustered data; every neighbour found carries its exact cosine,
+    rows are ordered by (cosine, row), and no training item is its own neighbour."""
+    features, train = clustered
+    exact = search_neighbours(features, train, 9, "exact")
+    found = search_neighbours(features, train, 9, method, options)
+    recall = np.mean([len(np.intersect1d(a, b)) / 9 for a, b in zip(found.indices, exact.indices, strict=True)])
+    assert recall >= 0.95, recall
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    training = unit[train]
+    np.testing.assert_allclose(found.similarities, np.einsum("nd,nkd->nk", unit, training[found.indices]), atol=1e-5)
+    assert (np.diff(found.similarities, axis=1) <= 1e-6).all()
+    own = np.full(len(features), -1)
+    own[train] = np.arange(train.sum())
+    assert (found.indices != own[:, None]).all() and (found.indices >= 0).all()
+
+
+@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+def test_approximate_methods_give_the_same_neighbours_every_run(clustered, method):
+    features, train = clustered
+    first, second = (search_neighbours(features, train, 9, method) for _ in range(2))
+    np.testing.assert_array_equal(first.indices, second.indices)
+    np.testing.assert_array_equal(first.similarities, second.similarities)
+
+
+def test_ivf_with_one_cell_visited_in_full_is_exact_and_its_seed_matters(clustered):
+    """nlist 1: every query scans every training item, so ivf finds the exact neighbours, up to float32 rounding
+    between near-equal cosines (checked in float64); with many cells the seed of k-means changes the cells (and
+    so, for some rows, what is found)."""
+    features, train = clustered
+    exact = search_neighbours(features, train, 9, "exact")
+    whole = search_neighbours(features, train, 9, "ivf", {"nlist": 1, "nprobe": 1})
+    unit = features.astype(np.float64) / np.linalg.norm(features.astype(np.float64), axis=1, keepdims=True)
+    cosines = np.einsum("nd,nkd->nk", unit, unit[train][whole.indices])
+    ninth = np.sort(np.einsum("nd,nkd->nk", unit, unit[train][exact.indices]), axis=1)[:, 0]
+    assert (cosines >= ninth[:, None] - 1e-6).all()  # nothing found is farther than the exact 9th neighbour
+    assert (whole.indices == exact.indices).all(axis=1).mean() > 0.99
+    a, b = (search_neighbours(features, train, 9, "ivf", {"nlist": 100, "nprobe": 1, "seed": s}) for s in (0, 1))
+    assert (a.indices != b.indices).any()
+
+
+def test_ivf_asked_for_more_cells_than_the_items_fill_is_one_line(items):
+    features, train = items  # 45 training items: one cell at most
+    with pytest.raises(GraphhashError, match=r"^neighbours\.ivf\.nlist: 2 cells need at least 78 training items"):
+        search_neighbours(features, train, 5, "ivf", {"nlist": 2})
+    found = search_neighbours(features, train, 5, "ivf", {"nlist": 0})  # 0: what the items allow (one cell)
+    np.testing.assert_array_equal(found.indices, brute_force(features.astype(np.float64), train, 5)[0])
+
+
+def test_rows_faiss_cannot_fill_are_searched_exactly(clustered, monkeypatch):
+    """With one cell visited of 100, some queries' cells hold fewer than 10 training items: those rows come from
+    the exact search, and every row has 9 real neighbours."""
+    features, train = clustered
+    searched_exactly = []
+    nearest = TrainingSet.nearest
+
+    def spy(self, rows, k, own_row, *args):
+        searched_exactly.append(len(rows))
+        return nearest(self, rows, k, own_row, *args)
+
+    monkeypatch.setattr(TrainingSet, "nearest", spy)
+    found = search_neighbours(features, train, 9, "ivf", {"nlist": 100, "nprobe": 1})
+    assert len(searched_exactly) == 1 and 0 < searched_exactly[0] < 600
+    assert (found.indices >= 0).all() and found.indices.max() < train.sum()
+    short = (found.similarities < -1.0).any(axis=1)  # an unfilled place would carry -inf
+    assert not short.any()
+
+
+def test_auto_is_exact_below_the_measured_size_and_hnsw_from_it():
+    assert resolve_method("auto", AUTO_APPROXIMATE_FROM - 1) == "exact"
+    assert resolve_method("auto", AUTO_APPROXIMATE_FROM) == "hnsw"
+    assert {resolve_method(m, 10) for m in SEARCHES} == set(SEARCHES)
+
+
+def test_neighbours_stage_takes_the_method_from_params(clustered, tmp_path):
+    features, train = clustered
+    path = tmp_path / "features.h5"
+    write_features(path, [features], dim=32, ids=[f"item/{i}" for i in range(6000)], labels=np.zeros(6000),
+                   masks={"query": ~train, "database": train, "train": train}, attrs={})  # fmt: skip
+    find_neighbours(path, GraphParams(nodes=10), tmp_path / "hnsw.h5", NeighboursParams(method="hnsw"))
+    expected = search_neighbours(features, train, 9, "hnsw")
+    np.testing.assert_array_equal(read_neighbours(tmp_path / "hnsw.h5", 6000, 9).indices, expected.indices)

@@ -24,8 +24,17 @@ from graphhash.files.neighbours import Neighbours
 from graphhash.graphs.batch import nrdh_propagation
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Each row divided by its norm, float32 (a zero row stays zero)."""
+    x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def own_rows(train: np.ndarray) -> np.ndarray:
+    """Each item's row among the training items (``train`` is the (N,) mask), -1 for the others."""
+    rows = np.full(len(train), -1, dtype=np.int64)
+    rows[train] = np.arange(int(train.sum()))
+    return rows
 
 
 class TrainingSet:
@@ -45,7 +54,12 @@ class TrainingSet:
 
     @cached_property
     def unit(self) -> torch.Tensor:
-        return _unit(self.features)
+        return unit_rows(self.features)
+
+    def check_k(self, k: int) -> None:
+        if not 1 <= k < len(self):
+            raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
+                                 f"(there are {len(self)})")  # fmt: skip
 
     def nearest(
         self, features: np.ndarray, k: int, own_row: np.ndarray | None = None, block_size: int = 2048
@@ -56,15 +70,13 @@ class TrainingSet:
         is never its own neighbour. Rows are processed in blocks of ``block_size``, so memory stays at one
         (block, N_train) similarity matrix.
         """
-        if not 1 <= k < len(self):
-            raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
-                                 f"(there are {len(self)})")  # fmt: skip
+        self.check_k(k)
         own_row = np.full(len(features), -1, dtype=np.int64) if own_row is None else own_row
         indices = np.empty((len(features), k), dtype=np.int64)
         similarities = np.empty((len(features), k), dtype=np.float32)
         for start in range(0, len(features), block_size):
             stop = min(start + block_size, len(features))
-            sims = _unit(torch.from_numpy(np.ascontiguousarray(features[start:stop], dtype=np.float32))) @ self.unit.T
+            sims = unit_rows(features[start:stop]) @ self.unit.T
             own = torch.from_numpy(own_row[start:stop])
             is_train = own >= 0
             sims[torch.arange(stop - start)[is_train], own[is_train]] = -torch.inf  # never its own neighbour
@@ -128,12 +140,10 @@ class TrainingSet:
 def nearest_training(features: np.ndarray, train: np.ndarray, k: int, block_size: int = 2048) -> Neighbours:
     """The ``k`` training items most cosine-similar to each row of ``features`` (N, D); ``train`` is the (N,) mask.
 
-    A training item is never its own neighbour (``TrainingSet.nearest``).
+    A training item is never its own neighbour (``TrainingSet.nearest``); ``graphhash.graphs.search`` finds
+    them approximately too.
     """
-    train_rows = np.flatnonzero(train)
-    own_row = np.full(len(features), -1, dtype=np.int64)  # each item's row among the training items, or -1
-    own_row[train_rows] = np.arange(len(train_rows))
-    return TrainingSet(features[train_rows]).nearest(features, k, own_row, block_size)
+    return TrainingSet(features[train]).nearest(features, k, own_rows(train), block_size)
 
 
 def knn_graphs(nodes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
 from graphhash.params.index import IndexParams
+from graphhash.params.neighbours import NeighboursParams
 from graphhash.params.prepare import PrepareParams
 from graphhash.params.represent import RepresentParams
 
@@ -31,6 +32,7 @@ SECTIONS: tuple[type[Section], ...] = (
     ExtractParams,
     CodesParams,
     GraphParams,
+    NeighboursParams,
     RepresentParams,
     HashParams,
     BaselinesParams,

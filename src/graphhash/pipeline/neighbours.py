@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from graphhash.files.features import read_features
 from graphhash.files.neighbours import write_neighbours
-from graphhash.graphs.knn import nearest_training
+from graphhash.graphs.search import resolve_method, search_neighbours
 from graphhash.params.graph import GraphParams
+from graphhash.params.neighbours import NeighboursParams
+
+log = logging.getLogger(__name__)
 
 
-def find_neighbours(features_path: Path, graph: GraphParams, dest: Path) -> None:
+def find_neighbours(
+    features_path: Path, graph: GraphParams, dest: Path, params: NeighboursParams | None = None
+) -> None:
+    """Write ``dest``, the neighbours file of the features file, searched by ``params`` (default: the defaults)."""
+    params = params or NeighboursParams()
     fs = read_features(features_path)
-    write_neighbours(dest, nearest_training(fs.features, fs.train, graph.nodes - 1))
+    method = resolve_method(params.method, int(fs.train.sum()))
+    log.info("neighbours: %d per item among %d training items, %s", graph.nodes - 1, fs.train.sum(), method)
+    found = search_neighbours(fs.features, fs.train, graph.nodes - 1, method, params.options(method))
+    write_neighbours(dest, found)
