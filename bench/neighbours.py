@@ -1,0 +1,101 @@
+"""kNN graphs at scale: the ``neighbours`` stage's methods (``neighbours.method``: exact, ivf, hnsw) side by side.
+
+Every item's 9 nearest training items (``graph.nodes: 10``) by cosine, as the stage finds them
+(``graphhash.graphs.search.search_neighbours``), on two kinds of data:
+
+- ``cifar10``: the benchmark's EfficientNet-Lite0 features of CIFAR-10 (60,000 items, 50,000 training items,
+  1280-d; ``bench/cifar_features.py`` caches them; skipped with a message when ``../shared`` is absent);
+- ``mixture``: a seeded labelled mixture in 1280-d, every item training: 100 classes, each a random centre plus
+  a Gaussian spread inside its own random 16-d subspace plus an isotropic noise of 0.5 per dimension (features of
+  real images lie near low-dimensional sets; the noise brings the mean cosine of an item's 9 nearest neighbours to
+  about 0.6).
+
+For each size, each method's wall time (building its index included) and its recall of the exact neighbours
+on 1,000 sampled rows (the fraction of each row's exact 9 found; the exact rows by brute force on those rows
+only). ``exact`` runs in full up to ``--exact-up-to`` items; beyond that its time is the sample's time scaled
+by the rows (its cost is linear in the rows searched), marked ``est.``. Times are in one process, one after
+the other, on the machine's threads.
+
+    python bench/neighbours.py [--sizes 20000 100000 200000] [--exact-up-to 200000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from cifar_features import CACHE, cifar_features
+from common import CIFAR_TAR
+
+from graphhash.files.features import read_features
+from graphhash.graphs.knn import TrainingSet, own_rows
+from graphhash.graphs.search import SEARCHES, search_neighbours
+
+K, SAMPLE, DIM, CLASSES, RANK, NOISE = 9, 1_000, 1280, 100, 16, 0.5
+
+
+def mixture(n: int, seed: int = 0) -> np.ndarray:
+    """n items of CLASSES classes in DIM-d: centre + spread in the class's RANK-d subspace + NOISE isotropic noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(CLASSES, DIM)).astype(np.float32)
+    bases = rng.normal(size=(CLASSES, RANK, DIM)).astype(np.float32) / np.sqrt(RANK)
+    labels = rng.integers(0, CLASSES, n)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        rows = slice(start, min(start + 50_000, n))
+        spread = rng.normal(size=(len(labels[rows]), 1, RANK)).astype(np.float32)
+        out[rows] = centres[labels[rows]] + (spread @ bases[labels[rows]])[:, 0]
+        out[rows] += NOISE * rng.normal(size=out[rows].shape).astype(np.float32)
+    return out
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(a, b)) / exact.shape[1] for a, b in zip(found, exact, strict=True)]))
+
+
+def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int) -> None:
+    n_train = int(train.sum())
+    sample = np.random.default_rng(1).choice(len(features), min(SAMPLE, len(features)), replace=False)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        truth = TrainingSet(features[train]).nearest(features[sample], K, own_rows(train)[sample])
+    sample_seconds = time.perf_counter() - start
+    print(f"\n{name}: {len(features):,} items, {n_train:,} training items, {features.shape[1]}-d", flush=True)
+    print("| method | seconds | recall@9 (1,000 rows) | time / exact |", flush=True)
+    print("| --- | ---: | ---: | ---: |", flush=True)
+    exact_seconds = None
+    for method in SEARCHES:
+        if method == "exact" and len(features) > exact_up_to:
+            exact_seconds = sample_seconds * len(features) / len(sample)
+            print(f"| exact | {exact_seconds:,.0f} (est.) | 1.000 | 1.00 |", flush=True)
+            continue
+        start = time.perf_counter()
+        found = search_neighbours(features, train, K, method)
+        seconds = time.perf_counter() - start
+        exact_seconds = seconds if method == "exact" else exact_seconds
+        print(f"| {method} | {seconds:,.1f} | {recall(found.indices[sample], truth.indices):.3f} | "
+              f"{seconds / exact_seconds:.2f} |", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 200_000])
+    parser.add_argument("--exact-up-to", type=int, default=200_000)
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 5,000 mixture items, no CIFAR-10")
+    args = parser.parse_args()
+    print(f"torch threads {torch.get_num_threads()}", flush=True)
+    if args.quick:
+        pass
+    elif CACHE.is_file() or CIFAR_TAR.is_file():
+        fs = read_features(cifar_features())
+        measure("cifar10 (EfficientNet-Lite0 features)", fs.features, fs.train, args.exact_up_to)
+    else:
+        print(f"cifar10: skipped, {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)", flush=True)
+    for n in [5_000] if args.quick else args.sizes:
+        measure("mixture", mixture(n), np.ones(n, dtype=bool), args.exact_up_to)
+
+
+if __name__ == "__main__":
+    main()
