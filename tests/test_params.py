@@ -43,6 +43,7 @@ VALID = {
         "image_size": 224,
         "batch_size": 16,
         "num_workers": 0,
+        "ranks": 2,
         "device": "cpu",
         "on_bad_image": "skip",
     },

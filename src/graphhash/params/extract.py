@@ -32,6 +32,11 @@ class ExtractParams(Section):
     num_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = Field(
         "auto", description="DataLoader processes decoding images; auto: 0 on CPU, up to 8 with CUDA"
     )
+    ranks: Annotated[int, Field(ge=1, le=1024)] = Field(
+        1,
+        description="processes on this machine, each embedding a disjoint shard (gloo on CPU, one GPU each with "
+        "nccl); several machines: start stages/extract.py with torchrun (README)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when present (bf16, channels-last), else CPU"
     )

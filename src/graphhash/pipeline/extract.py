@@ -7,6 +7,12 @@ values. An interrupted run (exception, Ctrl-C, kill) therefore resumes from the 
 batches are the same, so the finished file holds the same values as an uninterrupted run. When every
 batch is done the chunks are streamed into the HDF5 file, which appears atomically, and the folder goes.
 
+Across processes, GPUs and machines (``extract.ranks``, or torchrun over a shared file system): rank r of
+W embeds batches r, r + W, r + 2W, ... and saves them as its own chunks in the same folder; the ranks
+first check that they hold the same fingerprint (the same params, manifest and libraries), and rank 0
+merges every chunk in manifest order once all are saved. Batches are the same whatever W is, so the file
+is the one a single process writes, and a rerun after a kill resumes every shard from its chunks.
+
 ``npy`` sources hold the features already: their vectors go through the same path with no model. An item
 that cannot be read or decoded, or whose features are not finite (NaN or infinite, from a vector file or a
 backbone), stops the stage with one line naming it, or is left out under ``extract.on_bad_image: skip``.
@@ -36,6 +42,7 @@ from graphhash.files.features import write_features
 from graphhash.files.hdf5 import json_attr
 from graphhash.files.manifest import SPLITS, Manifest
 from graphhash.params.extract import ExtractParams
+from graphhash.pipeline.ranks import Ranks, launch
 from graphhash.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -148,11 +155,12 @@ class Encoder:
 class ChunkStore:
     """Finished batches of one extraction, one ``.npz`` file per batch, named by the batch's first row.
 
-    The folder is named by the run's fingerprint; folders of other fingerprints are stale and removed.
+    The folder is named by the run's fingerprint; folders of other fingerprints are stale and removed
+    (``clean``: by one rank only, before any rank saves). Ranks write disjoint chunk files, never one file.
     """
 
-    def __init__(self, parent: Path, fingerprint: str):
-        if parent.is_dir():
+    def __init__(self, parent: Path, fingerprint: str, clean: bool = True):
+        if clean and parent.is_dir():
             for stale in parent.iterdir():
                 if stale.name != fingerprint:
                     shutil.rmtree(stale, ignore_errors=True)
@@ -190,10 +198,25 @@ def fingerprint(manifest: Manifest, settings: dict) -> str:
 
 
 def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None:
-    """Write the features file ``dest`` for every item of ``manifest`` (the ``extract`` section in ``params``)."""
-    dest = Path(dest)
-    source = open_source(manifest.source, manifest.path)
+    """Write the features file ``dest`` for every item of ``manifest`` (the ``extract`` section in ``params``).
+
+    Started by torchrun, this process is one rank of several (``Ranks``); with ``extract.ranks`` > 1 and no
+    launcher it starts that many ranks on this machine, each of which comes back here.
+    """
+    if params.ranks > 1 and not Ranks.launched():
+        launch(params.ranks, extract, manifest, params, dest, key="extract.ranks")
+        return
     device = resolve_device(params.device)
+    ranks = Ranks.join(device)
+    try:
+        _extract(manifest, params, Path(dest), device, ranks)
+    finally:
+        ranks.leave()
+
+
+def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torch.device, ranks: Ranks) -> None:
+    """This rank's shard of the batches as chunks; rank 0 merges every shard's chunks into ``dest``."""
+    source = open_source(manifest.source, manifest.path)
     backbone = None
     if not source.holds_vectors:
         backbone = load_backbone(params.backbone, params.weights, params.weights_path, params.image_size)
@@ -210,23 +233,35 @@ def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None
         "precision": encoder.precision,
         "versions": library_versions(),
     }
-    chunks = ChunkStore(dest.parent / f".{dest.name}.resume", fingerprint(manifest, settings))
-    log.info("extract: %d items with %s (%s) on %s, %s", len(manifest), settings["backbone"], settings["weights"],
-             device.type, encoder.precision)  # fmt: skip
-    _run_batches(dataset, encoder, chunks, params, device)
-    _write(manifest, chunks, params, settings, dest)
-    chunks.remove()
+    mine = fingerprint(manifest, settings)
+    prints = ranks.gather(mine)
+    if len(set(prints)) > 1:
+        others = ", ".join(f"rank {r}: {p}" for r, p in enumerate(prints))
+        raise GraphhashError(f"extract: the ranks were started with different params or manifests ({others}); "
+                             "start every rank from the same params.yaml and manifest")  # fmt: skip
+    chunks = ChunkStore(dest.parent / f".{dest.name}.resume", mine, clean=ranks.rank == 0)
+    ranks.barrier()  # rank 0 has removed the chunks of other runs before any rank saves its own
+    log.info("extract: %d items with %s (%s) on %s, %s%s", len(manifest), settings["backbone"], settings["weights"],
+             device.type, encoder.precision, f", {ranks} (pid {os.getpid()})" if ranks.world > 1 else "")  # fmt: skip
+    _run_batches(dataset, encoder, chunks, params, ranks)
+    ranks.barrier()  # every shard is saved
+    if ranks.rank == 0:
+        _write(manifest, chunks, params, settings, dest)
+        chunks.remove()
 
 
 def _run_batches(
-    dataset: ItemDataset, encoder: Encoder, chunks: ChunkStore, params: ExtractParams, device: torch.device
+    dataset: ItemDataset, encoder: Encoder, chunks: ChunkStore, params: ExtractParams, ranks: Ranks
 ) -> None:
-    """Encode every batch that has no chunk yet and save it as one."""
+    """Encode every batch of this rank's shard that has no chunk yet and save it as one."""
     count, step = len(dataset), params.batch_size
-    starts = range(0, count, step)
-    todo = [s for s in starts if not chunks.has(s)]
-    if len(todo) < len(starts):
-        log.info("resuming: %d of %d batches already done in %s", len(starts) - len(todo), len(starts), chunks.root)
+    shard = ranks.shard(range(0, count, step))
+    todo = [s for s in shard if not chunks.has(s)]
+    who = f"{ranks}: " if ranks.world > 1 else ""
+    if len(todo) < len(shard):
+        log.info("%sresuming: %d of %d batches already done in %s", who, len(shard) - len(todo), len(shard),
+                 chunks.root)  # fmt: skip
+    device = encoder.device
     loader = DataLoader(
         dataset,
         batch_sampler=[list(range(s, min(s + step, count))) for s in todo],
@@ -234,7 +269,9 @@ def _run_batches(
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    with Progress(count, "items", "extract", initial=count - sum(min(step, count - s) for s in todo)) as bar:
+    total = sum(min(step, count - s) for s in shard)
+    initial = total - sum(min(step, count - s) for s in todo)
+    with Progress(total, "items", f"{who}extract" if who else "extract", initial=initial) as bar:
         for start, (batch, errors) in zip(todo, loader, strict=True):
             features = encoder(batch)
             for row in np.flatnonzero(~np.isfinite(features).all(axis=1)):

@@ -29,10 +29,15 @@ def run_stage(main: Callable[[argparse.Namespace], None], description: str, **ar
     run(lambda: main(args), label)
 
 
+def setup_logging() -> None:
+    """graphhash's info lines on stderr, as ``<logger>: <message>``; the libraries' only from warnings up."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("graphhash").setLevel(logging.INFO)
+
+
 def run(work: Callable[[], None], label: str) -> None:
     """Run ``work`` with logging set up, the allocator tuned and errors turned into one line each."""
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("graphhash").setLevel(logging.INFO)  # the libraries' own info lines stay out
+    setup_logging()
     tune_allocator()
     start = time.perf_counter()
     try:
