@@ -5,10 +5,10 @@ Every item's 9 nearest training items (``graph.nodes: 10``) by cosine, as the st
 
 - ``cifar10``: the benchmark's EfficientNet-Lite0 features of CIFAR-10 (60,000 items, 50,000 training items,
   1280-d; ``bench/cifar_features.py`` caches them; skipped with a message when ``../shared`` is absent);
-- ``mixture``: a seeded labelled mixture in 1280-d, every item training: 100 classes, each a random centre plus
-  a Gaussian spread inside its own random 16-d subspace plus an isotropic noise of 0.5 per dimension (features of
-  real images lie near low-dimensional sets; the noise brings the mean cosine of an item's 9 nearest neighbours to
-  about 0.6).
+- ``mixture``: the ``synthetic`` source's labelled mixture (``graphhash.data.sources.SyntheticSource``) in 1280-d,
+  every item training: 100 classes, each a random centre plus a Gaussian spread inside its own random 16-d
+  subspace plus an isotropic noise of 0.5 per dimension (features of real images lie near low-dimensional sets;
+  the noise brings the mean cosine of an item's 9 nearest neighbours to about 0.67).
 
 For each size, each method's wall time (building its index included) and its recall of the exact neighbours
 on 1,000 sampled rows (the fraction of each row's exact 9 found; the exact rows by brute force on those rows
@@ -29,26 +29,17 @@ import torch
 from cifar_features import CACHE, cifar_features
 from common import CIFAR_TAR
 
+from graphhash.data.sources import SyntheticSource
 from graphhash.files.features import read_features
 from graphhash.graphs.knn import TrainingSet, own_rows
 from graphhash.graphs.search import SEARCHES, search_neighbours
 
-K, SAMPLE, DIM, CLASSES, RANK, NOISE = 9, 1_000, 1280, 100, 16, 0.5
+K, SAMPLE, DIM, CLASSES, NOISE = 9, 1_000, 1280, 100, 0.5
 
 
-def mixture(n: int, seed: int = 0) -> np.ndarray:
-    """n items of CLASSES classes in DIM-d: centre + spread in the class's RANK-d subspace + NOISE isotropic noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(CLASSES, DIM)).astype(np.float32)
-    bases = rng.normal(size=(CLASSES, RANK, DIM)).astype(np.float32) / np.sqrt(RANK)
-    labels = rng.integers(0, CLASSES, n)
-    out = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, 50_000):
-        rows = slice(start, min(start + 50_000, n))
-        spread = rng.normal(size=(len(labels[rows]), 1, RANK)).astype(np.float32)
-        out[rows] = centres[labels[rows]] + (spread @ bases[labels[rows]])[:, 0]
-        out[rows] += NOISE * rng.normal(size=out[rows].shape).astype(np.float32)
-    return out
+def mixture(n: int) -> np.ndarray:
+    """The (n, DIM) vectors of the synthetic source with n items in CLASSES classes and noise NOISE."""
+    return SyntheticSource(items=n, dimension=DIM, classes=CLASSES, noise=NOISE).rows()
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:

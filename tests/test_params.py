@@ -35,6 +35,7 @@ VALID = {
         "train": "disjoint",
         "train_size": 3,
         "limit_per_class": 10,
+        "synthetic": {"items": 500, "dimension": 32, "classes": 5, "noise": 2.0, "seed": 1},
     },
     "extract": {
         "backbone": "vit_b_16",
@@ -291,11 +292,12 @@ def test_empty_path_rejected_for_sources_that_read_one(tmp_path, source):
     assert len(lines) == 1 and "prepare.path" in lines[0]
 
 
-def test_empty_path_accepted_for_digits(tmp_path):
-    """The bundled digits need no path."""
-    path = write_params(tmp_path, with_changes(prepare__source="digits", prepare__path=""))
+@pytest.mark.parametrize("source", ["digits", "synthetic"])
+def test_empty_path_accepted_for_digits_and_synthetic(tmp_path, source):
+    """The bundled digits and the generated mixture need no path."""
+    path = write_params(tmp_path, with_changes(prepare__source=source, prepare__path=""))
     (prepare,) = load_params(PrepareParams, path=path)
-    assert prepare.source == "digits"
+    assert prepare.source == source
 
 
 @pytest.mark.parametrize("text", ["prepare: [unclosed\n  seed: 1\n", "prepare:\n\tseed: 1\n", "a: b: c\n"])

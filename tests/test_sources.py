@@ -14,7 +14,15 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from graphhash.data.images import BadItemError
-from graphhash.data.sources import SOURCES, Cifar10Source, DigitsSource, FolderSource, NpySource, open_source
+from graphhash.data.sources import (
+    SOURCES,
+    Cifar10Source,
+    DigitsSource,
+    FolderSource,
+    NpySource,
+    SyntheticSource,
+    open_source,
+)
 from graphhash.errors import GraphhashError
 from graphhash.params import validate
 from graphhash.params.prepare import PrepareParams
@@ -416,9 +424,10 @@ def test_digits_read_is_the_item_content(digits):
 # -- open_source ----------------------------------------------------------------------------------------
 
 
-def test_sources_registry_names_the_four_sources():
+def test_sources_registry_names_the_five_sources():
     """prepare.source chooses among exactly these names, each naming its class."""
-    assert {"digits": DigitsSource, "folder": FolderSource, "cifar10": Cifar10Source, "npy": NpySource} == SOURCES
+    assert {"digits": DigitsSource, "folder": FolderSource, "cifar10": Cifar10Source, "npy": NpySource,
+            "synthetic": SyntheticSource} == SOURCES  # fmt: skip
 
 
 def test_open_source_picks_the_source(folder, cifar_dir):

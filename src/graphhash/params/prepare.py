@@ -1,13 +1,17 @@
-"""``prepare``: which data, how many items, and how they are split into queries, database and training set."""
+"""``prepare``: which data, how many items, and how they are split into queries, database and training set.
+
+``prepare.synthetic`` holds the synthetic source's mixture, built from ``SyntheticSource``'s signature; the
+other sources have no hyperparameters, and no sub-section.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, create_model, field_validator
 
-from graphhash.data.sources import SOURCES
-from graphhash.params import Section, Seed
+from graphhash.data.sources import SOURCES, SyntheticSource
+from graphhash.params import Section, Seed, options_fields
 
 SourceName = Literal[tuple(SOURCES)]
 
@@ -24,16 +28,19 @@ def size(value: int | float) -> int | float:
 Size = Annotated[int | float, AfterValidator(size)]
 
 
-class PrepareParams(Section):
+class _Prepare(Section):
     """The data: where it is, how much of it, and its split (queries and database always disjoint)."""
 
     section = "prepare"
 
     source: SourceName = Field(
-        "digits", description=f"where the items come from: {' | '.join(SOURCES)} (digits: bundled, offline)"
+        "digits",
+        description=f"where the items come from: {' | '.join(SOURCES)} (digits: bundled, offline; synthetic: "
+        "a Gaussian mixture made from prepare.synthetic)",
     )
     path: str = Field(
-        "", description="the image folder, the CIFAR-10 tar or folder, or the npy folder; unused by digits"
+        "",
+        description="the image folder, the CIFAR-10 tar or folder, or the npy folder; unused by digits and synthetic",
     )
     seed: Seed = Field(0, description="seeds the subsample and the split")
     split: Literal["auto", "random"] = Field(
@@ -52,6 +59,17 @@ class PrepareParams(Section):
     @classmethod
     def _path_given(cls, path: str, info: ValidationInfo) -> str:
         source: Any = info.data.get("source")
-        if path == "" and source not in (None, "digits"):
+        if path == "" and source not in (None, "digits", "synthetic"):
             raise ValueError(f"is empty but source '{source}' reads its data from a path")
         return path
+
+    @property
+    def source_path(self) -> str:
+        """The path the source opens and the manifest records, for later stages to reopen the same source:
+        ``path``, or the synthetic mixture written out (``SyntheticSource.address``)."""
+        if self.source == "synthetic":
+            return SyntheticSource(**self.options("synthetic")).address
+        return self.path
+
+
+PrepareParams = create_model("PrepareParams", __base__=_Prepare, __doc__=_Prepare.__doc__, **options_fields(SOURCES))

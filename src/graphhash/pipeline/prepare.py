@@ -53,10 +53,11 @@ def content_digest(source: Source, ids: list[str]) -> str:
 
 def prepare(params: PrepareParams) -> Manifest:
     """Build the manifest described by the ``prepare`` section of ``params.yaml``."""
-    source = open_source(params.source, params.path)
+    path = params.source_path
+    source = open_source(params.source, path)
     listing = source.listing()
     if not listing.ids:
-        raise GraphhashError(f"prepare: source '{params.source}' at {params.path!r} holds no items")
+        raise GraphhashError(f"prepare: source '{params.source}' at {path!r} holds no items")
     rng = np.random.default_rng(params.seed)
     native = listing.native_query if params.split == "auto" else None
     groups = np.zeros(len(listing.ids), dtype=bool) if native is None else native
@@ -83,7 +84,7 @@ def prepare(params: PrepareParams) -> Manifest:
     )
     return Manifest(
         source=params.source,
-        path=params.path,
+        path=path,
         classes=listing.classes,
         ids=ids,
         labels=labels,
