@@ -220,7 +220,7 @@ def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torc
     backbone = None
     if not source.holds_vectors:
         backbone = load_backbone(params.backbone, params.weights, params.weights_path, params.image_size)
-    backbone_name = params.backbone if backbone else "none (npy vectors)"
+    backbone_name = params.backbone if backbone else f"none ({manifest.source} vectors)"
     encoder = Encoder(backbone, device)
     dataset = ItemDataset(source, manifest.ids, params.image_size, backbone)
     settings = {
