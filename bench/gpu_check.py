@@ -1,0 +1,470 @@
+"""The GPU check: on a machine with CUDA, the CUDA tests and the GPU figures in one run of a few minutes.
+
+Steps, each printed as soon as it is measured:
+
+0. the GPU's name, torch's and CUDA's versions;
+1. the CUDA tests (``pytest -k cuda``: the filters on CUDA against the CPU, the worker and rank checks),
+   run in a subprocess with a timeout; pass / fail / skip counts;
+2. extraction of ViT-B/16 (224 px) and EfficientNet-Lite0 (160 px) on CUDA (bf16 autocast, channels-last,
+   batch 256): the bare model forward on ready, normalised, GPU-resident batches (``bench/extract_throughput``'s
+   ``bare_forward``) and the whole extract stage on the same images, alternated (bare, stage, bare, stage,
+   bare), as images/s and their ratio (target >= 0.9). Images: CIFAR-10 from ../shared/datasets/cifar10-jpeg.tar
+   when it is there, else the bundled digits (it says which). ViT-B/16 uses IMAGENET1K_V1 when the file is in
+   the torch hub cache, else random weights (``extract.weights: none``), and says so;
+3. the represent and hash stages on the EfficientNet-Lite0 features of step 2, on CUDA and on the CPU where
+   the stage has a device setting (``hash.cnn.device``; a stage without one runs on the CPU only, and the
+   line says so), with the steps capped by ``--steps``; seconds and the CPU / CUDA ratio;
+4. with two GPUs or more: ViT-B/16 extraction with ``extract.ranks: 2`` (one GPU each, nccl) against one
+   rank on the same images, images/s, speed-up, and the largest difference between the two files' features.
+
+A time budget (``--budget-s``, default 420 s) is checked before every measurement: what would overrun it is
+skipped, with a line saying so, so that the run ends well under 8 minutes. The defaults take about 3-5 minutes
+on one H200. At the end a markdown block for docs/benchmarks.md (the GPU named, the date, the figures) is
+printed; paste it there by hand.
+
+    python bench/gpu_check.py [--images 4096] [--budget-s 420] [--steps 200] [--source auto|cifar10|digits]
+
+Without CUDA it prints one line and exits with status 2. ``--allow-cpu`` runs every step on the CPU at small
+sizes (batch 16, ViT-B/16 at 64 px with random weights, fewer steps): a smoke test of the script's code paths
+only, whose figures say nothing about any GPU. Exit status: 0, or 1 when a test or a step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import CIFAR_TAR, REPO, cifar_manifest
+from extract_throughput import bare_forward
+from nrdh_stages import sections
+
+from graphhash.backbones import load_backbone
+from graphhash.data.images import to_pixels
+from graphhash.data.sources import open_source
+from graphhash.files.features import read_features
+from graphhash.files.manifest import Manifest
+from graphhash.params.extract import ExtractParams
+from graphhash.params.hash import HashParams
+from graphhash.params.prepare import PrepareParams
+from graphhash.params.represent import RepresentParams
+from graphhash.pipeline.extract import Encoder, extract
+from graphhash.pipeline.hash import hash_codes
+from graphhash.pipeline.neighbours import find_neighbours
+from graphhash.pipeline.prepare import prepare
+from graphhash.pipeline.represent import represent
+from graphhash.runtime import tune_allocator
+
+HARD_LIMIT_S = 480  # 8 minutes: the run is stopped there whatever the budget says
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class Budget:
+    """Seconds left of ``--budget-s``; ``allows`` says (and prints) whether a measurement of ``need`` s fits."""
+
+    seconds: float
+    start: float = field(default_factory=time.perf_counter)
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def allows(self, what: str, need: float) -> bool:
+        if self.left() >= need:
+            return True
+        say(f"  skipped {what}: about {need:.0f} s needed, {max(0.0, self.left()):.0f} s of the budget left")
+        return False
+
+
+@dataclass
+class Setup:
+    device: str  # "cuda", or "cpu" under --allow-cpu
+    batch: int
+    repeats: int
+    steps: int
+    cnn_steps: int
+    cnn_size: int
+    images: int
+    source: str
+    work: Path
+    rows: dict[str, list[list[str]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def row(self, table: str, *cells: str) -> None:
+        self.rows.setdefault(table, []).append(list(cells))
+
+
+# Step 0 -------------------------------------------------------------------------------------------------------
+
+
+def gpu_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU (CPU smoke test)"
+
+
+def describe_machine() -> str:
+    cuda = torch.version.cuda or "none"
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none"
+    gpus = torch.cuda.device_count()
+    return (f"{gpu_name()} x {gpus}, torch {torch.__version__}, CUDA {cuda}, cuDNN {cudnn}, "
+            f"{os.cpu_count()} CPU cores")  # fmt: skip
+
+
+# Step 1 -------------------------------------------------------------------------------------------------------
+
+
+def run_cuda_tests(setup: Setup, budget: Budget) -> None:
+    """``pytest -k cuda`` over tests/; prints the counts and, on failure, the failing tests' lines."""
+    say("step 1: the CUDA tests (pytest -k cuda)")
+    timeout = min(180.0, budget.left() - 60)
+    if not budget.allows("the CUDA tests", 60):
+        return
+    command = [sys.executable, "-m", "pytest", "-q", "-k", "cuda", "-p", "no:cacheprovider", "tests"]
+    start = time.perf_counter()
+    try:
+        run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        say(f"  the tests ran past {timeout:.0f} s and were stopped")
+        setup.failures.append("CUDA tests: timed out")
+        setup.row("tests", "pytest -k cuda", f"timed out after {timeout:.0f} s")
+        return
+    seconds = time.perf_counter() - start
+    lines = run.stdout.strip().splitlines()
+    summary = lines[-1] if lines else run.stderr.strip()[-300:]
+    counts = dict(
+        (kind, int(n)) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)
+    )
+    shown = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("passed", "failed", "skipped"))
+    errors = counts.get("error", 0) + counts.get("errors", 0)
+    shown += f", {errors} errors" if errors else ""
+    say(f"  {shown} in {seconds:.0f} s (pytest exit status {run.returncode})")
+    for line in lines:
+        if line.startswith(("FAILED", "ERROR")):
+            say(f"  {line}")
+    if run.returncode not in (0, 5):  # 5: no test collected
+        setup.failures.append(f"CUDA tests: {summary}")
+    setup.row("tests", "pytest -k cuda", shown)
+
+
+# Step 2 -------------------------------------------------------------------------------------------------------
+
+
+def manifest_for(setup: Setup) -> tuple[Manifest, str]:
+    """CIFAR-10 (half train, half test, equal per class) when the tar is there, else the bundled digits."""
+    if setup.source in ("auto", "cifar10") and CIFAR_TAR.is_file():
+        manifest = cifar_manifest(CIFAR_TAR, setup.images)
+        return manifest, f"{len(manifest)} CIFAR-10 images (JPEG, 32 px, from {CIFAR_TAR.name})"
+    if setup.source == "cifar10":
+        raise SystemExit(f"gpu_check: {CIFAR_TAR} not found")
+    manifest = prepare(PrepareParams(source="digits", limit_per_class=max(2, setup.images // 10), query_size=1))
+    return manifest, f"{len(manifest)} digits images (8 px, bundled; the CIFAR-10 tar is not in ../shared/datasets)"
+
+
+def vit_weights(setup: Setup) -> tuple[str, int, str]:
+    """ViT-B/16's weights, image size and a note: IMAGENET1K_V1 when the hub cache holds it, else random."""
+    from torchvision.models import ViT_B_16_Weights
+
+    enum = ViT_B_16_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / enum.url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return "default", 224, "IMAGENET1K_V1"
+    size = 224 if setup.device == "cuda" else 64  # random weights take any multiple of 16; small on CPU
+    say(f"  vit_b_16: random weights (ImageNet weights not in the hub cache: {cached})")
+    return "none", size, "random weights"
+
+
+def extract_params(setup: Setup, backbone: str, weights: str, size: int, ranks: int = 1) -> ExtractParams:
+    return ExtractParams(backbone=backbone, weights=weights, image_size=size, batch_size=setup.batch,
+                         num_workers="auto", device=setup.device, ranks=ranks)  # fmt: skip
+
+
+def time_stage(manifest: Manifest, params: ExtractParams, dest: Path) -> float:
+    start = time.perf_counter()
+    extract(manifest, params, dest)
+    return time.perf_counter() - start
+
+
+def extraction(setup: Setup, budget: Budget, manifest: Manifest) -> dict[str, tuple[ExtractParams, Path]]:
+    """Bare forward vs the extract stage for both backbones; returns each backbone's params and features file."""
+    say(f"step 2: extraction on {setup.device}, batch {setup.batch}, bare forward vs the extract stage")
+    vit = vit_weights(setup)
+    plan = [("vit_b_16", *vit), ("efficientnet_lite0", "default", 160, "ImageNet weights")]
+    made = {}
+    source = open_source(manifest.source, manifest.path)
+    for name, weights, size, described in plan:
+        # about 5 passes over the images, each under a few seconds on a GPU; more on the CPU
+        if not budget.allows(f"{name} extraction", 45 if setup.device == "cuda" else 20):
+            continue
+        params = extract_params(setup, name, weights, size)
+        start = time.perf_counter()
+        encoder = Encoder(load_backbone(name, weights, "", size), torch.device(setup.device))
+        pixels = np.stack([to_pixels(source.image(i), size, encoder.backbone.interpolation) for i in manifest.ids])
+        batches = [torch.from_numpy(pixels[s : s + setup.batch]) for s in range(0, len(pixels), setup.batch)]
+        say(f"  {name} ({described}) at {size} px, {encoder.precision}, {len(batches)} batches; model load "
+            f"and decoding beforehand {time.perf_counter() - start:.1f} s")  # fmt: skip
+        bares, stages = [bare_forward(encoder, batches)], []
+        say(f"    bare forward {bares[-1]:>9.1f} images/s")
+        dest = setup.work / f"{name}.h5"
+        for _ in range(setup.repeats):
+            if stages and not budget.allows(f"{name}'s further runs", 3 * len(manifest) / min(stages[-1], bares[-1])):
+                break
+            dest.unlink(missing_ok=True)
+            stages.append(len(manifest) / time_stage(manifest, params, dest))
+            say(f"    stage        {stages[-1]:>9.1f} images/s")
+            bares.append(bare_forward(encoder, batches))
+            say(f"    bare forward {bares[-1]:>9.1f} images/s")
+        encoder_precision = encoder.precision
+        del encoder, batches, pixels
+        if setup.device == "cuda":
+            torch.cuda.empty_cache()
+        bare, stage = float(np.mean(bares)), len(stages) / float(np.sum([1 / s for s in stages]))
+        ratio = stage / bare
+        verdict = "meets the 0.9 target" if ratio >= 0.9 else "below the 0.9 target"
+        say(f"  {name}: bare {bare:.0f} images/s, stage {stage:.0f} images/s, ratio {ratio:.3f} ({verdict})")
+        setup.row(
+            "extract",
+            f"{name} ({described}), {encoder_precision}",
+            f"{size}",
+            f"{bare:,.0f}",
+            f"{stage:,.0f}",
+            f"{ratio:.2f}",
+        )
+        made[name] = params, dest
+    return made
+
+
+# Step 3 -------------------------------------------------------------------------------------------------------
+
+
+def stage_devices(section: type, nested: str | None = None) -> list[str]:
+    """The devices to time a stage on: CUDA and the CPU when its params have a device setting, else []."""
+    fields = section.model_fields
+    if nested:
+        fields = fields[nested].annotation.model_fields
+    if "device" not in fields:
+        return []
+    return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+
+
+def represent_and_hash(setup: Setup, budget: Budget, manifest: Manifest, lite: tuple[ExtractParams, Path]) -> None:
+    """represent, hash (mlp) and hash (cnn) on the EfficientNet-Lite0 features, per device where it has one."""
+    extract_section, features = lite
+    graph, represent_params, hash_params = sections(None)
+    name = "gcn"
+    represent_params = represent_params.model_copy(update={"steps": min(represent_params.steps, setup.steps)})
+    fs = read_features(features)
+    bits = 64 if fs.train.sum() >= 64 else 16  # the baselines need as many training items as bits
+    say(f"step 3: represent ({name}, {bits} bits, {represent_params.steps} steps) and hash on "
+        f"{len(fs.features)} x {fs.features.shape[1]} features ({int(fs.train.sum())} training items)")  # fmt: skip
+    manifest_path = setup.work / "manifest.json"
+    manifest.save(manifest_path)
+    neighbours = setup.work / "neighbours.h5"
+    find_neighbours(features, graph, neighbours)
+
+    represent_devices = stage_devices(RepresentParams)
+    if not represent_devices:
+        say("  represent: no device setting (represent.device), so it runs on the CPU only")
+        represent_devices = ["cpu"]
+    times: dict[str, dict[str, float]] = {}
+    for device in represent_devices:
+        if not budget.allows(f"represent on {device}", 40):
+            continue
+        params = represent_params
+        if "device" in RepresentParams.model_fields:
+            params = params.model_copy(update={"device": device})
+        out = setup.work / f"repr-{device}"
+        start = time.perf_counter()
+        represent(
+            features, neighbours, name, [bits], params, graph, out=out, models=out / "models", losses=out / "loss"
+        )
+        times.setdefault("represent", {})[device] = time.perf_counter() - start
+        say(f"  represent on {device}: {times['represent'][device]:.1f} s")
+    representations = setup.work / f"repr-{represent_devices[-1]}"
+    if not (representations / f"{bits}.h5").is_file():
+        say("  hash: skipped (no representations)")
+        return
+
+    mlp = hash_params.model_copy(update={"network": "mlp", "steps": min(hash_params.steps, setup.steps)})
+    cnn_section = hash_params.cnn.model_copy(update={"image_size": setup.cnn_size})
+    cnn = hash_params.model_copy(update={"network": "cnn", "steps": setup.cnn_steps, "cnn": cnn_section})
+    kinds = [("hash mlp", mlp, stage_devices(HashParams)), ("hash cnn", cnn, stage_devices(HashParams, "cnn"))]
+    for label, params, devices in kinds:
+        if not devices:
+            say(f"  {label}: no device setting, so it runs on the CPU only")
+            devices = ["cpu"]
+        for device in devices:
+            # hash cnn on the CPU is slow (a backbone trained on 2 cores: minutes even for 3 steps), so it
+            # needs most of the budget; under --allow-cpu it is skipped unless --budget-s is raised
+            need = 40 if device == "cuda" or label == "hash mlp" else 240 if setup.device == "cuda" else 400
+            if not budget.allows(f"{label} on {device}", need):
+                continue
+            if params.network == "cnn" and "device" in type(params.cnn).model_fields:
+                params = params.model_copy(update={"cnn": params.cnn.model_copy(update={"device": device})})
+            elif "device" in HashParams.model_fields:
+                params = params.model_copy(update={"device": device})
+            out = setup.work / f"{label.replace(' ', '-')}-{device}"
+            start = time.perf_counter()
+            hash_codes(features, neighbours, representations, name, [bits], params, graph, codes=out / "codes",
+                       models=out / "models", losses=out / "loss", extract=extract_section,
+                       manifest=manifest_path)  # fmt: skip
+            times.setdefault(label, {})[device] = time.perf_counter() - start
+            say(f"  {label} on {device} ({params.steps} steps): {times[label][device]:.1f} s")
+
+    for label, found in times.items():
+        detail = {"represent": f"{represent_params.steps} steps", "hash mlp": f"{mlp.steps} steps",
+                  "hash cnn": f"{cnn.steps} steps, {cnn.cnn.image_size} px"}[label]  # fmt: skip
+        on_cuda, on_cpu = found.get("cuda"), found.get("cpu")
+        ratio = f"{on_cpu / on_cuda:.1f}" if on_cuda and on_cpu else "-"
+        if on_cuda and on_cpu:
+            say(f"  {label}: CPU / CUDA = {ratio}")
+        cuda_cell = f"{on_cuda:.1f}" if on_cuda else "no device setting" if len(found) == 1 else "-"
+        cpu_cell = f"{on_cpu:.1f}" if on_cpu else "-"
+        setup.row("stages", f"{label} ({detail})", cuda_cell, cpu_cell, ratio)
+
+
+# Step 4 -------------------------------------------------------------------------------------------------------
+
+
+def two_ranks(setup: Setup, budget: Budget, manifest: Manifest, vit: tuple[ExtractParams, Path] | None) -> None:
+    """ViT-B/16 extraction with 2 ranks against 1 on the same images; speed-up and the features' difference."""
+    gpus = torch.cuda.device_count()
+    if setup.device == "cuda" and gpus < 2:
+        say("step 4: one GPU: 2-rank torchrun extraction skipped")
+        setup.row("ranks", "2 ranks vs 1", "one GPU: skipped", "", "", "")
+        return
+    say(f"step 4: extraction with extract.ranks 2 vs 1 ({'one GPU each, nccl' if setup.device == 'cuda' else 'gloo'})")
+    if vit is None:
+        say("  skipped: no ViT-B/16 run in step 2")
+        return
+    if not budget.allows("2-rank extraction", 60 if setup.device == "cuda" else 40):
+        return
+    params, _ = vit
+    one, two = setup.work / "ranks-1.h5", setup.work / "ranks-2.h5"
+    single = len(manifest) / time_stage(manifest, params, one)
+    say(f"  1 rank:  {single:>9.1f} images/s")
+    double = len(manifest) / time_stage(manifest, params.model_copy(update={"ranks": 2}), two)
+    say(f"  2 ranks: {double:>9.1f} images/s (the launch of the ranks included), speed-up {double / single:.2f}")
+    a, b = read_features(one), read_features(two)
+    same_ids = a.ids == b.ids
+    diff = float(np.max(np.abs(np.asarray(a.features) - np.asarray(b.features)))) if same_ids else float("nan")
+    scale = float(np.max(np.abs(np.asarray(a.features))))
+    close = same_ids and np.allclose(a.features, b.features, rtol=2e-2, atol=2e-2 * scale)
+    say(f"  merged file vs single-rank file: same ids {same_ids}, max abs diff {diff:.3g} (features up to "
+        f"{scale:.3g}), {'close' if close else 'NOT close'}")  # fmt: skip
+    if not close:
+        setup.failures.append(f"2-rank features differ from the single-rank file (max abs diff {diff:.3g})")
+    setup.row("ranks", f"vit_b_16 ({params.weights}), {params.image_size} px", f"{single:,.0f}", f"{double:,.0f}",
+              f"{double / single:.2f}", f"{diff:.3g}")  # fmt: skip
+
+
+# The markdown block ---------------------------------------------------------------------------------------------
+
+
+TABLES = {
+    "tests": ("CUDA tests", ["tests", "result"]),
+    "extract": ("Extraction (bf16 and channels-last on CUDA)",
+                ["backbone", "px", "bare forward images/s", "stage images/s", "ratio (target >= 0.9)"]),
+    "stages": ("represent and hash stages", ["stage", "CUDA s", "CPU s", "CPU / CUDA"]),
+    "ranks": ("2-GPU extraction (extract.ranks)", ["run", "1 rank images/s", "2 ranks images/s", "speed-up",
+                                                    "max abs diff"]),
+}  # fmt: skip
+
+
+def markdown(setup: Setup, machine: str, images: str) -> str:
+    today = datetime.date.today().isoformat()
+    lines = [f"### GPU check: {gpu_name()} ({today})", "",
+             f"`python bench/gpu_check.py --images {setup.images}`: {machine}; {images}; batch {setup.batch}.",
+             ""]  # fmt: skip
+    if setup.device == "cpu":
+        lines[2:2] = ["CPU smoke test (--allow-cpu): these figures say nothing about a GPU; do not paste them.", ""]
+    for key, (title, header) in TABLES.items():
+        if key not in setup.rows:
+            continue
+        lines += [f"{title}:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in setup.rows[key]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def stop(*_) -> None:
+    raise TimeoutError(f"stopped at {HARD_LIMIT_S - 20} s, to end under 8 minutes")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=4096, help="images extracted (CIFAR-10: half train, half test)")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="seconds; steps that would overrun are skipped")
+    parser.add_argument("--steps", type=int, default=200, help="cap on the represent and hash (mlp) Adam steps")
+    parser.add_argument("--source", choices=("auto", "cifar10", "digits"), default="auto")
+    parser.add_argument("--allow-cpu", action="store_true", help="smoke test on the CPU at small sizes")
+    args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        print("gpu_check: no CUDA device here; run it on a machine with one")
+        return 2
+    budget = Budget(min(args.budget_s, HARD_LIMIT_S - 30))
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(HARD_LIMIT_S - 20)  # the step under way fails; the figures so far are still printed
+    tune_allocator()
+    logging.basicConfig(level=logging.WARNING)
+    cuda = torch.cuda.is_available() and not args.allow_cpu
+    machine = describe_machine()
+    say(f"step 0: {machine}" + ("" if cuda else "; CPU smoke test (--allow-cpu): the figures are not GPU figures"))
+
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        setup = Setup(device="cuda" if cuda else "cpu", batch=256 if cuda else 16, repeats=2 if cuda else 1,
+                      steps=args.steps if cuda else min(args.steps, 20), cnn_steps=50 if cuda else 3,
+                      cnn_size=96 if cuda else 32, images=args.images, source=args.source, work=Path(tmp))  # fmt: skip
+        images = "no images"
+        steps = [("step 1", lambda: run_cuda_tests(setup, budget))]
+        made: dict[str, tuple[ExtractParams, Path]] = {}
+        manifest: Manifest | None = None
+
+        def step2() -> None:
+            nonlocal manifest, images
+            manifest, images = manifest_for(setup)
+            say(f"  images: {images}")
+            made.update(extraction(setup, budget, manifest))
+
+        def step3() -> None:
+            if "efficientnet_lite0" not in made:
+                say("step 3: skipped (no EfficientNet-Lite0 features from step 2)")
+                return
+            represent_and_hash(setup, budget, manifest, made["efficientnet_lite0"])
+
+        def step4() -> None:
+            if manifest is not None:
+                two_ranks(setup, budget, manifest, made.get("vit_b_16"))
+
+        steps += [("step 2", step2), ("step 3", step3), ("step 4", step4)]
+        for label, run in steps:
+            try:
+                run()
+            except Exception as exc:  # one step's failure does not hide the others' figures
+                say(f"{label} failed: {type(exc).__name__}: {exc}")
+                traceback.print_exc(limit=3)
+                setup.failures.append(f"{label}: {type(exc).__name__}: {exc}")
+        signal.alarm(0)
+        elapsed = time.perf_counter() - budget.start
+        say(f"\ndone in {elapsed:.0f} s; markdown for docs/benchmarks.md:\n")
+        say(markdown(setup, machine, images))
+        for failure in setup.failures:
+            say(f"FAILED: {failure}")
+    return 1 if setup.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
