@@ -67,9 +67,9 @@ def run(command: str, work: Path) -> tuple[float, float]:
         proc = subprocess.Popen(shlex.split(command), cwd=work, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{command}: exit {proc.returncode}\n{log.read_text()[-3000:]}")
+    code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
+    if code != 0:
+        raise SystemExit(f"{command}: exit {code}\n{log.read_text()[-3000:]}")
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from graphhash.errors import GraphhashError
 from graphhash.files.features import read_features
 from graphhash.files.manifest import Manifest
 from graphhash.params.extract import ExtractParams
@@ -202,7 +203,18 @@ def test_more_cuda_ranks_than_gpus_is_one_line_naming_the_rank(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    from graphhash.errors import GraphhashError
-
     with pytest.raises(GraphhashError, match=r"^rank 1 of 2: local rank 1 has no GPU of its own \(1 here\)"):
         Ranks.join(torch.device("cuda"))
+
+
+def test_an_error_in_a_rank_is_its_message_in_one_line_naming_the_rank(tmp_path):
+    """A rank's own error (here a weights file that does not exist) comes back as one line, no traceback."""
+    params = ExtractParams(**EXTRACT, ranks=2, weights_path=str(tmp_path / "nope.pth"))
+    with pytest.raises(GraphhashError) as info:
+        extract(digits(6), params, tmp_path / "f.h5")
+    message = str(info.value)
+    assert re.fullmatch(
+        r"extract\.ranks: rank [01] of 2 failed: extract\.weights_path: .*nope\.pth.*; rerun .*", message
+    )
+    assert "\n" not in message and "Traceback" not in message
+    assert not (tmp_path / "f.h5").exists()

@@ -58,6 +58,7 @@ class Source(ABC):
     """A dataset at ``path``: list it once, then read any item by id (also from DataLoader worker processes)."""
 
     holds_vectors = False  # True when items are feature vectors rather than images
+    reads_path = True  # False when ``prepare.path`` is unused (the data is bundled or generated)
 
     @abstractmethod
     def __init__(self, path: str): ...
@@ -206,6 +207,8 @@ def _listing(grouped: dict[str, list[str]], native_query: set[str] | None = None
 
 class DigitsSource(Source):
     """scikit-learn's bundled digits; grey levels 0..16 become dark ink on white paper (``path`` is unused)."""
+
+    reads_path = False
 
     def __init__(self, path: str = "") -> None:
         from sklearn.datasets import load_digits
@@ -369,6 +372,7 @@ class SyntheticSource(Source, Configurable):
     """
 
     holds_vectors = True
+    reads_path = False  # prepare.path: the mixture comes from prepare.synthetic
 
     @checked
     def __init__(

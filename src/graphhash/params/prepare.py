@@ -59,7 +59,7 @@ class _Prepare(Section):
     @classmethod
     def _path_given(cls, path: str, info: ValidationInfo) -> str:
         source: Any = info.data.get("source")
-        if path == "" and source not in (None, "digits", "synthetic"):
+        if path == "" and source in SOURCES and SOURCES[source].reads_path:
             raise ValueError(f"is empty but source '{source}' reads its data from a path")
         return path
 

@@ -271,7 +271,7 @@ def _run_batches(
     )
     total = sum(min(step, count - s) for s in shard)
     initial = total - sum(min(step, count - s) for s in todo)
-    with Progress(total, "items", f"{who}extract" if who else "extract", initial=initial) as bar:
+    with Progress(total, "items", f"{who}extract", initial=initial) as bar:
         for start, (batch, errors) in zip(todo, loader, strict=True):
             features = encoder(batch)
             for row in np.flatnonzero(~np.isfinite(features).all(axis=1)):
