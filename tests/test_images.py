@@ -10,7 +10,7 @@ import pytest
 from conftest import noise_image
 from PIL import Image
 
-from graphhash.data.images import BadItemError, decode, to_pixels, to_rgb
+from graphhash.data.images import BadItemError, decode, to_batch, to_pixels, to_rgb
 from graphhash.errors import GraphhashError
 
 NEAREST = "nearest"
@@ -201,3 +201,13 @@ def test_to_pixels_follows_pillows_filters(interpolation, source_size, size):
     reference = np.asarray(img.resize((size, size), getattr(Image.Resampling, interpolation.upper())), dtype=int)
     diff = np.abs(to_pixels(img, size, interpolation).astype(int) - reference)
     assert diff.max() <= 2 and diff.mean() < 0.02
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "nearest"])
+def test_to_batch_of_mixed_sizes_is_each_image_resized_on_its_own_in_order(interpolation):
+    """Images of one size are resized together: the values and order are those of one call per image."""
+    images = [noise_image(seed, size) for seed, size in enumerate([(32, 32), (20, 9), (32, 32), (7, 40), (20, 9)])]
+    batch = to_batch([np.asarray(img) for img in images], 24, interpolation)
+    assert batch.shape == (5, 24, 24, 3) and batch.dtype == np.uint8
+    for img, pixels in zip(images, batch, strict=True):
+        assert np.array_equal(pixels, to_pixels(img, 24, interpolation))

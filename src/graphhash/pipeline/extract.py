@@ -1,11 +1,13 @@
 """The ``extract`` stage: run a backbone over every item of the manifest and write the features file.
 
-Work is streamed in batches: DataLoader workers decode and resize images while the main process runs the
-model. Every finished batch is saved at once as a small chunk file (written to a temporary name, then
-renamed) in a resume folder beside the output, keyed by a fingerprint of everything that determines the
-values. An interrupted run (exception, Ctrl-C, kill) therefore resumes from the chunks already done; the
-batches are the same, so the finished file holds the same values as an uninterrupted run. When every
-batch is done the chunks are streamed into the HDF5 file, which appears atomically, and the folder goes.
+Work is streamed in batches: images are decoded one by one and resized a batch at a time, between the
+model's batches on a CPU (a decoding process there competes with the model's threads) or in DataLoader
+workers beside a GPU. Every finished batch is saved at once as a small chunk file (written to a temporary
+name, then renamed) in a resume folder beside the output, keyed by a fingerprint of everything that
+determines the values. An interrupted run (exception, Ctrl-C, kill) therefore resumes from the chunks
+already done; the batches are the same, so the finished file holds the same values as an uninterrupted
+run. When every batch is done the chunks are streamed into the HDF5 file, which appears atomically, and
+the folder goes.
 
 Across processes, GPUs and machines (``extract.ranks``, or torchrun over a shared file system): rank r of
 W embeds batches r, r + W, r + 2W, ... and saves them as its own chunks in the same folder; the ranks
@@ -35,7 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from graphhash.backbones import Backbone, load_backbone
-from graphhash.data.images import to_pixels
+from graphhash.data.images import to_batch
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.features import write_features
@@ -81,9 +83,10 @@ def resolve_device(requested: str, key: str = "extract.device") -> torch.device:
 
 
 class ItemDataset(Dataset):
-    """Item i of ``ids`` as (i, array, error): uint8 pixels (S, S, 3), or a float32 vector for npy sources.
+    """Item i of ``ids`` as (i, array, error): decoded uint8 pixels (h, w, 3), or a float32 vector for npy
+    sources; ``collate`` makes a batch of them, resizing the images of one size together (``to_batch``).
 
-    An unreadable item yields zeros and its error message instead of raising inside a worker process,
+    An unreadable item yields a blank and its error message instead of raising inside a worker process,
     so the main process decides what to do (fail or skip) and can name the file in one line.
     """
 
@@ -112,15 +115,18 @@ class ItemDataset(Dataset):
                         f"{self.source.where(item_id)}: vector of shape {array.shape}, expected {self.item_shape}"
                     )
             else:
-                array = to_pixels(self.source.image(item_id), self.image_size, self.backbone.interpolation)
+                array = np.asarray(self.source.image(item_id), dtype=np.uint8)
             return i, array, ""
         except GraphhashError as exc:
-            dtype = np.float32 if self.backbone is None else np.uint8
-            return i, np.zeros(self.item_shape, dtype=dtype), str(exc)
+            blank = np.zeros(self.item_shape, np.float32) if self.backbone is None else np.zeros((1, 1, 3), np.uint8)
+            return i, blank, str(exc)
 
-
-def collate(batch: list[tuple[int, np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
-    return torch.from_numpy(np.stack([array for _, array, _ in batch])), [error for _, _, error in batch]
+    def collate(self, batch: list[tuple[int, np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
+        """A batch (B, S, S, 3) uint8 or (B, D) float32, and each item's error ('' when read)."""
+        arrays, errors = [array for _, array, _ in batch], [error for _, _, error in batch]
+        if self.backbone is None:
+            return torch.from_numpy(np.stack(arrays)), errors
+        return torch.from_numpy(to_batch(arrays, self.image_size, self.backbone.interpolation)), errors
 
 
 @dataclass(frozen=True)
@@ -266,7 +272,7 @@ def _run_batches(
         dataset,
         batch_sampler=[list(range(s, min(s + step, count))) for s in todo],
         num_workers=resolve_workers(params.num_workers, device),
-        collate_fn=collate,
+        collate_fn=dataset.collate,
         pin_memory=device.type == "cuda",
     )
     total = sum(min(step, count - s) for s in shard)
