@@ -6,6 +6,7 @@ import io
 import os
 import re
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from graphhash.data.sources import (
     FolderSource,
     NpySource,
     SyntheticSource,
+    TarStore,
+    _plain_members,
     open_source,
 )
 from graphhash.errors import GraphhashError
@@ -166,6 +169,49 @@ def test_cifar10_tar_with_dot_slash_members(tmp_path, cifar_dir):
     """A tar whose member names start with './' (as `tar cf c.tar ./cifar10` writes them) lists normally."""
     tar = make_tar(cifar_dir / "cifar10", tmp_path / "dot.tar", arcname="./cifar10")
     assert Cifar10Source(str(tar)).listing().ids == cifar_expected()[0]
+
+
+def tarfile_members(tar: Path) -> list[tuple[str, bool, bool, int, int]]:
+    with tarfile.open(tar) as t:
+        return [(m.name, m.isfile(), m.isdir(), m.offset_data, m.size) for m in t]
+
+
+TAR_CASES = [(fmt, depth) for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)
+             for depth in (1, 3, 6) if not (fmt == tarfile.USTAR_FORMAT and depth == 6)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fmt", "depth"), TAR_CASES)  # depth 6: names over 255 characters, beyond ustar
+def test_tar_index_matches_the_tarfile_module_in_every_format(tmp_path, cifar_dir, fmt, depth):
+    """The plain-header reader lists what tarfile lists, in ustar (names over 100 characters split into a
+    prefix and a name), GNU (long-name headers) and pax (records) formats, and every item reads back as the
+    file's exact bytes."""
+    arcname = "/".join(["d" * 45] * depth + ["cifar10"])
+    tar = tmp_path / "nested.tar"
+    with tarfile.open(tar, "w", format=fmt) as t:
+        t.add(cifar_dir / "cifar10", arcname=arcname)
+    members = tarfile_members(tar)
+    assert max(len(m[0]) for m in members) > (255 if depth == 6 else 100 if depth == 3 else 0)
+    assert _plain_members(tar) == members
+    store = TarStore(tar).child(arcname)
+    ids = sorted(f for split in ("train", "test") for c in store.subdirs(split) for f in store.files(f"{split}/{c}"))
+    assert ids == sorted(cifar_expected()[0])
+    for item in ids:
+        assert store.read(item) == (cifar_dir / "cifar10" / item).read_bytes()
+
+
+def test_tar_index_hands_links_and_bad_checksums_to_tarfile(tmp_path, cifar_dir):
+    """A symbolic link member, or a header whose checksum does not match, is not read as a plain header."""
+    (cifar_dir / "cifar10/link.jpg").symlink_to(cifar_dir / "cifar10/train/cat/cat_00.jpg")
+    assert _plain_members(make_tar(cifar_dir / "cifar10", tmp_path / "link.tar")) is None
+    (cifar_dir / "cifar10/link.jpg").unlink()
+    tar = make_tar(cifar_dir / "cifar10", tmp_path / "plain.tar")
+    assert _plain_members(tar) == tarfile_members(tar)
+    data = bytearray(tar.read_bytes())
+    data[tarfile_members(tar)[5][3] - 512] ^= 1  # the sixth header's name changes, its checksum does not
+    tar.write_bytes(bytes(data))
+    assert _plain_members(tar) is None
+    with pytest.raises(GraphhashError, match=r"cannot read tar.*bad checksum"):
+        TarStore(tar)
 
 
 def test_cifar10_tar_without_test_folder(tmp_path, cifar_dir):
