@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from graphhash.backbones import BACKBONES, Backbone, load_backbone
-from graphhash.data.images import to_pixels
+from graphhash.data.images import to_batch
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import pack
 from graphhash.files.features import read_features, read_features_attrs
@@ -89,7 +89,7 @@ class QueryHasher:
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """Frozen-backbone features (n, D) of RGB images, as the extract stage made the run's."""
         size, interpolation = int(self.features_attrs["image_size"]), self.backbone.interpolation
-        batch = torch.from_numpy(np.stack([to_pixels(img, size, interpolation) for img in images]))
+        batch = torch.from_numpy(to_batch([np.asarray(img, dtype=np.uint8) for img in images], size, interpolation))
         return self.encoder(batch)
 
     def encode_features(self, features: np.ndarray) -> np.ndarray:
@@ -119,7 +119,8 @@ class QueryHasher:
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             size = int(self.config["image_size"])
-            pixels = torch.from_numpy(np.stack([to_pixels(img, size, kind.interpolation) for img in chunk]))
+            arrays = [np.asarray(img, dtype=np.uint8) for img in chunk]
+            pixels = torch.from_numpy(to_batch(arrays, size, kind.interpolation))
             parts = ()
             if graph_input:  # the frozen backbone's features place the query on the graph
                 features = self.embed(chunk)
