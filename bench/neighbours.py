@@ -16,7 +16,7 @@ only). ``exact`` runs in full up to ``--exact-up-to`` items; beyond that its tim
 by the rows (its cost is linear in the rows searched), marked ``est.``. Times are in one process, one after
 the other, on the machine's threads.
 
-    python bench/neighbours.py [--sizes 20000 100000 200000] [--exact-up-to 200000] [--quick]
+    python bench/neighbours.py [--sizes 20000 100000 200000] [--exact-up-to 200000] [--methods ivf hnsw] [--quick]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) / exact.shape[1] for a, b in zip(found, exact, strict=True)]))
 
 
-def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int) -> None:
+def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int, methods: list[str]) -> None:
     n_train = int(train.sum())
     sample = np.random.default_rng(1).choice(len(features), min(SAMPLE, len(features)), replace=False)
     start = time.perf_counter()
@@ -57,8 +57,8 @@ def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int
     print("| method | seconds | recall@9 (1,000 rows) | time / exact |", flush=True)
     print("| --- | ---: | ---: | ---: |", flush=True)
     exact_seconds = None
-    for method in SEARCHES:
-        if method == "exact" and len(features) > exact_up_to:
+    for method in ["exact", *(m for m in methods if m != "exact")]:
+        if method == "exact" and (len(features) > exact_up_to or "exact" not in methods):
             exact_seconds = sample_seconds * len(features) / len(sample)
             print(f"| exact | {exact_seconds:,.0f} (est.) | 1.000 | 1.00 |", flush=True)
             continue
@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 200_000])
     parser.add_argument("--exact-up-to", type=int, default=200_000)
+    parser.add_argument("--methods", nargs="+", choices=list(SEARCHES), default=list(SEARCHES))
     parser.add_argument("--quick", action="store_true", help="a smoke test: 5,000 mixture items, no CIFAR-10")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}", flush=True)
@@ -81,11 +82,11 @@ def main() -> None:
         pass
     elif CACHE.is_file() or CIFAR_TAR.is_file():
         fs = read_features(cifar_features())
-        measure("cifar10 (EfficientNet-Lite0 features)", fs.features, fs.train, args.exact_up_to)
+        measure("cifar10 (EfficientNet-Lite0 features)", fs.features, fs.train, args.exact_up_to, args.methods)
     else:
         print(f"cifar10: skipped, {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)", flush=True)
     for n in [5_000] if args.quick else args.sizes:
-        measure("mixture", mixture(n), np.ones(n, dtype=bool), args.exact_up_to)
+        measure("mixture", mixture(n), np.ones(n, dtype=bool), args.exact_up_to, args.methods)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ order: the figures are those of ``dvc repro``, stage by stage, with each process
 
     python bench/scale.py                        # 10,000 and 100,000 items
     python bench/scale.py --items 10000 100000 1000000
+    python bench/scale.py --items 1000000 --set neighbours.method=ivf   # any param, as `dvc exp run -S`
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ CLASSES = 100
 BITS = 64
 
 
-def params_for(items: int, base: dict) -> dict:
-    """The repository's params.yaml with the data, the code length and the figures set for one size."""
+def params_for(items: int, base: dict, overrides: list[str]) -> dict:
+    """The repository's params.yaml with the data, the code length and the figures set for one size, then
+    ``overrides`` (``section.key=value``, the value read as YAML)."""
     params = {section: dict(values) for section, values in base.items()}
     queries = min(QUERIES, items // 10)
     params["prepare"].update(
@@ -44,6 +46,13 @@ def params_for(items: int, base: dict) -> dict:
     params["extract"]["batch_size"] = 1024
     params["codes"].update(bits=[BITS], filters=["gcn"])
     params["evaluate"]["figure_queries"] = 0
+    for override in overrides:
+        key, _, value = override.partition("=")
+        *sections, name = key.split(".")
+        node = params
+        for section in sections:
+            node = node[section]
+        node[name] = yaml.safe_load(value)
     return params
 
 
@@ -73,13 +82,13 @@ def run(command: str, work: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def one_size(items: int, base: dict, keep: Path | None) -> dict[str, tuple[float, float]]:
+def one_size(items: int, base: dict, overrides: list[str], keep: Path | None) -> dict[str, tuple[float, float]]:
     """Run every stage at one size in a scratch project; {stage: (seconds, peak MiB)}."""
     work = Path(tempfile.mkdtemp(prefix=f"scale-{items}-", dir=keep))
     shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
     (work / "stages").symlink_to(REPO / "stages")
     (work / "src").symlink_to(REPO / "src")
-    (work / "params.yaml").write_text(yaml.safe_dump(params_for(items, base), sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(params_for(items, base, overrides), sort_keys=False))
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=work, check=True)
     figures = {}
     for name, command in stage_commands(work):
@@ -93,11 +102,19 @@ def one_size(items: int, base: dict, keep: Path | None) -> dict[str, tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param for every size, e.g. neighbours.method=ivf (repeatable)",
+    )
     parser.add_argument("--keep", type=Path, help="leave each size's scratch project in this folder")
     args = parser.parse_args()
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     print(f"{'items':>9}  {'stage':<16} {'time':>11} {'peak':>13}", flush=True)
-    runs = {items: one_size(items, base, args.keep) for items in sorted(args.items)}
+    runs = {items: one_size(items, base, args.overrides, args.keep) for items in sorted(args.items)}
 
     sizes = sorted(runs)
     pairs = list(itertools.pairwise(sizes))

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from graphhash.errors import GraphhashError
+from graphhash.evaluation import metrics as metrics_module
 from graphhash.evaluation.figures import THUMB
 from graphhash.evaluation.metrics import RECALL_GRID, cosine_map
 from graphhash.files.codes import CodeSet, pack, write_codes
@@ -18,7 +19,7 @@ from graphhash.files.manifest import Manifest, Split
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.codes import CodesParams
 from graphhash.params.evaluate import EvaluateParams
-from graphhash.pipeline.evaluate import code_files, evaluate_codes
+from graphhash.pipeline.evaluate import code_files, cosine_queries, evaluate_codes
 
 DIGIT_IDS = [f"digits/{i:04d}" for i in range(150)]  # real items, so the retrieval figures can show them
 
@@ -61,6 +62,27 @@ def test_cosine_map_matches_brute_force(features):
     assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, 120), rel=1e-5)
     assert result["map@10"] == pytest.approx(brute_force_map(scores, relevant, 10), rel=1e-5)
     assert result["map@500"] == pytest.approx(result["map@all"], rel=1e-12)  # K beyond the database
+
+
+def test_cosine_map_on_a_large_database_ranks_fewer_queries_at_once_with_the_same_result(features, monkeypatch):
+    """SORT_ELEMENTS caps a block's (query, item) pairs: with a cap below one block, blocks shrink (down to one
+    query) and the figures stay those of the brute force."""
+    _, x, labels, query = features
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    relevant = labels[query][:, None] == labels[~query][None, :]
+    monkeypatch.setattr(metrics_module, "SORT_ELEMENTS", 50)  # fewer than one query's database: one query a block
+    result = cosine_map(x[query], x[~query], labels[query], labels[~query], (10,))
+    assert result["map@all"] == pytest.approx(brute_force_map(unit[query] @ unit[~query].T, relevant, 120), rel=1e-5)
+
+
+def test_cosine_queries_are_every_query_or_an_even_spread_of_them():
+    query = np.zeros(31, dtype=bool)
+    query[[1, 4, 9, 15, 22, 29, 30]] = True
+    np.testing.assert_array_equal(cosine_queries(query, 0), query)
+    np.testing.assert_array_equal(cosine_queries(query, 7), query)
+    np.testing.assert_array_equal(cosine_queries(query, 99), query)
+    assert np.flatnonzero(cosine_queries(query, 3)).tolist() == [1, 15, 30]  # first, middle, last
+    assert np.flatnonzero(cosine_queries(query, 1)).tolist() == [1]
 
 
 def test_cosine_map_breaks_ties_by_database_index():

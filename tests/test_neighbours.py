@@ -11,7 +11,8 @@ import torch
 from graphhash.errors import GraphhashError
 from graphhash.files.features import write_features
 from graphhash.files.neighbours import Neighbours, read_neighbours, write_neighbours
-from graphhash.graphs.knn import TrainingSet, graph_inputs, knn_graphs, nearest_training
+from graphhash.graphs import search
+from graphhash.graphs.knn import graph_inputs, knn_graphs, nearest_training
 from graphhash.graphs.search import AUTO_APPROXIMATE_FROM, SEARCHES, resolve_method, search_neighbours
 from graphhash.params.graph import GraphParams
 from graphhash.params.neighbours import NeighboursParams
@@ -204,23 +205,28 @@ def test_ivf_asked_for_more_cells_than_the_items_fill_is_one_line(items):
     np.testing.assert_array_equal(found.indices, brute_force(features.astype(np.float64), train, 5)[0])
 
 
-def test_rows_faiss_cannot_fill_are_searched_exactly(clustered, monkeypatch):
-    """With one cell visited of 100, some queries' cells hold fewer than 10 training items: those rows come from
-    the exact search, and every row has 9 real neighbours."""
+def test_rows_a_method_cannot_fill_are_searched_exactly(clustered, monkeypatch):
+    """With one cell searched of 100, some cells' items have fewer than 10 training items to choose from: those
+    rows come from the exact search, which reads the training rows in blocks (here blocks of 64 rows), and
+    equal the brute force; every row has 9 real neighbours."""
     features, train = clustered
     searched_exactly = []
-    nearest = TrainingSet.nearest
+    exact_rows = search.exact_rows
 
-    def spy(self, rows, k, own_row, *args):
-        searched_exactly.append(len(rows))
-        return nearest(self, rows, k, own_row, *args)
+    def spy(unit, train_rows, rows, k, own_row):
+        searched_exactly.append(rows)
+        return exact_rows(unit, train_rows, rows, k, own_row)
 
-    monkeypatch.setattr(TrainingSet, "nearest", spy)
+    monkeypatch.setattr(search, "exact_rows", spy)
+    monkeypatch.setattr(search, "QUERY_BLOCK", 4)  # exact_rows reads 16 x 4 training rows at a time
     found = search_neighbours(features, train, 9, "ivf", {"nlist": 100, "nprobe": 1})
-    assert len(searched_exactly) == 1 and 0 < searched_exactly[0] < 600
+    assert len(searched_exactly) == 1 and 0 < len(searched_exactly[0]) < 600
+    rows = searched_exactly[0]
+    indices, sims = brute_force(features.astype(np.float64), train, 9)
+    np.testing.assert_array_equal(found.indices[rows], indices[rows])
+    np.testing.assert_allclose(found.similarities[rows], sims[rows], atol=1e-5)
     assert (found.indices >= 0).all() and found.indices.max() < train.sum()
-    short = (found.similarities < -1.0).any(axis=1)  # an unfilled place would carry -inf
-    assert not short.any()
+    assert np.isfinite(found.similarities).all()  # an unfilled place would carry -inf
 
 
 def test_auto_is_exact_below_the_measured_size_and_hnsw_from_it():

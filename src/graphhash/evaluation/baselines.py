@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
@@ -56,14 +56,49 @@ BatchSize = Annotated[int, Field(ge=2, le=1_000_000)]
 LearningRate = Annotated[float, Field(gt=0.0, le=10.0)]
 
 
+# training rows centred at a time in float64 (64 MiB of 1280-d rows): a fit holds no centred copy of them all
+CENTRED_BLOCK = 1 << 13
+
+
+def _centred(x: np.ndarray, mean: np.ndarray) -> Iterator[np.ndarray]:
+    """``x - mean`` in float64, ``CENTRED_BLOCK`` rows at a time."""
+    for start in range(0, len(x), CENTRED_BLOCK):
+        yield np.asarray(x[start : start + CENTRED_BLOCK], dtype=np.float64) - mean
+
+
+def _projected(x: np.ndarray, mean: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """(x - mean) @ directions, (n, k) float64, centring a block of rows at a time."""
+    return np.concatenate([block @ directions for block in _centred(x, mean)]) if len(x) else np.zeros((0, 0))
+
+
 def _pca(x: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and the top principal directions (D, components), by descending variance."""
+    """Mean (D,) and the top principal directions (D, components), by descending variance; the covariance is
+    summed in float64 over blocks of rows, so float32 features of any size are fitted without a float64 copy."""
     if components > min(x.shape):
         raise GraphhashError(f"baselines: {components} bits need at least {components} training items and dimensions")
-    mean = x.mean(axis=0)
-    covariance = np.cov(x - mean, rowvar=False)
-    values, vectors = np.linalg.eigh(covariance)
+    mean = x.mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((x.shape[1], x.shape[1]))
+    for block in _centred(x, mean):
+        covariance += block.T @ block
+    values, vectors = np.linalg.eigh(covariance / max(len(x) - 1, 1))
     return mean, vectors[:, np.argsort(values)[::-1][:components]]
+
+
+def itq_rotation(v: np.ndarray, iterations: int, seed: int) -> tuple[np.ndarray, list[float]]:
+    """ITQ's rotation of embedded data v (n, c) (Gong & Lazebnik): from a random orthogonal R (the Q of a seeded
+    Gaussian's QR), ``iterations`` times B = sign(V R) (0 as +1), then the orthogonal Procrustes solution
+    R = S Z^T of V^T B = S Omega Z^T, argmin ||B - V R|| over orthogonal R. Returns R (c, c) and the loss
+    ||B - V R||_F^2 before each update (``ITQ``; the cross-modal CCA-ITQ rotates with it too)."""
+    c = v.shape[1]
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((c, c)))
+    losses = []
+    for _ in range(iterations):
+        rotated = v @ rotation
+        codes = np.where(rotated >= 0, 1.0, -1.0)
+        losses.append(float(np.sum((codes - rotated) ** 2)))
+        left, _, right = np.linalg.svd(v.T @ codes)
+        rotation = left @ right
+    return rotation, losses
 
 
 class Hasher(Configurable):
@@ -84,7 +119,7 @@ class LinearHasher(Hasher):
     """Codes are the signs of a linear map of the centred features: ``project(x - mean) >= 0``."""
 
     def fit(self, x: np.ndarray) -> LinearHasher:
-        self.mean_ = x.mean(axis=0)
+        self.mean_ = x.mean(axis=0, dtype=np.float64)
         self.fit_projection(x)
         return self
 
@@ -136,15 +171,8 @@ class ITQ(LinearHasher):
 
     def fit_projection(self, x: np.ndarray) -> None:
         _, self.components_ = _pca(x, self.bits)
-        v = (x - self.mean_) @ self.components_
-        q, _ = np.linalg.qr(np.random.default_rng(self.seed).standard_normal((self.bits, self.bits)))
-        rotation, losses = q, []
-        for _ in range(self.iterations):
-            b = np.where(v @ rotation >= 0, 1.0, -1.0)
-            losses.append(float(np.sum((b - v @ rotation) ** 2)))
-            u, _, wt = np.linalg.svd(v.T @ b)  # Procrustes: argmin_R ||B - V R|| over orthogonal R
-            rotation = u @ wt
-        self.rotation_, self.losses_ = rotation, losses
+        v = _projected(x, self.mean_, self.components_)
+        self.rotation_, self.losses_ = itq_rotation(v, self.iterations, self.seed)
 
     def project(self, centred: np.ndarray) -> np.ndarray:
         return centred @ self.components_ @ self.rotation_
@@ -153,7 +181,7 @@ class ITQ(LinearHasher):
 class SH(Hasher):
     def fit(self, x: np.ndarray) -> SH:
         self.mean_, self.components_ = _pca(x, min(self.bits, x.shape[1]))
-        projected = (x - self.mean_) @ self.components_
+        projected = _projected(x, self.mean_, self.components_)
         eps = np.finfo(np.float64).eps
         self.low_ = projected.min(axis=0) - eps
         width = projected.max(axis=0) + eps - self.low_

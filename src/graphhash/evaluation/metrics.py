@@ -252,6 +252,10 @@ def average_precision(ranked_relevance: np.ndarray, k: int) -> np.ndarray:
     return np.divide(total, found, out=np.zeros(len(top)), where=found > 0)
 
 
+# cosine_map ranks at most this many (query, database item) pairs at once: 0.5 GiB of similarities, 1 GiB of order
+SORT_ELEMENTS = 1 << 27
+
+
 def cosine_map(
     query: np.ndarray,
     database: np.ndarray,
@@ -259,17 +263,23 @@ def cosine_map(
     database_labels: np.ndarray,
     map_at: tuple[int, ...],
     block_size: int = 512,
+    *,
+    normalised: bool = False,
 ) -> dict[str, float]:
-    """mAP of ranking the database by cosine similarity of real-valued features (ties by database index).
+    """mAP of ranking the database by cosine similarity of real-valued features (ties by database index);
+    ``normalised``: the rows are unit vectors already (float32: used as they are, no copy).
 
     The ranking needs a full sort of the database for every query (mAP@all); torch's stable sort does it on
-    every core, where NumPy's runs on one.
+    every core, where NumPy's runs on one. At most ``block_size`` queries are ranked at once, fewer where the
+    database is large: a block's similarities, order and relevance stay near ``SORT_ELEMENTS`` entries each.
     """
 
     def unit(x: np.ndarray) -> torch.Tensor:
-        return torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(x)).float(), dim=1)
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return x if normalised else torch.nn.functional.normalize(x, dim=1)
 
     queries, items = unit(query), unit(database)
+    block_size = max(1, min(block_size, SORT_ELEMENTS // max(1, len(items))))
     sums = dict.fromkeys(["map@all", *(f"map@{k}" for k in map_at)], 0.0)
     for start in range(0, len(queries), block_size):
         block = slice(start, start + block_size)

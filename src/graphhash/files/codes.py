@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphhash.files.features import FeatureSet
+from graphhash.files.features import FeatureSet, map_rows
 from graphhash.files.hdf5 import Contract, read_strings, write_strings
 
 CODES = Contract("codes", 1, stage="hash or baselines")
@@ -58,8 +58,9 @@ def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
 
 
 def encode_splits(fs: FeatureSet, encode: Callable[[np.ndarray], np.ndarray], method: str, bits: int) -> CodeSet:
-    """Codes of a features file's query and database items, ``encode`` mapping features to bool codes."""
-    return _code_set(fs, {part: encode(fs.features[getattr(fs, part)]) for part in PARTS}, method, bits)
+    """Codes of a features file's query and database items, ``encode`` mapping features to bool codes (a block of
+    rows at a time: ``fs.features`` may be an open file's dataset)."""
+    return _code_set(fs, {part: map_rows(fs.features, getattr(fs, part), encode) for part in PARTS}, method, bits)
 
 
 def split_codes(fs: FeatureSet, codes: np.ndarray, method: str, bits: int) -> CodeSet:

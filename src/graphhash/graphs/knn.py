@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from graphhash.errors import GraphhashError
+from graphhash.files.features import read_rows
 from graphhash.files.neighbours import Neighbours
 from graphhash.graphs.batch import nrdh_propagation
 
@@ -28,6 +29,17 @@ def unit_rows(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Each row divided by its norm, float32 (a zero row stays zero)."""
     x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def unit_features(features: np.ndarray, mask: np.ndarray | None = None, block_size: int = 2048) -> np.ndarray:
+    """The rows of ``features`` (an array or an open features file's dataset) where ``mask`` is true (every row:
+    None), each divided by its norm as ``unit_rows`` does: one new float32 array, read by ``read_rows`` and
+    normalised in place a block at a time (never the rows and a unit copy of them besides)."""
+    unit = read_rows(features, mask)
+    rows = torch.from_numpy(unit)
+    for start in range(0, len(unit), block_size):
+        rows[start : start + block_size] = unit_rows(rows[start : start + block_size])
+    return unit
 
 
 def own_rows(train: np.ndarray) -> np.ndarray:
@@ -57,9 +69,14 @@ class TrainingSet:
         return unit_rows(self.features)
 
     def check_k(self, k: int) -> None:
-        if not 1 <= k < len(self):
+        self.check_count(k, len(self))
+
+    @staticmethod
+    def check_count(k: int, training_items: int) -> None:
+        """``k`` neighbours per node need more than ``k`` training items: one line otherwise."""
+        if not 1 <= k < training_items:
             raise GraphhashError(f"graph.nodes: {k} neighbours per node need more than {k} training items "
-                                 f"(there are {len(self)})")  # fmt: skip
+                                 f"(there are {training_items})")  # fmt: skip
 
     def nearest(
         self, features: np.ndarray, k: int, own_row: np.ndarray | None = None, block_size: int = 2048
@@ -143,7 +160,7 @@ def nearest_training(features: np.ndarray, train: np.ndarray, k: int, block_size
     A training item is never its own neighbour (``TrainingSet.nearest``); ``graphhash.graphs.search`` finds
     them approximately too.
     """
-    return TrainingSet(features[train]).nearest(features, k, own_rows(train), block_size)
+    return TrainingSet(read_rows(features, train)).nearest(features, k, own_rows(train), block_size)
 
 
 def knn_graphs(nodes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -158,5 +175,6 @@ def graph_inputs(
     features: np.ndarray, train: np.ndarray, neighbours: Neighbours, rho: float, p: float, block_size: int = 4096
 ) -> np.ndarray:
     """Every item's features propagated over its own kNN graph (``TrainingSet.graph_inputs``); ``train`` is the
-    (N,) mask of the training items that ``neighbours`` counts. (N, D) -> (N, D) float32."""
-    return TrainingSet(features[train]).graph_inputs(features, neighbours, rho, p, block_size)
+    (N,) mask of the training items that ``neighbours`` counts; ``features`` may be an open features file's
+    dataset, read a block at a time. (N, D) -> (N, D) float32."""
+    return TrainingSet(read_rows(features, train)).graph_inputs(features, neighbours, rho, p, block_size)

@@ -19,3 +19,8 @@ class EvaluateParams(Section):
     figure_queries: Annotated[int, Field(ge=0)] = Field(
         5, description="top-10 retrieval figures (image data): the first query of this many classes; 0: none"
     )
+    cosine_queries: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="the cosine (real-valued) reference row: 0: every query | N: N evenly spaced queries (a "
+        "full sort of the database per query: for very large runs)",
+    )

@@ -14,14 +14,17 @@ import io
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from graphhash.data.sources import open_source
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.figures import fixed_queries, retrieval_figure
 from graphhash.evaluation.metrics import RECALL_GRID, cosine_map, evaluate
 from graphhash.files.atomic import write_bytes, write_csv, write_json, write_text
 from graphhash.files.codes import nrdh_method, read_code_kind, read_codes
-from graphhash.files.features import read_features
+from graphhash.files.features import open_features
 from graphhash.files.manifest import Manifest
+from graphhash.graphs.knn import unit_features
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.codes import CodesParams
 from graphhash.params.evaluate import EvaluateParams
@@ -85,13 +88,27 @@ def evaluate_codes(
             png = io.BytesIO()
             retrieval_figure(found, source.image, manifest.classes, queries).save(png, format="PNG")
             write_bytes(figures / f"{found.method}-{found.bits}.png", png.getvalue())
-    fs = read_features(features_path)
-    metrics["cosine"] = cosine_map(fs.features[fs.query], fs.features[fs.database], fs.labels[fs.query],
-                                   fs.labels[fs.database], tuple(params.map_at))  # fmt: skip
+    with open_features(features_path) as fs:  # the query and database rows only, each read once
+        query_mask = cosine_queries(fs.query, params.cosine_queries)
+        query, database = unit_features(fs.features, query_mask), unit_features(fs.features, fs.database)
+        labels, database_mask = fs.labels, fs.database
+    metrics["cosine"] = cosine_map(query, database, labels[query_mask], labels[database_mask], tuple(params.map_at),
+                                   normalised=True)  # fmt: skip
     write_json(metrics_path, metrics)
     write_curves(by_bits, curves)
     write_text(results_path, results_table(metrics))
     return metrics
+
+
+def cosine_queries(query: np.ndarray, count: int) -> np.ndarray:
+    """The (N,) mask of the queries the cosine reference ranks for: every query (``count`` 0, or at least as many
+    as there are), else ``count`` of them evenly spaced in file order."""
+    rows = np.flatnonzero(query)
+    if count == 0 or count >= len(rows):
+        return query
+    mask = np.zeros_like(query)
+    mask[rows[np.linspace(0, len(rows) - 1, count).round().astype(np.int64)]] = True
+    return mask
 
 
 def write_curves(by_bits: dict[int, dict[str, dict]], folder: Path) -> None:

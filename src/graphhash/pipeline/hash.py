@@ -22,7 +22,7 @@ from graphhash.data.sources import open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_csv
 from graphhash.files.codes import PARTS, code_file, nrdh_method, split_codes, write_codes
-from graphhash.files.features import FeatureSet, read_features
+from graphhash.files.features import FeatureSet, open_features, read_features, read_rows
 from graphhash.files.manifest import Manifest
 from graphhash.files.models import load_model, load_weights, save_model
 from graphhash.files.neighbours import Neighbours, read_neighbours
@@ -69,36 +69,36 @@ def hash_codes(
     """For each code length g, from ``<representations>/<g>.h5``: the code file ``<codes>/nrdh-<filter>-<g>.h5``,
     the ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch. ``hash.network: cnn`` reads
     the images through ``manifest`` and the backbone ``extract`` names."""
-    fs = read_features(features_path)
-    graph_input, neighbours = None, None
-    if params.input == "graph":
-        graph_input = {"rho": graph.rho, "p": params.input_p, "neighbours": graph.nodes - 1}
-        neighbours = read_neighbours(neighbours_path, len(fs.features), graph.nodes - 1)
-    if params.network == "cnn":
-        if extract is None or manifest is None:
-            raise GraphhashError("hash.network: cnn needs the extract section and the manifest (the images)")
-        trainer = CnnTrainer(fs, features_path, Manifest.load(manifest), extract, params, graph_input, neighbours)
-    else:
-        trainer = MlpTrainer(with_graph_inputs(fs, graph_input, neighbours) if graph_input else fs, params)
-    method = nrdh_method(filter_name)
-    for g in bits:
-        path = representations / f"{g}.h5"
-        found = read_representations(path)
-        z = found.values
-        if found.ids != fs.ids_where(fs.train) or z.shape[1] < g:
-            raise GraphhashError(f"{path}: does not match the training items of {features_path} at {g} bits")
-        if params.target == "representation" and z.shape[1] != g:
-            raise GraphhashError(f"hash.target: representation fits fc(x) to the representations themselves, but "
-                                 f"{path} holds {z.shape[1]} dimensions for {g} bits; set represent.latent: 0 or "
-                                 "hash.target: rotated")  # fmt: skip
-        fit = rotated_targets(z, params.seed, g) if params.target == "rotated" else z
-        targets = Targets(torch.from_numpy(fit), torch.from_numpy(z))
-        network, history, found_codes, config = trainer.fit(targets, models.parent / f".{models.name}.resume")
-        write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
-        config = {"method": method, "bits": g, "training": params.model_dump(), "backbone": fs.attrs.get("backbone"),
-                  "graph_input": graph_input, **config}  # fmt: skip
-        save_model(models / str(g), network, HASH_MODELS[params.network], config)
-        write_csv(losses / f"{g}.csv", history)
+    with open_features(features_path) as fs:  # rows read as they are needed, never the matrix and a copy
+        graph_input, neighbours = None, None
+        if params.input == "graph":
+            graph_input = {"rho": graph.rho, "p": params.input_p, "neighbours": graph.nodes - 1}
+            neighbours = read_neighbours(neighbours_path, len(fs.features), graph.nodes - 1)
+        if params.network == "cnn":
+            if extract is None or manifest is None:
+                raise GraphhashError("hash.network: cnn needs the extract section and the manifest (the images)")
+            trainer = CnnTrainer(fs, features_path, Manifest.load(manifest), extract, params, graph_input, neighbours)
+        else:
+            trainer = MlpTrainer(with_graph_inputs(fs, graph_input, neighbours) if graph_input else fs, params)
+        method = nrdh_method(filter_name)
+        for g in bits:
+            path = representations / f"{g}.h5"
+            found = read_representations(path)
+            z = found.values
+            if found.ids != fs.ids_where(fs.train) or z.shape[1] < g:
+                raise GraphhashError(f"{path}: does not match the training items of {features_path} at {g} bits")
+            if params.target == "representation" and z.shape[1] != g:
+                raise GraphhashError(f"hash.target: representation fits fc(x) to the representations themselves, but "
+                                     f"{path} holds {z.shape[1]} dimensions for {g} bits; set represent.latent: 0 or "
+                                     "hash.target: rotated")  # fmt: skip
+            fit = rotated_targets(z, params.seed, g) if params.target == "rotated" else z
+            targets = Targets(torch.from_numpy(fit), torch.from_numpy(z))
+            network, history, found_codes, config = trainer.fit(targets, models.parent / f".{models.name}.resume")
+            write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
+            config = {"method": method, "bits": g, "training": params.model_dump(),
+                      "backbone": fs.attrs.get("backbone"), "graph_input": graph_input, **config}  # fmt: skip
+            save_model(models / str(g), network, HASH_MODELS[params.network], config)
+            write_csv(losses / f"{g}.csv", history)
 
 
 class MlpTrainer:
@@ -109,10 +109,10 @@ class MlpTrainer:
 
     def fit(self, targets: Targets, resume: Path) -> tuple[HashNet, list[dict[str, float]], np.ndarray, dict]:
         fs = self.fs
-        network, history = train_hashnet(torch.from_numpy(fs.features[fs.train]), targets, self.params)
+        network, history = train_hashnet(torch.from_numpy(read_rows(fs.features, fs.train)), targets, self.params)
         codes = np.zeros((len(fs.features), network.config.bits), dtype=bool)
         for part in PARTS:  # each part encoded on its own, as the code files always were
-            codes[getattr(fs, part)] = encode(network, fs.features[getattr(fs, part)])
+            codes[getattr(fs, part)] = encode(network, read_rows(fs.features, getattr(fs, part)))
         config = {"in_dim": network.config.in_dim, "hidden": list(network.config.hidden),
                   "negative_slope": network.config.negative_slope}  # fmt: skip
         return network, history, codes, config
@@ -140,8 +140,8 @@ class CnnTrainer:
                                 self.cnn, params.seed)  # fmt: skip
         self.graph = None
         if graph_input:
-            own, context = TrainingSet(fs.features[fs.train]).graph_parts(fs.features, neighbours, graph_input["rho"],
-                                                                          graph_input["p"])  # fmt: skip
+            training = TrainingSet(read_rows(fs.features, fs.train))
+            own, context = training.graph_parts(fs.features, neighbours, graph_input["rho"], graph_input["p"])
             self.graph = cnn.GraphParts(torch.from_numpy(own), torch.from_numpy(context))
         probe = cnn.build(backbone, 1, self.cnn, params.negative_slope)
         self.cache = None if self.cnn.augment else cnn.frozen_outputs(probe, self.all, self.device, 256)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from graphhash.files.features import read_features
+from graphhash.files.features import open_features
 from graphhash.files.neighbours import write_neighbours
 from graphhash.graphs.search import resolve_method, search_neighbours
 from graphhash.params.graph import GraphParams
@@ -19,8 +19,8 @@ def find_neighbours(
 ) -> None:
     """Write ``dest``, the neighbours file of the features file, searched by ``params`` (default: the defaults)."""
     params = params or NeighboursParams()
-    fs = read_features(features_path)
-    method = resolve_method(params.method, int(fs.train.sum()))
-    log.info("neighbours: %d per item among %d training items, %s", graph.nodes - 1, fs.train.sum(), method)
-    found = search_neighbours(fs.features, fs.train, graph.nodes - 1, method, params.options(method))
+    with open_features(features_path) as fs:  # the rows are read as the method needs them
+        method = resolve_method(params.method, int(fs.train.sum()))
+        log.info("neighbours: %d per item among %d training items, %s", graph.nodes - 1, fs.train.sum(), method)
+        found = search_neighbours(fs.features, fs.train, graph.nodes - 1, method, params.options(method))
     write_neighbours(dest, found)

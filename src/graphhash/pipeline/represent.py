@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from graphhash.files.atomic import write_csv
-from graphhash.files.features import FeatureSet, read_features
+from graphhash.files.features import FeatureSet, open_features, read_rows
 from graphhash.files.models import save_model
 from graphhash.files.neighbours import read_neighbours
 from graphhash.files.representations import Representations, write_representations
@@ -41,9 +41,9 @@ def represent(
 ) -> None:
     """For each code length g: ``<out>/<g>.h5`` (the representations, max(represent.latent, g) wide), the
     ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
-    fs = read_features(features_path)
-    train = torch.from_numpy(fs.features[fs.train])
-    neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
+    with open_features(features_path) as fs:  # the training rows only
+        train = torch.from_numpy(read_rows(fs.features, fs.train))
+        neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
     trained: dict[int, tuple] = {}  # by representation size: code lengths below represent.latent share one
     for g in bits:
         size = max(represent.latent, g)
