@@ -24,10 +24,10 @@ import sys
 import time
 
 import numpy as np
-import scipy.io
 from common import REPO
 
 from graphhash.crossmodal.baselines import CCAITQ, CMFH, CVH
+from graphhash.data.paired import read_wiki
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.baselines import LSH
 from graphhash.evaluation.metrics import evaluate
@@ -38,18 +38,14 @@ DIRECTIONS = (("image", "text"), ("text", "image"))
 
 
 def load() -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Training views and labels, test views and labels."""
+    """Training views and labels, test views and labels (``graphhash.data.paired.read_wiki``)."""
     if not (WIKI / "raw_features.mat").is_file():
         print(f"skipped: {WIKI} not found (the Wikipedia features live in ../shared/datasets/wiki)")
         sys.exit(0)
-    features = scipy.io.loadmat(WIKI / "raw_features.mat")
-
-    def labels(name: str) -> np.ndarray:
-        return np.array([int(line.split()[2]) for line in (WIKI / name).read_text().splitlines() if line.strip()])
-
-    train = {"image": features["I_tr"], "text": features["T_tr"]}
-    test = {"image": features["I_te"], "text": features["T_te"]}
-    return train, labels("trainset_txt_img_cat.list"), test, labels("testset_txt_img_cat.list")
+    wiki = read_wiki(WIKI)
+    train, test = ~wiki.query, wiki.query
+    return ({m: x[train] for m, x in wiki.views.items()}, wiki.labels[train],
+            {m: x[test] for m, x in wiki.views.items()}, wiki.labels[test])  # fmt: skip
 
 
 class PerViewLSH:

@@ -1,0 +1,104 @@
+"""Paired, feature-only data for cross-modal hashing (issue 16): two or more named modalities, each a feature
+matrix over the same items, with their labels and the dataset's own split.
+
+``PairedSet``: ``views`` {modality: (N, D_m) float64}, row i of every view is item i; ``labels`` (N,) int64 (one
+class per item) or (N, L) bool (a 0/1 multi-label matrix: relevance is a shared label); ``ids`` (N,) strings;
+``query`` (N,) bool, the dataset's test items (the queries; the others are the database and training set).
+
+Readers keep the files as published (``scipy.io.loadmat`` for MATLAB files) and check them: a missing file, a
+modality whose row count or ids differ from the others', or a NaN or infinite feature is one line naming the
+file, and nothing is returned.
+
+- ``read_wiki(folder)``: the Wikipedia image-text dataset (Rasiwasia et al., ACM MM 2010) as
+  ``../shared/datasets/README.md`` describes it: ``raw_features.mat`` (``I_tr``, ``I_te``: 128-d SIFT bags of
+  visual words; ``T_tr``, ``T_te``: 10-d LDA topic proportions), the ``.list`` files giving each row's text id,
+  image id and category (1-10, stored 0-9 here), train rows first, then test rows (the queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphhash.errors import GraphhashError
+
+WIKI_FEATURES = "raw_features.mat"
+WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
+WIKI_VIEWS = {"image": "I", "text": "T"}  # modality -> the .mat variables' prefix (I_tr, I_te, ...)
+
+
+@dataclass(frozen=True)
+class PairedSet:
+    views: dict[str, np.ndarray]
+    labels: np.ndarray
+    ids: list[str]
+    query: np.ndarray
+
+    def __post_init__(self):
+        counts = {modality: len(x) for modality, x in self.views.items()}
+        if len(set(counts.values()) | {len(self.ids), len(self.labels), len(self.query)}) != 1:
+            listed = ", ".join(f"{modality} {count}" for modality, count in counts.items())
+            raise GraphhashError(f"paired data: the modalities ({listed}), ids ({len(self.ids)}), labels "
+                                 f"({len(self.labels)}) and split ({len(self.query)}) must count the same "
+                                 "items")  # fmt: skip
+
+
+def _finite(x: np.ndarray, where: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise GraphhashError(f"{where}: expected a 2-d feature matrix, found shape {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise GraphhashError(f"{where}: NaN or infinite features (first in row {row})")
+    return x
+
+
+def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:
+    """The ids (``<text id>/<image id>``) and 0-based categories of a Wiki ``.list`` file."""
+    if not path.is_file():
+        raise GraphhashError(f"{path}: not found (the Wiki dataset needs {', '.join(WIKI_LISTS.values())})")
+    ids, labels = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3 or not fields[2].isdigit() or not 1 <= int(fields[2]) <= 10:
+            raise GraphhashError(f"{path}:{number}: expected 'text-id image-id category (1-10)', found {line!r}")
+        ids.append(f"{fields[0]}/{fields[1]}")
+        labels.append(int(fields[2]) - 1)
+    return ids, np.asarray(labels, dtype=np.int64)
+
+
+def read_wiki(folder: str | Path) -> PairedSet:
+    """The Wiki dataset in ``folder``: train pairs (database and training set), then test pairs (queries)."""
+    import scipy.io  # here: scipy's loader only where MATLAB files are read
+
+    folder = Path(folder)
+    path = folder / WIKI_FEATURES
+    if not path.is_file():
+        raise GraphhashError(f"{path}: not found (the Wiki dataset's features, ../shared/datasets/wiki)")
+    try:
+        mat = scipy.io.loadmat(path)
+    except (OSError, ValueError) as exc:
+        raise GraphhashError(f"{path}: not a MATLAB file scipy can read ({exc})") from None
+    parts = {part: _wiki_list(folder / name) for part, name in WIKI_LISTS.items()}
+    views = {}
+    for modality, prefix in WIKI_VIEWS.items():
+        blocks = []
+        for part, suffix in (("train", "tr"), ("test", "te")):
+            name = f"{prefix}_{suffix}"
+            if name not in mat:
+                raise GraphhashError(f"{path}: no variable {name} (the {modality} features of the {part} pairs)")
+            block = _finite(mat[name], f"{path}: {name}")
+            if len(block) != len(parts[part][0]):
+                raise GraphhashError(f"{path}: {name} has {len(block)} rows, but {WIKI_LISTS[part]} lists "
+                                     f"{len(parts[part][0])} pairs")  # fmt: skip
+            blocks.append(block)
+        views[modality] = np.concatenate(blocks)
+    ids = parts["train"][0] + parts["test"][0]
+    labels = np.concatenate([parts["train"][1], parts["test"][1]])
+    query = np.arange(len(ids)) >= len(parts["train"][0])
+    return PairedSet(views, labels, ids, query)

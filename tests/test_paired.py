@@ -1,0 +1,71 @@
+"""Paired feature-only data (graphhash.data.paired): the Wiki reader on files written here as the dataset
+publishes them, its one-line errors, and the real dataset when ../shared is present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from graphhash.data.paired import PairedSet, read_wiki
+from graphhash.errors import GraphhashError
+
+SHARED_WIKI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "wiki"
+
+
+def write_wiki(folder: Path, train: int = 6, test: int = 3, **overrides) -> dict[str, np.ndarray]:
+    """A Wiki-shaped folder: the .mat with I_tr/I_te/T_tr/T_te, the two .list files."""
+    rng = np.random.default_rng(0)
+    arrays = {"I_tr": rng.random((train, 5)), "I_te": rng.random((test, 5)),
+              "T_tr": rng.random((train, 3)), "T_te": rng.random((test, 3))}  # fmt: skip
+    arrays.update(overrides)
+    scipy.io.savemat(folder / "raw_features.mat", arrays)
+    for name, count, start in (("trainset_txt_img_cat.list", train, 0), ("testset_txt_img_cat.list", test, 100)):
+        lines = [f"t{start + i}  i{start + i}  {1 + (start + i) % 10}" for i in range(count)]
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return arrays
+
+
+def test_wiki_reads_train_then_test_pairs_with_their_categories(tmp_path):
+    arrays = write_wiki(tmp_path)
+    found = read_wiki(tmp_path)
+    np.testing.assert_array_equal(found.views["image"], np.concatenate([arrays["I_tr"], arrays["I_te"]]))
+    np.testing.assert_array_equal(found.views["text"], np.concatenate([arrays["T_tr"], arrays["T_te"]]))
+    assert found.ids[:2] == ["t0/i0", "t1/i1"] and found.ids[6] == "t100/i100"
+    assert found.labels.tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2]  # categories 1-10 stored 0-9
+    assert found.query.tolist() == [False] * 6 + [True] * 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda folder: (folder / "raw_features.mat").unlink(), r"raw_features\.mat: not found"),
+        (lambda folder: (folder / "testset_txt_img_cat.list").unlink(), r"testset_txt_img_cat\.list: not found"),
+        (lambda folder: write_wiki(folder, I_te=np.full((3, 5), np.nan)), r"I_te: NaN or infinite features"),
+        (lambda folder: write_wiki(folder, T_tr=np.ones((5, 3))), r"T_tr has 5 rows, but trainset.* lists 6"),
+        (lambda folder: (folder / "trainset_txt_img_cat.list").write_text("t0 i0 11\n"), r":1: expected"),
+    ],
+)
+def test_wiki_bad_files_are_one_line_naming_the_file(tmp_path, change, message):
+    write_wiki(tmp_path)
+    change(tmp_path)
+    with pytest.raises(GraphhashError, match=message) as info:
+        read_wiki(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_paired_set_refuses_modalities_of_different_lengths():
+    with pytest.raises(GraphhashError, match=r"the modalities \(image 3, text 2\)"):
+        PairedSet({"image": np.zeros((3, 2)), "text": np.zeros((2, 2))}, np.zeros(3), ["a", "b", "c"],
+                  np.zeros(3, dtype=bool))  # fmt: skip
+
+
+@pytest.mark.skipif(not SHARED_WIKI.is_dir(), reason=f"{SHARED_WIKI} not found (the Wiki features live in ../shared)")
+def test_the_real_wiki_dataset_has_its_published_shape():
+    found = read_wiki(SHARED_WIKI)
+    assert found.views["image"].shape == (2866, 128) and found.views["text"].shape == (2866, 10)
+    assert int(found.query.sum()) == 693 and sorted(set(found.labels.tolist())) == list(range(10))
+    np.testing.assert_allclose(found.views["text"].sum(axis=1), 1.0, atol=1e-6)  # topic proportions
+    assert len(set(found.ids)) == 2866
