@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from graphhash.data.paired import PairedSet, read_wiki
+from graphhash.data.paired import PairedSet, read_mirflickr_tags, read_wiki
 from graphhash.errors import GraphhashError
 
 SHARED_WIKI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "wiki"
@@ -69,3 +69,46 @@ def test_the_real_wiki_dataset_has_its_published_shape():
     assert int(found.query.sum()) == 693 and sorted(set(found.labels.tolist())) == list(range(10))
     np.testing.assert_allclose(found.views["text"].sum(axis=1), 1.0, atol=1e-6)  # topic proportions
     assert len(set(found.ids)) == 2866
+
+
+SHARED_MIRFLICKR = SHARED_WIKI.parent / "mirflickr25k-tags"
+
+
+def write_mirflickr(folder: Path, items: int = 50, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    tags = (rng.random((items, 12)) < 0.3).astype(np.uint8)
+    labels = (rng.random((items, 4)) < 0.4).astype(np.uint8) if labels is None else labels
+    scipy.io.savemat(folder / "mirflickr25k-yall.mat", {"YAll": tags})
+    scipy.io.savemat(folder / "mirflickr25k-lall.mat", {"LAll": labels})
+    return tags, labels
+
+
+def test_mirflickr_tags_are_one_modality_with_multi_labels_and_a_seeded_query_draw(tmp_path):
+    tags, labels = write_mirflickr(tmp_path)
+    found = read_mirflickr_tags(tmp_path, queries=10, seed=3)
+    np.testing.assert_array_equal(found.views["tags"], tags)
+    assert found.labels.dtype == bool and (found.labels == labels.astype(bool)).all()
+    assert int(found.query.sum()) == 10
+    np.testing.assert_array_equal(read_mirflickr_tags(tmp_path, queries=10, seed=3).query, found.query)
+    assert (read_mirflickr_tags(tmp_path, queries=10, seed=4).query != found.query).any()
+
+
+def test_mirflickr_bad_files_are_one_line(tmp_path):
+    write_mirflickr(tmp_path, labels=np.full((49, 4), 1, dtype=np.uint8))
+    with pytest.raises(GraphhashError, match=r"LAll must be a 0/1 matrix with a row for each of the 50 items"):
+        read_mirflickr_tags(tmp_path, queries=10)
+    write_mirflickr(tmp_path)
+    with pytest.raises(GraphhashError, match=r"queries: 50 queries need between 1 and 49"):
+        read_mirflickr_tags(tmp_path, queries=50)
+    (tmp_path / "mirflickr25k-yall.mat").unlink()
+    with pytest.raises(GraphhashError, match=r"mirflickr25k-yall\.mat: not found"):
+        read_mirflickr_tags(tmp_path)
+
+
+@pytest.mark.skipif(not SHARED_MIRFLICKR.is_dir(), reason=f"{SHARED_MIRFLICKR} not found (it lives in ../shared)")
+def test_the_real_mirflickr_tags_have_their_published_shape():
+    found = read_mirflickr_tags(SHARED_MIRFLICKR)
+    assert found.views["tags"].shape == (20015, 1386) and found.labels.shape == (20015, 24)
+    per_item = found.labels.sum(axis=1)
+    assert per_item.min() == 1 and per_item.max() == 14  # the README: 1-14 labels per item
+    assert int(found.query.sum()) == 2000

@@ -13,6 +13,11 @@ file, and nothing is returned.
   ``../shared/datasets/README.md`` describes it: ``raw_features.mat`` (``I_tr``, ``I_te``: 128-d SIFT bags of
   visual words; ``T_tr``, ``T_te``: 10-d LDA topic proportions), the ``.list`` files giving each row's text id,
   image id and category (1-10, stored 0-9 here), train rows first, then test rows (the queries).
+- ``read_mirflickr_tags(folder, queries, seed)``: MIRFlickr-25K's 20,015 items as one modality, ``tags``
+  (``mirflickr25k-yall.mat``: ``YAll``, 1,386 binary tags), with ``mirflickr25k-lall.mat``'s ``LAll`` (24 concept
+  labels, 1-14 per item) as a multi-label matrix. The dataset has no published split, and a split stratified by
+  class does not apply to items of several classes: the queries are ``queries`` items drawn uniformly without
+  replacement with ``seed`` (the common cross-modal protocol draws 2,000), the rest the database and training set.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from graphhash.errors import GraphhashError
 WIKI_FEATURES = "raw_features.mat"
 WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
 WIKI_VIEWS = {"image": "I", "text": "T"}  # modality -> the .mat variables' prefix (I_tr, I_te, ...)
+MIRFLICKR_FILES = {"tags": ("mirflickr25k-yall.mat", "YAll"), "labels": ("mirflickr25k-lall.mat", "LAll")}
 
 
 @dataclass(frozen=True)
@@ -72,18 +78,47 @@ def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(labels, dtype=np.int64)
 
 
-def read_wiki(folder: str | Path) -> PairedSet:
-    """The Wiki dataset in ``folder``: train pairs (database and training set), then test pairs (queries)."""
+def _load_mat(path: Path, what: str) -> dict[str, np.ndarray]:
+    """The variables of the MATLAB file ``path`` (``what`` it holds, for the message), or one line."""
     import scipy.io  # here: scipy's loader only where MATLAB files are read
 
-    folder = Path(folder)
-    path = folder / WIKI_FEATURES
     if not path.is_file():
-        raise GraphhashError(f"{path}: not found (the Wiki dataset's features, ../shared/datasets/wiki)")
+        raise GraphhashError(f"{path}: not found ({what})")
     try:
-        mat = scipy.io.loadmat(path)
+        return scipy.io.loadmat(path)
     except (OSError, ValueError) as exc:
         raise GraphhashError(f"{path}: not a MATLAB file scipy can read ({exc})") from None
+
+
+def _mat_variable(path: Path, name: str, what: str) -> np.ndarray:
+    mat = _load_mat(path, what)
+    if name not in mat:
+        raise GraphhashError(f"{path}: no variable {name} ({what})")
+    return mat[name]
+
+
+def read_mirflickr_tags(folder: str | Path, queries: int = 2000, seed: int = 0) -> PairedSet:
+    """MIRFlickr-25K's tags (one modality) and multi-label concepts in ``folder``; ``queries`` seeded queries."""
+    folder = Path(folder)
+    (tags_file, tags_name), (labels_file, labels_name) = MIRFLICKR_FILES.values()
+    tags = _finite(_mat_variable(folder / tags_file, tags_name, "MIRFlickr-25K's tags"),
+                   f"{folder / tags_file}: {tags_name}")  # fmt: skip
+    labels = np.asarray(_mat_variable(folder / labels_file, labels_name, "MIRFlickr-25K's labels"))
+    if labels.ndim != 2 or len(labels) != len(tags) or not np.isin(labels, (0, 1)).all():
+        raise GraphhashError(f"{folder / labels_file}: {labels_name} must be a 0/1 matrix with a row for each of "
+                             f"the {len(tags)} items of {tags_file}, found shape {labels.shape}")  # fmt: skip
+    if not 1 <= queries < len(tags):
+        raise GraphhashError(f"queries: {queries} queries need between 1 and {len(tags) - 1} of the {len(tags)} items")
+    query = np.zeros(len(tags), dtype=bool)
+    query[np.random.default_rng(seed).choice(len(tags), queries, replace=False)] = True
+    return PairedSet({"tags": tags}, labels.astype(bool), [f"mirflickr/{i}" for i in range(len(tags))], query)
+
+
+def read_wiki(folder: str | Path) -> PairedSet:
+    """The Wiki dataset in ``folder``: train pairs (database and training set), then test pairs (queries)."""
+    folder = Path(folder)
+    path = folder / WIKI_FEATURES
+    mat = _load_mat(path, "the Wiki dataset's features, ../shared/datasets/wiki")
     parts = {part: _wiki_list(folder / name) for part, name in WIKI_LISTS.items()}
     views = {}
     for modality, prefix in WIKI_VIEWS.items():
