@@ -175,10 +175,8 @@ class IVF(NeighbourSearch):
         closeness = centroids @ centroids.T
         closeness.fill_diagonal_(torch.inf)  # a cell's own first
         probes = closeness.topk(min(self.nprobe, cells), dim=1).indices.numpy()
-        by_cell = np.argsort(home, kind="stable")  # items grouped by cell, in row order within a cell
-        bounds = np.searchsorted(home[by_cell], np.arange(cells + 1))
-        training = np.argsort(home[train_rows], kind="stable")  # positions in train_rows, grouped by cell
-        train_bounds = np.searchsorted(home[train_rows][training], np.arange(cells + 1))
+        by_cell, bounds = grouped(home, cells)  # items grouped by cell
+        training, train_bounds = grouped(home[train_rows], cells)  # positions in train_rows, grouped by cell
         indices = np.empty((len(unit), k), dtype=np.int64)
         similarities = np.empty((len(unit), k), dtype=np.float32)
         for cell in range(cells):
@@ -195,6 +193,13 @@ class IVF(NeighbourSearch):
             sims[torch.from_numpy(np.flatnonzero(own)), torch.from_numpy(place[own])] = -torch.inf
             indices[rows], similarities[rows] = ranked(sims, candidates, k)
         return Neighbours(indices, similarities)
+
+
+def grouped(cell_of: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions grouped by their cell (``cell_of``, in row order within a cell), and where each of the
+    ``cells`` cells starts and ends in that order ((cells + 1,) bounds)."""
+    order = np.argsort(cell_of, kind="stable")
+    return order, np.searchsorted(cell_of[order], np.arange(cells + 1))
 
 
 class HNSW(NeighbourSearch):

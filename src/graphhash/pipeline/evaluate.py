@@ -89,10 +89,9 @@ def evaluate_codes(
             retrieval_figure(found, source.image, manifest.classes, queries).save(png, format="PNG")
             write_bytes(figures / f"{found.method}-{found.bits}.png", png.getvalue())
     with open_features(features_path) as fs:  # the query and database rows only, each read once
-        query_mask = cosine_queries(fs.query, params.cosine_queries)
-        query, database = unit_features(fs.features, query_mask), unit_features(fs.features, fs.database)
-        labels, database_mask = fs.labels, fs.database
-    metrics["cosine"] = cosine_map(query, database, labels[query_mask], labels[database_mask], tuple(params.map_at),
+        ranked = cosine_queries(fs.query, params.cosine_queries)
+        query, database = unit_features(fs.features, ranked), unit_features(fs.features, fs.database)
+    metrics["cosine"] = cosine_map(query, database, fs.labels[ranked], fs.labels[fs.database], tuple(params.map_at),
                                    normalised=True)  # fmt: skip
     write_json(metrics_path, metrics)
     write_curves(by_bits, curves)
