@@ -51,12 +51,12 @@ def subset_features() -> Path:
     row = {item: i for i, item in enumerate(full.ids)}
     rows = np.array([row[item] for item in manifest.ids])
     masks = {name: getattr(manifest.split, name) for name in ("query", "database", "train")}
-    attrs = {key: value for key, value in full.attrs.items() if key not in ("format", "dim", "count")}
+    attrs = {key: value for key, value in full.attrs.items() if key not in ("format", "modalities", "dims", "count")}
     SUBSET.parent.mkdir(parents=True, exist_ok=True)
     manifest.save(SUBSET.parent / "manifest.json")
     attrs["content_sha256"] = manifest.content_sha256
-    write_features(SUBSET, [full.features[rows]], dim=full.features.shape[1], ids=manifest.ids,
-                   labels=manifest.labels, masks=masks, attrs=attrs)  # fmt: skip
+    write_features(SUBSET, [{"image": full.features[rows]}], dims={"image": full.features.shape[1]},
+                   ids=manifest.ids, labels=manifest.labels, masks=masks, attrs=attrs)  # fmt: skip
     return SUBSET
 
 

@@ -220,7 +220,7 @@ def main() -> None:
 
     retriever = Retriever.from_run(args.run, bits=args.bits)
     info = retriever.info
-    query_ids = sorted(retriever.query_codes)[: args.queries]
+    query_ids = sorted(retriever.query_rows)[: args.queries]
     images = [(f"{item_id.replace('/', '_')}.png", png(retriever, item_id)) for item_id in query_ids]
     print(f"run {args.run}: {info['method']} at {info['bits']} bits, {info['index']} index of {info['count']:,} "
           f"items, {info['backbone']} at {info['image_size']} px; {len(images)} query images (PNG, "

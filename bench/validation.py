@@ -37,7 +37,7 @@ from common import CIFAR_TAR, REPO, cifar_manifest
 
 from graphhash.evaluation.baselines import BASELINES
 from graphhash.evaluation.metrics import cosine_map, evaluate
-from graphhash.files.codes import pack, read_codes
+from graphhash.files.codes import code_file, pack, read_codes
 from graphhash.files.features import FeatureSet, read_features, write_features
 from graphhash.params import read_params_file, validate
 from graphhash.params.baselines import BaselinesParams
@@ -79,7 +79,8 @@ def validation_split(features: Path, queries_per_class: int, work: Path) -> tupl
     query = np.zeros(len(rows), dtype=bool)
     query[: len(queries)] = True
     split = work / "validation.h5"
-    write_features(split, [fs.features[rows]], dim=fs.features.shape[1], ids=[fs.ids[r] for r in rows],
+    write_features(split, [{modality: view[rows] for modality, view in fs.views.items()}],
+                   dims={modality: view.shape[1] for modality, view in fs.views.items()}, ids=[fs.ids[r] for r in rows],
                    labels=fs.labels[rows], masks={"query": query, "database": ~query, "train": ~query},
                    attrs={"backbone": fs.attrs["backbone"], "weights": fs.attrs.get("weights", "")})  # fmt: skip
     neighbours = work / "neighbours.h5"
@@ -129,7 +130,7 @@ def score(
         hash_codes(split, neighbours, work / "z", "gcn", bits, hash_params, graph, codes=work / "codes",
                    models=work / "nrdh", losses=work / "hash", extract=extract, manifest=manifest)  # fmt: skip
         seconds = time.perf_counter() - start
-        found = [read_codes(work / "codes" / f"nrdh-gcn-{b}.h5") for b in bits]
+        found = [read_codes(code_file(work / "codes", "nrdh-gcn", b, "image")) for b in bits]
     results = [evaluate(c.query, c.database, c.query_labels, c.database_labels, c.bits, map_at=(1000,)) for c in found]
     return [(r["map@1000"], r["map@all"]) for r in results], seconds
 

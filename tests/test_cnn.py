@@ -113,7 +113,7 @@ def _train(search_run: Path, out: Path, cnn_options: dict, **hash_options) -> No
 
 
 def _digests(out: Path) -> dict[str, str]:
-    files = [out / "codes" / "nrdh-gcn-16.h5", out / "models" / "nrdh-gcn" / "16" / "model.pt"]
+    files = [out / "codes" / "nrdh-gcn-16-image.h5", out / "models" / "nrdh-gcn" / "16" / "image" / "model.pt"]
     codes = read_codes(files[0])
     return {"query": hashlib.sha256(codes.query.tobytes()).hexdigest(),
             "database": hashlib.sha256(codes.database.tobytes()).hexdigest(),
@@ -141,17 +141,17 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(search_run, tmp_path, monk
     assert "resuming after epoch 1 (step 5 of 14)" in caplog.text
     assert _digests(tmp_path / "parts") == _digests(tmp_path / "whole")
     assert not (tmp_path / "parts" / "models" / ".nrdh-gcn.resume").exists()  # removed once finished
-    losses = (tmp_path / "parts" / "losses" / "16.csv").read_text()
-    assert losses == (tmp_path / "whole" / "losses" / "16.csv").read_text() and losses.count("\n") == 4
+    losses = (tmp_path / "parts" / "losses" / "16-image.csv").read_text()
+    assert losses == (tmp_path / "whole" / "losses" / "16-image.csv").read_text() and losses.count("\n") == 4
 
 
 def test_the_saved_network_hashes_the_images_to_the_stored_codes(search_run, tmp_path):
     _train(search_run, tmp_path, {"steps": 5, "trainable": 1}, input="features")
-    network, config = load_hash_network(tmp_path / "models" / "nrdh-gcn" / "16")
+    network, config = load_hash_network(tmp_path / "models" / "nrdh-gcn" / "16" / "image")
     assert isinstance(network, cnn.HashCNN) and config["image_size"] == 32 and config["trainable"] == 1
     manifest = Manifest.load(_run_files(search_run)["manifest"])
     source = open_source(manifest.source, manifest.path)
-    stored = read_codes(tmp_path / "codes" / "nrdh-gcn-16.h5")
+    stored = read_codes(tmp_path / "codes" / "nrdh-gcn-16-image.h5")
     images = cnn.Images(source, stored.query_ids, 32, "bicubic", CnnParams(), 0)
     pixels = torch.from_numpy(np.stack([images[i][1] for i in range(len(images))]))  # no augmentation
     device = cnn.Device.of(torch.device("cpu"), 0, load_backbone("efficientnet_lite0", "none", "", 32))
@@ -176,17 +176,19 @@ def test_encode_command_hashes_image_files_as_the_run_hashed_its_queries(search_
     as a PNG, is hashed end to end and placed on the run's graph by its frozen-backbone features; the codes
     are the stored ones (all but float-level ties)."""
     _train(search_run, tmp_path / "run", {"steps": 5, "trainable": 1})
-    stored = read_codes(tmp_path / "run" / "codes" / "nrdh-gcn-16.h5")
+    stored = read_codes(tmp_path / "run" / "codes" / "nrdh-gcn-16-image.h5")
     manifest = Manifest.load(_run_files(search_run)["manifest"])
     source = open_source(manifest.source, manifest.path)
     (tmp_path / "images").mkdir()
     for n, item_id in enumerate(stored.query_ids):
         source.image(item_id).save(tmp_path / "images" / f"{n:03d}.png")
     out = tmp_path / "codes.npy"
-    printed = run_in(search_run, "graphhash", "encode", str(tmp_path / "run" / "models" / "nrdh-gcn" / "16"),
+    printed = run_in(search_run, "graphhash", "encode", str(tmp_path / "run" / "models" / "nrdh-gcn" / "16" / "image"),
                      str(tmp_path / "images"), str(out))  # fmt: skip
     assert f"{len(stored.query_ids)} codes packed into 2 bytes each" in printed
     codes = np.load(out)
     assert (codes == stored.query).all(axis=1).mean() >= 0.9
     with pytest.raises(GraphhashError, match="hashes images, not features"):
-        encode_features(tmp_path / "run" / "models" / "nrdh-gcn" / "16", _run_files(search_run)["features_path"])
+        encode_features(
+            tmp_path / "run" / "models" / "nrdh-gcn" / "16" / "image", _run_files(search_run)["features_path"]
+        )

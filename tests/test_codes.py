@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import CodeSet, nrdh_method, pack, read_code_kind, read_codes, unpack, write_codes
+from graphhash.files.codes import (
+    CodeSet,
+    code_file,
+    find_code_files,
+    nrdh_method,
+    pack,
+    read_code_kind,
+    read_codes,
+    unpack,
+    write_codes,
+)
 from graphhash.files.features import write_features
 
 
@@ -47,6 +57,7 @@ def sample_codes(bits: int = 13) -> CodeSet:
     return CodeSet(
         method="nrdh",
         bits=bits,
+        modality="image",
         query=pack(rng.random((3, bits)) < 0.5),
         database=pack(rng.random((5, bits)) < 0.5),
         query_ids=["q/0.jpg", "q/ü1.jpg", "q/2.jpg"],
@@ -57,13 +68,15 @@ def sample_codes(bits: int = 13) -> CodeSet:
 
 
 def test_write_read_round_trip(tmp_path):
-    """Every field, and the method and bits attributes, survive a write and a read; labels come back int64."""
+    """Every field, and the method, bits and modality attributes, survive a write and a read; labels come back
+    int64."""
     codes = sample_codes()
     dest = tmp_path / "codes" / "nrdh-13.h5"
     write_codes(dest, codes)
     back = read_codes(dest)
     assert back.method == "nrdh" and isinstance(back.method, str)
     assert back.bits == 13 and isinstance(back.bits, int)
+    assert back.modality == "image" and isinstance(back.modality, str)
     for part in ("query", "database"):
         np.testing.assert_array_equal(getattr(back, part), getattr(codes, part))
         assert getattr(back, part).dtype == np.uint8
@@ -72,7 +85,21 @@ def test_write_read_round_trip(tmp_path):
         assert getattr(back, f"{part}_labels").dtype == np.int64
     with h5py.File(dest, "r") as f:  # the file layout other methods and the evaluation rely on
         assert set(f) == {"query", "database", "query_ids", "database_ids", "query_labels", "database_labels"}
-        assert dict(f.attrs) == {"format": "graphhash-codes/1", "method": "nrdh", "bits": 13}
+        assert dict(f.attrs) == {"format": "graphhash-codes/2", "method": "nrdh", "bits": 13, "modality": "image"}
+
+
+def test_label_matrices_round_trip_as_bool_and_are_stored_as_bytes(tmp_path):
+    """Multi-label codes: (n, L) 0/1 labels are written as uint8 and read back as the same bool matrix."""
+    rng = np.random.default_rng(3)
+    labels = {part: rng.random((n, 4)) < 0.5 for part, n in (("query", 3), ("database", 5))}
+    codes = replace(sample_codes(), modality="text", query_labels=labels["query"], database_labels=labels["database"])
+    write_codes(tmp_path / "c.h5", codes)
+    back = read_codes(tmp_path / "c.h5")
+    for part in ("query", "database"):
+        assert getattr(back, f"{part}_labels").dtype == bool
+        np.testing.assert_array_equal(getattr(back, f"{part}_labels"), labels[part])
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert f["query_labels"].dtype == np.uint8 and f.attrs["modality"] == "text"
 
 
 def test_write_leaves_no_temporary_file(tmp_path):
@@ -103,13 +130,22 @@ def test_write_onto_a_folder_is_one_line_naming_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["nrdh-13.h5"]
 
 
-def test_read_code_kind_gives_method_and_bits(tmp_path):
-    """read_code_kind gives the (method, bits) written, as str and int."""
+def test_read_code_kind_gives_method_bits_and_modality(tmp_path):
+    """read_code_kind gives the (method, bits, modality) written, as str, int and str."""
     dest = tmp_path / "c.h5"
-    write_codes(dest, replace(sample_codes(bits=24), method="nrdh-gcn"))
-    method, bits = read_code_kind(dest)
-    assert (method, bits) == ("nrdh-gcn", 24)
-    assert type(method) is str and type(bits) is int
+    write_codes(dest, replace(sample_codes(bits=24), method="nrdh-gcn", modality="text"))
+    method, bits, modality = read_code_kind(dest)
+    assert (method, bits, modality) == ("nrdh-gcn", 24, "text")
+    assert type(method) is str and type(bits) is int and type(modality) is str
+
+
+def test_find_code_files_goes_by_what_files_hold_not_their_names(tmp_path):
+    """find_code_files maps (method, bits, modality) to each code file below a folder, whatever it is called."""
+    write_codes(tmp_path / "a" / "x.h5", replace(sample_codes(bits=8), method="cmfh", modality="image"))
+    write_codes(tmp_path / "b.h5", replace(sample_codes(bits=8), method="cmfh", modality="text"))
+    assert find_code_files(tmp_path) == {("cmfh", 8, "image"): tmp_path / "a" / "x.h5",
+                                         ("cmfh", 8, "text"): tmp_path / "b.h5"}  # fmt: skip
+    assert code_file(tmp_path, "cmfh", 8, "text") == tmp_path / "cmfh-8-text.h5"
 
 
 @pytest.mark.parametrize(("filter_name", "method"), [("gcn", "nrdh-gcn"), ("cheby", "nrdh-cheby")])
@@ -140,8 +176,8 @@ def features_file(path):
     """A valid features file (another graphhash kind), as extract writes it."""
     write_features(
         path,
-        [np.zeros((2, 3), dtype=np.float32)],
-        dim=3,
+        [{"image": np.zeros((2, 3), dtype=np.float32)}],
+        dims={"image": 3},
         ids=["a", "b"],
         labels=np.array([0, 1]),
         masks={"query": np.array([True, False]), "database": np.array([False, True]), "train": np.array([False, True])},
@@ -157,20 +193,20 @@ def test_reading_a_features_file_as_codes_names_the_kind(tmp_path, read):
     with pytest.raises(GraphhashError) as info:
         read(path)
     message = one_line_naming(info, path)
-    assert "not a codes file" in message and "graphhash-features/1" in message
+    assert "not a codes file" in message and "graphhash-features/2" in message
 
 
 @pytest.mark.parametrize("read", [read_codes, read_code_kind])
 def test_codes_of_a_newer_format_version_say_so(tmp_path, read):
-    """A codes file of format version 2 (a newer graphhash): one line giving both versions and the stage."""
+    """A codes file of format version 3 (a newer graphhash): one line giving both versions and the stage."""
     path = tmp_path / "c.h5"
     write_codes(path, sample_codes())
     with h5py.File(path, "r+") as f:
-        f.attrs["format"] = "graphhash-codes/2"
+        f.attrs["format"] = "graphhash-codes/3"
     with pytest.raises(GraphhashError) as info:
         read(path)
     message = one_line_naming(info, path)
-    assert "codes format 2" in message and "reads 1" in message
+    assert "codes format 3" in message and "reads 2" in message
     assert "not a codes file" not in message
 
 

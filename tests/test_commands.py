@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def test_unknown_preset_is_one_line_listing_the_presets(project, capsys):
     lines = capsys.readouterr().err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and "'papr'" in errors[0]
-    assert "(presets: default, cnn, filters, paper, peers)" in errors[0]
+    assert "(presets: default, cnn, crossmodal, filters, paper, peers)" in errors[0]
     assert (project / "params.yaml").read_bytes() == before
 
 
@@ -126,16 +127,17 @@ def model(tmp_path) -> tuple[Path, HashNet]:
     network = HashNet(HashNetConfig(in_dim=12, bits=16, negative_slope=0.2, hidden=(8, 6))).eval()
     folder = tmp_path / "models" / "nrdh-gcn-16"
     save_model(folder, network, HASH_NETWORK, {"in_dim": 12, "bits": 16, "hidden": [8, 6], "negative_slope": 0.2,
-                                               "training": {}, "backbone": "test", "graph_input": None})  # fmt: skip
+                                               "dropout": 0.0, "modality": "image", "training": {}, "backbone": "test",
+                                               "graph_input": None})  # fmt: skip
     return folder, network
 
 
 def features_file(path: Path, x: np.ndarray) -> Path:
     n = len(x)
     query = np.arange(n) < 3
-    write_features(path, [x.astype(np.float32)], dim=x.shape[1], ids=[f"x/{i}" for i in range(n)],
-                   labels=np.zeros(n, dtype=np.int64), masks={"query": query, "database": ~query, "train": ~query},
-                   attrs={})  # fmt: skip
+    write_features(path, [{"image": x.astype(np.float32)}], dims={"image": x.shape[1]},
+                   ids=[f"x/{i}" for i in range(n)], labels=np.zeros(n, dtype=np.int64),
+                   masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
     return path
 
 
@@ -167,6 +169,17 @@ def test_encode_features_of_another_dimension_is_one_line_naming_both(model, tmp
     lines = error_lines(graphhash("encode", str(folder), str(features), str(tmp_path / "codes.npy")))
     assert len(lines) == 1
     assert "5 dimensions" in lines[0] and "takes 12" in lines[0] and str(features) in lines[0]
+    assert not (tmp_path / "codes.npy").exists()
+
+
+def test_encode_with_a_model_of_a_modality_the_file_lacks_is_one_line(model, tmp_path):
+    """A text hash network given an image-only features file: one line naming the file and what it holds."""
+    folder, _ = model
+    config = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**config, "modality": "text"}))
+    features = features_file(tmp_path / "f.h5", np.ones((6, 12)))
+    lines = error_lines(graphhash("encode", str(folder), str(features), str(tmp_path / "codes.npy")))
+    assert lines == [f"error: {features}: no features of modality 'text' (it holds image); rerun the extract stage"]
     assert not (tmp_path / "codes.npy").exists()
 
 

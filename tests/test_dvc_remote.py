@@ -56,9 +56,9 @@ CACHED_OUTPUTS = {
 KEY_FILES = {
     "data/features.h5",
     "models/gcnae-gcn/8/model.pt",
-    "models/nrdh-gcn/8/model.pt",
-    "data/codes/nrdh-gcn/nrdh-gcn-8.h5",
-    "data/index/nrdh-gcn-8/index.faiss",
+    "models/nrdh-gcn/8/image/model.pt",
+    "data/codes/nrdh-gcn/nrdh-gcn-8-image.h5",
+    "data/index/nrdh-gcn-8/image/index.faiss",
 }
 STAGES = ["prepare", "extract", "neighbours", "represent@gcn", "hash@gcn", "index@gcn-8", "baselines@8", "evaluate"]
 
@@ -188,7 +188,7 @@ def test_a_pull_from_a_missing_remote_folder_fails_and_checks_out_nothing(pushed
 @pytest.mark.parametrize(
     ("lost_file", "complete_nothing"),
     [
-        ("models/nrdh-gcn/8/model.pt", True),  # listed in a folder output's .dir object: the transfer fails
+        ("models/nrdh-gcn/8/image/model.pt", True),  # listed in a folder output's .dir object: the transfer fails
         ("data/features.h5", False),  # a file output's object: DVC reports it missing, checks the others out
     ],
 )

@@ -33,7 +33,7 @@ def features(tmp_path):
     query = np.zeros(150, dtype=bool)
     query[:30] = True
     path = tmp_path / "features.h5"
-    write_features(path, [x], dim=6, ids=DIGIT_IDS, labels=labels,
+    write_features(path, [{"image": x}], dims={"image": 6}, ids=DIGIT_IDS, labels=labels,
                    masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
     return path, x, labels, query
 
@@ -100,9 +100,11 @@ def test_cosine_map_breaks_ties_by_database_index():
     assert result["map@all"] == pytest.approx(brute_force_map(scores, relevant, n - query_n), rel=1e-9)
 
 
-def write_manifest(path, source: str, source_path: str, labels: np.ndarray, query: np.ndarray):
-    Manifest(source=source, path=source_path, classes=[str(c) for c in range(4)], ids=DIGIT_IDS, labels=labels,
-             split=Split(query, ~query, ~query), content_sha256="-").save(path)  # fmt: skip
+def write_manifest(path, source: str, source_path: str, labels: np.ndarray, query: np.ndarray,
+                   modalities: tuple[str, ...] = ("image",)):  # fmt: skip
+    Manifest(source=source, path=source_path, modalities=list(modalities), classes=[str(c) for c in range(4)],
+             ids=DIGIT_IDS, labels=labels, split=Split(query, ~query, ~query),
+             content_sha256="-").save(path)  # fmt: skip
     return path
 
 
@@ -129,7 +131,7 @@ def codes_dir(features, tmp_path):
     for method, bits, name in CODE_FILES:
         codes = rng.random((150, bits)) < 0.5
         write_codes(tmp_path / "codes" / name, CodeSet(
-            method, bits, pack(codes[query]), pack(codes[~query]), list(ids[query]), list(ids[~query]),
+            method, bits, "image", pack(codes[query]), pack(codes[~query]), list(ids[query]), list(ids[~query]),
             labels[query], labels[~query]))  # fmt: skip
         written[method, bits] = codes
     return tmp_path / "codes", written
@@ -224,23 +226,78 @@ def test_no_figures_without_images_or_when_turned_off(features, codes_dir, tmp_p
 
 
 def test_code_files_come_from_the_params_not_from_what_lies_in_the_folder(codes_dir):
-    """Files are found by their method and bits attributes, wherever they lie; a stale file (a method or length
-    since removed) is not evaluated; a missing one is named."""
+    """Files are found by their method, bits and modality attributes, wherever they lie; a stale file (a method or
+    length since removed) is not evaluated; a missing one is named."""
     folder, _ = codes_dir
     # in (method, bits) order, whatever the order asked for
-    assert code_files(folder, ["itq"], [16, 8]) == [folder / "baselines-8/itq-8.h5", folder / "baselines-16/itq-16.h5"]
-    assert code_files(folder, ["lsh", "nrdh-gcn"], [8]) == [folder / "baselines-8/lsh-8.h5", folder / "nrdh-gcn-8.h5"]
+    assert code_files(folder, ["itq"], [16, 8], ["image"]) == {
+        ("itq", 8): {"image": folder / "baselines-8/itq-8.h5"},
+        ("itq", 16): {"image": folder / "baselines-16/itq-16.h5"},
+    }
+    assert list(code_files(folder, ["nrdh-gcn", "lsh"], [8], ["image"])) == [("lsh", 8), ("nrdh-gcn", 8)]
     with pytest.raises(GraphhashError) as info:
-        code_files(folder, ["itq", "lsh", "nrdh-cheby"], [8, 32])
-    assert str(info.value) == (f"evaluate: no code file in {folder} for itq at 32 bits, lsh at 32 bits, nrdh-cheby at "
-                               "8 bits; run the stages that write them (dvc repro)")  # fmt: skip
+        code_files(folder, ["itq", "lsh", "nrdh-cheby"], [8, 32], ["image"])
+    assert str(info.value) == (f"evaluate: no code file in {folder} for itq at 32 bits (image), lsh at 32 bits "
+                               "(image), nrdh-cheby at 8 bits (image); run the stages that write them "
+                               "(dvc repro)")  # fmt: skip
+    # a paired run needs every modality's file
+    with pytest.raises(GraphhashError, match=r"for itq at 8 bits \(text\);"):
+        code_files(folder, ["itq"], [8], ["image", "text"])
     # the file name is only for people: a renamed file is still found, by what it holds
     (folder / "nrdh-gcn-8.h5").rename(folder / "renamed.h5")
-    assert code_files(folder, ["nrdh-gcn"], [8]) == [folder / "renamed.h5"]
+    assert code_files(folder, ["nrdh-gcn"], [8], ["image"]) == {("nrdh-gcn", 8): {"image": folder / "renamed.h5"}}
 
 
 def test_a_file_that_is_not_a_code_file_is_named(codes_dir):
     folder, _ = codes_dir
     (folder / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(GraphhashError, match=r"junk\.h5: cannot open as a codes file"):
-        code_files(folder, ["itq"], [8])
+        code_files(folder, ["itq"], [8], ["image"])
+
+
+def test_paired_codes_are_scored_in_every_direction_against_brute_force(tmp_path):
+    """Two modalities: each method's image codes rank the text database and back (and each within itself); the
+    metrics nest by direction, the cosine row is within one modality only, and results.md has a table set per
+    direction. Hamming ranking with ties by database index and same-class relevance, as a brute force has it."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 4, 150)
+    views = {
+        "image": rng.normal(size=(150, 6)).astype(np.float32),
+        "text": rng.normal(size=(150, 3)).astype(np.float32),
+    }
+    query = np.zeros(150, dtype=bool)
+    query[:30] = True
+    path = tmp_path / "features.h5"
+    write_features(path, [views], dims={"image": 6, "text": 3}, ids=DIGIT_IDS, labels=labels,
+                   masks={"query": query, "database": ~query, "train": ~query}, attrs={})  # fmt: skip
+    manifest = write_manifest(tmp_path / "manifest.json", "wiki", str(tmp_path), labels, query, ("image", "text"))
+    ids = np.array(DIGIT_IDS)
+    written = {}
+    for method in ("itq", "nrdh-gcn"):
+        for bits in (8, 16):
+            for modality in ("image", "text"):
+                codes = rng.random((150, bits)) < 0.5
+                written[method, bits, modality] = codes
+                write_codes(tmp_path / "codes" / f"{method}-{bits}-{modality}.h5", CodeSet(
+                    method, bits, modality, pack(codes[query]), pack(codes[~query]), list(ids[query]),
+                    list(ids[~query]), labels[query], labels[~query]))  # fmt: skip
+    out, metrics = run_evaluate(tmp_path, path, manifest, tmp_path / "codes", figure_queries=0)
+    ways = ["image->text", "text->image", "image->image", "text->text"]
+    assert set(metrics["itq"]["8"]) == set(ways) and set(metrics["cosine"]) == {"image->image", "text->text"}
+    relevant = labels[query][:, None] == labels[~query][None, :]
+    for (method, bits, q_modality), codes in written.items():
+        for d_modality in ("image", "text"):
+            database = written[method, bits, d_modality][~query]
+            distance = (codes[query][:, None, :] != database[None, :, :]).sum(axis=2)
+            got = metrics[method][str(bits)][f"{q_modality}->{d_modality}"]
+            assert got["map@all"] == pytest.approx(brute_force_map(-distance, relevant, 120), rel=1e-9)
+    unit = views["text"] / np.linalg.norm(views["text"], axis=1, keepdims=True)
+    assert metrics["cosine"]["text->text"]["map@10"] == pytest.approx(
+        brute_force_map(unit[query] @ unit[~query].T, relevant, 10), rel=1e-5
+    )
+    table = (out / "results.md").read_text()
+    assert [line for line in table.splitlines() if line.startswith("## ")] == [f"## {way}" for way in ways]
+    cell = f"| itq | {metrics['itq']['8']['text->image']['map@all']:.4f} |"
+    assert cell in table.split("## text->image")[1].split("## image->image")[0]
+    rank = read_csv(out / "curves" / "pr_rank" / "8.csv")
+    assert sorted({row["method"] for row in rank}) == sorted(f"{m} {way}" for m in ("itq", "nrdh-gcn") for way in ways)

@@ -57,12 +57,15 @@ def test_features_file_schema_and_values_match_an_independent_forward(tmp_path):
     extract(manifest, extract_params(), dest)
 
     with h5py.File(dest, "r") as f:
-        assert f["features"].dtype == np.float32 and f["features"].shape == (len(manifest), 1280)
+        assert list(f["features"]) == ["image"]  # one dataset per modality
+        assert f["features/image"].dtype == np.float32 and f["features/image"].shape == (len(manifest), 1280)
         assert f["labels"].dtype == np.int64
         assert {"ids", "query", "database", "train"} <= set(f)
-        for key in ("backbone", "weights", "image_size", "dim", "count", "classes", "skipped_ids", "versions"):
+        for key in ("backbone", "weights", "image_size", "modalities", "dims", "count", "classes", "skipped_ids",
+                    "versions"):  # fmt: skip
             assert key in f.attrs
-        assert f.attrs["count"] == len(manifest) and f.attrs["dim"] == 1280
+        assert f.attrs["count"] == len(manifest) and json.loads(f.attrs["dims"]) == {"image": 1280}
+        assert json.loads(f.attrs["modalities"]) == ["image"]
     fs = read_features(dest)
     assert fs.ids == manifest.ids
     np.testing.assert_array_equal(fs.labels, manifest.labels)
@@ -449,7 +452,7 @@ def features_file(tmp_path_factory) -> Path:
 
 def test_features_file_carries_its_format_tag(features_file):
     with h5py.File(features_file, "r") as f:
-        assert f.attrs["format"] == "graphhash-features/1"
+        assert f.attrs["format"] == "graphhash-features/2"
 
 
 def contract_error(path: Path) -> str:
@@ -466,19 +469,19 @@ def test_reading_another_kind_as_features_names_it(tmp_path):
 
     path = tmp_path / "codes.h5"
     empty = np.zeros((1, 1), dtype=np.uint8)
-    write_codes(path, CodeSet("lsh", 8, empty, empty, ["q"], ["d"], np.zeros(1), np.zeros(1)))
+    write_codes(path, CodeSet("lsh", 8, "image", empty, empty, ["q"], ["d"], np.zeros(1), np.zeros(1)))
     message = contract_error(path)
-    assert "not a features file" in message and "graphhash-codes/1" in message
+    assert "not a features file" in message and "graphhash-codes/2" in message
 
 
 def test_features_of_a_newer_version_say_so(features_file, tmp_path):
-    """A features file tagged with format version 2: one line giving both versions and the stage to rerun."""
+    """A features file tagged with format version 3: one line giving both versions and the stage to rerun."""
     path = tmp_path / "newer.h5"
     path.write_bytes(features_file.read_bytes())
     with h5py.File(path, "r+") as f:
-        f.attrs["format"] = "graphhash-features/2"
+        f.attrs["format"] = "graphhash-features/3"
     message = contract_error(path)
-    assert "features format 2" in message and "reads 1" in message and "not a features file" not in message
+    assert "features format 3" in message and "reads 2" in message and "not a features file" not in message
 
 
 @pytest.mark.parametrize("content", [b"not an HDF5 file\n", b""], ids=["text", "empty"])

@@ -33,7 +33,7 @@ def solid_image(item_id: str) -> Image.Image:
 
 def code_set(query_bits, database_bits, query_labels, database_labels) -> CodeSet:
     q, n = len(query_bits), len(database_bits)
-    return CodeSet("demo", query_bits.shape[1], pack(query_bits), pack(database_bits),
+    return CodeSet("demo", query_bits.shape[1], "image", pack(query_bits), pack(database_bits),
                    [f"q{i}" for i in range(q)], [f"d{i}" for i in range(n)],
                    np.asarray(query_labels), np.asarray(database_labels))  # fmt: skip
 

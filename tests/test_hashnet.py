@@ -70,7 +70,7 @@ def numpy_paired_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def save_hash_network(folder: Path, model: HashNet, **extra) -> None:
     """What the hash stage writes: the model folder with the configuration that rebuilds the network."""
     config = {"in_dim": model.config.in_dim, "bits": model.config.bits, "hidden": list(model.config.hidden),
-              "negative_slope": model.config.negative_slope, **extra}  # fmt: skip
+              "negative_slope": model.config.negative_slope, "dropout": model.config.dropout, **extra}  # fmt: skip
     save_model(folder, model, HASH_NETWORK, config)
 
 

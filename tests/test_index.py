@@ -116,13 +116,20 @@ def test_index_folder_round_trip_is_byte_identical_and_refuses_mixed_files(tmp_p
         for run in ("a", "b"):
             index = build_index(kind, options)
             stored = StoredIndex(index=index.build(database), codes=database, ids=ids, labels=labels,
-                                 method="nrdh-gcn", bits=16, kind=kind, options=index.options())  # fmt: skip
+                                 method="nrdh-gcn", bits=16, modality="text", kind=kind,
+                                 options=index.options())  # fmt: skip
             write_index(tmp_path / f"{kind}-{run}", stored)
             folders.append(tmp_path / f"{kind}-{run}")
         for name in (FAISS_FILE, ITEMS_FILE):  # same params, same bytes
             assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), (kind, name)
         loaded = read_index(folders[0])
-        assert (loaded.kind, loaded.bits, loaded.options, loaded.ids) == (kind, 16, stored.options, ids)
+        assert (loaded.kind, loaded.bits, loaded.modality, loaded.options, loaded.ids) == (
+            kind,
+            16,
+            "text",
+            stored.options,
+            ids,
+        )
         np.testing.assert_array_equal(loaded.codes, database)
     (tmp_path / "flat-a" / FAISS_FILE).write_bytes((tmp_path / "ivf-a" / FAISS_FILE).read_bytes())
     with pytest.raises(GraphhashError, match=f"{FAISS_FILE}: does not belong to {ITEMS_FILE}"):

@@ -102,8 +102,9 @@ def test_neighbours_stage_round_trip_and_errors(items, tmp_path):
     """The stage writes graph.nodes - 1 neighbours per item; reading fewer gives the first k, more is refused."""
     features, train = items
     path = tmp_path / "features.h5"
-    write_features(path, [features], dim=6, ids=[f"item/{i}" for i in range(70)], labels=np.zeros(70),
-                   masks={"query": ~train, "database": train, "train": train}, attrs={})  # fmt: skip
+    write_features(path, [{"image": features}], dims={"image": 6}, ids=[f"item/{i}" for i in range(70)],
+                   labels=np.zeros(70), masks={"query": ~train, "database": train, "train": train},
+                   attrs={})  # fmt: skip
     find_neighbours(path, GraphParams(nodes=6), tmp_path / "neighbours.h5")
     found = read_neighbours(tmp_path / "neighbours.h5", 70, 3)
     indices, sims = brute_force(features.astype(np.float64), train, 3)
@@ -238,8 +239,9 @@ def test_auto_is_exact_below_the_measured_size_and_hnsw_from_it():
 def test_neighbours_stage_takes_the_method_from_params(clustered, tmp_path):
     features, train = clustered
     path = tmp_path / "features.h5"
-    write_features(path, [features], dim=32, ids=[f"item/{i}" for i in range(6000)], labels=np.zeros(6000),
-                   masks={"query": ~train, "database": train, "train": train}, attrs={})  # fmt: skip
+    write_features(path, [{"image": features}], dims={"image": 32}, ids=[f"item/{i}" for i in range(6000)],
+                   labels=np.zeros(6000), masks={"query": ~train, "database": train, "train": train},
+                   attrs={})  # fmt: skip
     find_neighbours(path, GraphParams(nodes=10), tmp_path / "hnsw.h5", NeighboursParams(method="hnsw"))
     expected = search_neighbours(features, train, 9, "hnsw")
     np.testing.assert_array_equal(read_neighbours(tmp_path / "hnsw.h5", 6000, 9).indices, expected.indices)

@@ -48,8 +48,8 @@ def digits_features(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("features") / "features.h5"
     write_features(
         path,
-        [digits.data[order].astype(np.float32)],
-        dim=64,
+        [{"image": digits.data[order].astype(np.float32)}],
+        dims={"image": 64},
         ids=[f"digits/{i:04d}" for i in order],
         labels=digits.target[order],
         masks={"query": query, "database": ~query, "train": ~query},
@@ -79,9 +79,9 @@ def hash_one(features, neighbours, representations, bits, params, graph, *, code
         shutil.copy(representations, work / "z" / f"{bits}.h5")
         hash_codes(features, neighbours, work / "z", "gcn", [bits], params, graph, codes=work / "c", models=work / "m",
                    losses=work / "l")  # fmt: skip
-        (work / "c" / f"nrdh-gcn-{bits}.h5").replace(codes)
-        (work / "m" / str(bits)).replace(model)
-        (work / "l" / f"{bits}.csv").replace(losses)
+        (work / "c" / f"nrdh-gcn-{bits}-image.h5").replace(codes)
+        (work / "m" / str(bits) / "image").replace(model)
+        (work / "l" / f"{bits}-image.csv").replace(losses)
 
 
 def changed(params, **updates):
@@ -114,7 +114,7 @@ def test_codes_file_contract(digits_features, tmp_path):
     model, _ = load_hash_network(out / "nrdh")
     with h5py.File(digits_features, "r") as f:
         mask = f["database"][()]
-        database = f["features"][()][mask]
+        database = f["features/image"][()][mask]
     np.testing.assert_array_equal(encode(model, database), unpack(codes.database, 12))
     np.testing.assert_array_equal(encode_features(out / "nrdh", digits_features)[mask], unpack(codes.database, 12))
     # one loss record per epoch: 150 steps of 50 an epoch, 35 steps of 7 an epoch
@@ -227,9 +227,10 @@ def test_one_stage_for_all_code_lengths_equals_one_run_per_length(digits_feature
                   losses=out / "l")  # fmt: skip
         hash_codes(digits_features, neighbours, out / "r", "gcn", bits, HASH, GRAPH, codes=out / "c",
                    models=out / "n", losses=out / "h")  # fmt: skip
-    for name in ("r/12.h5", "m/12/model.pt", "c/nrdh-gcn-12.h5", "n/12/model.pt", "h/12.csv"):
+    for name in ("r/12.h5", "m/12/model.pt", "c/nrdh-gcn-12-image.h5", "n/12/image/model.pt", "h/12-image.csv"):
         assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
-    assert sorted(p.name for p in (tmp_path / "both" / "c").iterdir()) == ["nrdh-gcn-12.h5", "nrdh-gcn-8.h5"]
+    assert sorted(p.name for p in (tmp_path / "both" / "c").iterdir()) == ["nrdh-gcn-12-image.h5",
+                                                                          "nrdh-gcn-8-image.h5"]  # fmt: skip
 
 
 def test_a_wider_latent_trains_once_and_feeds_every_code_length(digits_features, tmp_path):
@@ -244,7 +245,7 @@ def test_a_wider_latent_trains_once_and_feeds_every_code_length(digits_features,
     assert (tmp_path / "m" / "8" / "model.pt").read_bytes() == (tmp_path / "m" / "12" / "model.pt").read_bytes()
     hash_codes(digits_features, neighbours, tmp_path / "r", "gcn", [8, 12], changed(HASH, target="rotated"), GRAPH,
                codes=tmp_path / "c", models=tmp_path / "n", losses=tmp_path / "h")  # fmt: skip
-    assert [read_codes(tmp_path / "c" / f"nrdh-gcn-{b}.h5").bits for b in (8, 12)] == [8, 12]
+    assert [read_codes(tmp_path / "c" / f"nrdh-gcn-{b}-image.h5").bits for b in (8, 12)] == [8, 12]
     with pytest.raises(GraphhashError, match=r"hash.target: representation .* holds 24 dimensions for 8 bits"):
         hash_codes(digits_features, neighbours, tmp_path / "r", "gcn", [8], changed(HASH, target="representation"),
                    GRAPH, codes=tmp_path / "c2", models=tmp_path / "n2", losses=tmp_path / "h2")  # fmt: skip

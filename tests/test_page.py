@@ -79,7 +79,7 @@ def grid_ids(page) -> list[str]:
 
 def test_uploading_an_image_shows_the_apis_top_k(page, server, search_run, tmp_path):
     retriever = Retriever.from_run(search_run)
-    item = read_codes(search_run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-24.h5").query_ids[0]
+    item = read_codes(search_run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-24-image.h5").query_ids[0]
     image = tmp_path / "query.png"
     retriever.image(item).resize((64, 64)).save(image)
     page.fill("#k", "12")

@@ -1,5 +1,6 @@
-"""Paired feature-only data (graphhash.data.paired): the Wiki reader on files written here as the dataset
-publishes them, its one-line errors, and the real dataset when ../shared is present."""
+"""Paired feature-only data (graphhash.data.paired) and its sources (wiki, mirflickr_tags): the readers on files
+written here as the datasets publish them, their one-line errors, the sources' listings and items, and the real
+datasets when ../shared is present."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import scipy.io
 
 from graphhash.data.paired import PairedSet, read_mirflickr_tags, read_wiki
+from graphhash.data.sources import MirflickrTagsSource, WikiSource
 from graphhash.errors import GraphhashError
 
 SHARED_WIKI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "wiki"
@@ -36,6 +38,33 @@ def test_wiki_reads_train_then_test_pairs_with_their_categories(tmp_path):
     assert found.ids[:2] == ["t0/i0", "t1/i1"] and found.ids[6] == "t100/i100"
     assert found.labels.tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2]  # categories 1-10 stored 0-9
     assert found.query.tolist() == [False] * 6 + [True] * 3
+    assert found.classes == [str(number) for number in range(1, 11)]  # no categories.list: their numbers
+    (tmp_path / "categories.list").write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
+    assert read_wiki(tmp_path).classes == [f"c{i}" for i in range(10)]
+
+
+def test_the_wiki_source_lists_pairs_by_id_with_the_test_pairs_as_queries(tmp_path):
+    """Sorted ids, each item's label, the test pairs as its own split, and each item's two vectors; an item's bytes
+    (the manifest's digest) change with either vector and with its label."""
+    arrays = write_wiki(tmp_path)
+    source = WikiSource(str(tmp_path))
+    listing = source.listing()
+    assert source.modalities == ("image", "text") and source.holds_vectors
+    assert listing.ids == sorted(listing.ids) and len(listing.ids) == 9
+    row = {f"t{n}/i{n}": r for r, n in enumerate([*range(6), 100, 101, 102])}  # the files' row of each id
+    for item_id, label, query in zip(listing.ids, listing.labels, listing.native_query, strict=True):
+        r = row[item_id]
+        image, text = source.vectors(item_id)
+        np.testing.assert_array_equal(image, np.concatenate([arrays["I_tr"], arrays["I_te"]])[r].astype(np.float32))
+        np.testing.assert_array_equal(text, np.concatenate([arrays["T_tr"], arrays["T_te"]])[r].astype(np.float32))
+        assert label == int(item_id.split("/")[0][1:]) % 10 and query == (r >= 6)
+    before = source.read("t1/i1")
+    write_wiki(tmp_path, T_tr=arrays["T_tr"] + np.eye(6, 3))
+    assert WikiSource(str(tmp_path)).read("t1/i1") != before
+    with pytest.raises(GraphhashError, match=r"item t9/i9: no such item"):
+        source.vectors("t9/i9")
+    with pytest.raises(GraphhashError, match=r"prepare\.path: .* is not a folder \(the wiki dataset's folder\)"):
+        WikiSource(str(tmp_path / "raw_features.mat"))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +88,9 @@ def test_wiki_bad_files_are_one_line_naming_the_file(tmp_path, change, message):
 def test_paired_set_refuses_modalities_of_different_lengths():
     with pytest.raises(GraphhashError, match=r"the modalities \(image 3, text 2\)"):
         PairedSet({"image": np.zeros((3, 2)), "text": np.zeros((2, 2))}, np.zeros(3), ["a", "b", "c"],
-                  np.zeros(3, dtype=bool))  # fmt: skip
+                  np.zeros(3, dtype=bool), ["c"])  # fmt: skip
+    with pytest.raises(GraphhashError, match=r"1 item ids are listed twice"):
+        PairedSet({"image": np.zeros((3, 2))}, np.zeros(3), ["a", "b", "a"], None, ["c"])
 
 
 @pytest.mark.skipif(not SHARED_WIKI.is_dir(), reason=f"{SHARED_WIKI} not found (the Wiki features live in ../shared)")
@@ -83,23 +114,26 @@ def write_mirflickr(folder: Path, items: int = 50, labels: np.ndarray | None = N
     return tags, labels
 
 
-def test_mirflickr_tags_are_one_modality_with_multi_labels_and_a_seeded_query_draw(tmp_path):
+def test_mirflickr_tags_are_one_modality_with_multi_labels_and_no_split(tmp_path):
     tags, labels = write_mirflickr(tmp_path)
-    found = read_mirflickr_tags(tmp_path, queries=10, seed=3)
+    found = read_mirflickr_tags(tmp_path)
     np.testing.assert_array_equal(found.views["tags"], tags)
     assert found.labels.dtype == bool and (found.labels == labels.astype(bool)).all()
-    assert int(found.query.sum()) == 10
-    np.testing.assert_array_equal(read_mirflickr_tags(tmp_path, queries=10, seed=3).query, found.query)
-    assert (read_mirflickr_tags(tmp_path, queries=10, seed=4).query != found.query).any()
+    assert found.query is None and found.classes == ["label-00", "label-01", "label-02", "label-03"]
+    source = MirflickrTagsSource(str(tmp_path))
+    listing = source.listing()
+    assert source.modalities == ("tags",) and listing.native_query is None
+    assert listing.ids[:2] == ["mirflickr/00", "mirflickr/01"] and listing.labels.shape == (50, 4)
+    np.testing.assert_array_equal(source.vectors("mirflickr/07")[0], tags[7].astype(np.float32))
 
 
 def test_mirflickr_bad_files_are_one_line(tmp_path):
     write_mirflickr(tmp_path, labels=np.full((49, 4), 1, dtype=np.uint8))
     with pytest.raises(GraphhashError, match=r"LAll must be a 0/1 matrix with a row for each of the 50 items"):
-        read_mirflickr_tags(tmp_path, queries=10)
-    write_mirflickr(tmp_path)
-    with pytest.raises(GraphhashError, match=r"queries: 50 queries need between 1 and 49"):
-        read_mirflickr_tags(tmp_path, queries=50)
+        read_mirflickr_tags(tmp_path)
+    write_mirflickr(tmp_path, labels=np.full((50, 4), 2, dtype=np.uint8))
+    with pytest.raises(GraphhashError, match=r"LAll must be a 0/1 matrix"):
+        read_mirflickr_tags(tmp_path)
     (tmp_path / "mirflickr25k-yall.mat").unlink()
     with pytest.raises(GraphhashError, match=r"mirflickr25k-yall\.mat: not found"):
         read_mirflickr_tags(tmp_path)
@@ -111,4 +145,4 @@ def test_the_real_mirflickr_tags_have_their_published_shape():
     assert found.views["tags"].shape == (20015, 1386) and found.labels.shape == (20015, 24)
     per_item = found.labels.sum(axis=1)
     assert per_item.min() == 1 and per_item.max() == 14  # the README: 1-14 labels per item
-    assert int(found.query.sum()) == 2000
+    assert found.query is None

@@ -117,23 +117,27 @@ def test_first_repro_runs_every_stage_and_writes_every_output(built):
     for stage in stages_of():
         assert ran(first, stage), stage
     with h5py.File(work / "data" / "features.h5", "r") as f:
-        assert f["features"].shape == (40, 1280) and f.attrs["image_size"] == 32
+        assert f["features/image"].shape == (40, 1280) and f.attrs["image_size"] == 32
     for name, bits in itertools.product(FILTERS, BITS):
-        codes = read_codes(work / "data" / "codes" / f"nrdh-{name}" / f"nrdh-{name}-{bits}.h5")
-        assert codes.method == f"nrdh-{name}" and codes.bits == bits
+        codes = read_codes(work / "data" / "codes" / f"nrdh-{name}" / f"nrdh-{name}-{bits}-image.h5")
+        assert codes.method == f"nrdh-{name}" and codes.bits == bits and codes.modality == "image"
         assert codes.database.shape == (30, bits // 8) and codes.query.shape == (10, bits // 8)
-        for model in (f"nrdh-{name}", f"gcnae-{name}"):
-            assert sorted(p.name for p in (work / "models" / model / str(bits)).iterdir()) == ["model.json", "model.pt"]
+        for model in (
+            work / "models" / f"nrdh-{name}" / str(bits) / "image",
+            work / "models" / f"gcnae-{name}" / str(bits),
+        ):
+            assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.pt"]
         assert (work / "data" / "representations" / name / f"{bits}.h5").is_file()
-        for stage in ("represent", "hash"):
-            with open(work / "metrics" / "losses" / f"{stage}-{name}" / f"{bits}.csv", newline="") as f:
+        losses = work / "metrics" / "losses"
+        for path in (losses / f"represent-{name}" / f"{bits}.csv", losses / f"hash-{name}" / f"{bits}-image.csv"):
+            with open(path, newline="") as f:
                 rows = list(csv.DictReader(f))
             assert [int(row["step"]) for row in rows][-1] == 3  # x = Adam step, up to the steps asked for
         assert (work / "metrics" / "retrieval" / f"nrdh-{name}-{bits}.png").is_file()
     for bits in BITS:
         folder = work / "data" / "codes" / f"baselines-{bits}"
-        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m}-{bits}.h5" for m in BASELINES)
-        assert read_codes(folder / f"itq-{bits}.h5").method == "itq"
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{m}-{bits}-image.h5" for m in BASELINES)
+        assert read_codes(folder / f"itq-{bits}-image.h5").method == "itq"
     metrics = json.loads((work / "metrics" / "metrics.json").read_text())
     assert set(metrics) == {*METHODS, "cosine"}
     assert all(set(metrics[m]) == {"8", "16"} for m in METHODS) and "map@10" in metrics["nrdh-cheby"]["16"]
@@ -188,7 +192,7 @@ def test_knn_configuration_as_an_experiment_reruns_only_the_graph_stages(pipelin
     for stage in ("extract", "baselines@8", "baselines@16"):
         assert skipped(changed, stage), stage
     assert locked_md5(pipeline, "neighbours") == neighbours_md5
-    saved = json.loads((pipeline / "models" / "nrdh-gcn" / "8" / "model.json").read_text())
+    saved = json.loads((pipeline / "models" / "nrdh-gcn" / "8" / "image" / "model.json").read_text())
     assert saved["graph_input"] == {"rho": 0.4, "p": 0.3, "neighbours": 9}
     assert json.loads((pipeline / "models" / "gcnae-gcn" / "8" / "model.json").read_text())["graph"]["kind"] == "knn"
     with h5py.File(pipeline / "data" / "neighbours.h5", "r") as f:
@@ -217,11 +221,11 @@ def test_a_stale_temporary_file_in_the_codes_folder_does_not_change_evaluate(pip
     is a dependency of evaluate, and the leftover must not make it look changed; a real new file does."""
     codes = pipeline / "data" / "codes"
     assert stage_status(pipeline) == {}
-    (codes / "nrdh-gcn" / ".nrdh-gcn-8.h5.abc.tmp").write_bytes(b"partial")
+    (codes / "nrdh-gcn" / ".nrdh-gcn-8-image.h5.abc.tmp").write_bytes(b"partial")
     (codes / ".stray.h5.abc.tmp").write_bytes(b"partial")
     (codes / "baselines-8" / ".itq-8.h5.x1y2.tmp").write_bytes(b"partial")
     assert stage_status(pipeline) == {}
-    shutil.copy(codes / "nrdh-gcn" / "nrdh-gcn-8.h5", codes / "copy.h5")
+    shutil.copy(codes / "nrdh-gcn" / "nrdh-gcn-8-image.h5", codes / "copy.h5")
     status = stage_status(pipeline)
     assert list(status) == ["evaluate"], status
     assert {"changed deps": {"data/codes": "modified"}} in status["evaluate"], status

@@ -124,6 +124,29 @@ def test_content_digest_does_not_depend_on_the_split(folder):
     assert prepare(params(folder, seed=1)).content_sha256 == prepare(params(folder, seed=2)).content_sha256
 
 
+def test_prepare_paired_and_multi_label_sources(tmp_path):
+    """wiki: both modalities, its test pairs the queries; mirflickr_tags: labels as 0/1 rows, queries drawn in all,
+    the manifest round trip keeps them; a per-class limit on multi-label items is one line."""
+    from test_paired import write_mirflickr, write_wiki
+
+    (tmp_path / "wiki").mkdir()
+    write_wiki(tmp_path / "wiki")
+    m = prepare(PrepareParams(source="wiki", path=str(tmp_path / "wiki")))
+    assert m.modalities == ["image", "text"] and int(m.split.query.sum()) == 3 and len(m) == 9
+    assert all(item.startswith("t10") for item in np.array(m.ids)[m.split.query])
+    (tmp_path / "tags").mkdir()
+    _, labels = write_mirflickr(tmp_path / "tags")
+    m = prepare(PrepareParams(source="mirflickr_tags", path=str(tmp_path / "tags"), split="random", query_size=10))
+    assert m.modalities == ["tags"] and m.labels.dtype == bool and m.labels.shape == (50, 4)
+    assert int(m.split.query.sum()) == 10
+    m.save(tmp_path / "manifest.json")
+    back = Manifest.load(tmp_path / "manifest.json")
+    np.testing.assert_array_equal(back.labels, labels.astype(bool)[[int(i.split("/")[1]) for i in m.ids]])
+    assert back.modalities == ["tags"]
+    with pytest.raises(GraphhashError, match=r"prepare\.limit_per_class: the items have several labels each"):
+        prepare(PrepareParams(source="mirflickr_tags", path=str(tmp_path / "tags"), limit_per_class=3))
+
+
 def test_manifest_file_contents(folder, tmp_path):
     """The saved JSON holds ids, labels, classes and the three masks as 0/1 lists, with counts."""
     m = prepare(params(folder, query_size=1, train="disjoint", train_size=2))
@@ -133,8 +156,8 @@ def test_manifest_file_contents(folder, tmp_path):
     assert raw["ids"] == FOLDER_IDS
     assert raw["classes"] == CLASSES
     assert raw["labels"] == [CLASSES.index(i.split("/")[0]) for i in FOLDER_IDS]
-    assert raw["source"] == "folder" and raw["path"] == str(folder)
-    assert raw["content_sha256"] == m.content_sha256
+    assert raw["source"] == "folder" and raw["path"] == str(folder) and raw["modalities"] == ["image"]
+    assert raw["content_sha256"] == m.content_sha256 and raw["format"] == "graphhash-manifest/2"
     for name, count in (("query", 3), ("train", 6), ("database", 9)):
         assert set(raw[name]) <= {0, 1} and len(raw[name]) == len(FOLDER_IDS)
         assert sum(raw[name]) == count == raw["counts"][name]

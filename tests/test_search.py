@@ -25,7 +25,7 @@ GRAPHHASH = str(Path(sys.executable).parent / "graphhash")
 
 
 def codes_of(run: Path, bits: int):
-    return read_codes(run / "data" / "codes" / "nrdh-gcn" / f"nrdh-gcn-{bits}.h5")
+    return read_codes(run / "data" / "codes" / "nrdh-gcn" / f"nrdh-gcn-{bits}-image.h5")
 
 
 def query_png(run: Path, retriever: Retriever, item_id: str, folder: Path) -> Path:
@@ -84,7 +84,7 @@ def test_search_command_prints_a_table_json_and_a_contact_sheet(retriever, searc
     found = codes_of(search_run, 24)
     image = query_png(search_run, retriever, found.query_ids[0], tmp_path)
     table = run_in(search_run, "graphhash", "search", str(image), "--k", "4")
-    assert "nrdh-gcn, 24 bits, flat index of 180 items" in table and f"query: {image}" in table
+    assert "nrdh-gcn, 24 bits, image -> image, flat index of 180 items" in table and f"query: {image}" in table
     assert len([line for line in table.splitlines() if line.strip()[:1].isdigit()]) == 4
     out = run_in(search_run, "graphhash", "search", "--id", found.query_ids[1], "--k", "6", "--json",
                  "--figure", str(tmp_path / "sheet.png"))  # fmt: skip
@@ -119,7 +119,7 @@ def test_bad_queries_are_one_line_each(search_run, tmp_path):
     assert "id 'nope': not a query or database item" in fails(search_run, "search", "--id", "nope")
     assert "--k: must be at least 1" in fails(search_run, "search", "--id", "digits/0000", "--k", "0")
     assert "no such file or folder" in fails(search_run, "search", str(tmp_path / "missing.jpg"))
-    indexed = "no index of nrdh-cheby (indexed: nrdh-gcn at 16 bits, nrdh-gcn at 24 bits)"
+    indexed = "no index of nrdh-cheby (image) (indexed: nrdh-gcn at 16 bits (image), nrdh-gcn at 24 bits (image))"
     assert indexed in fails(search_run, "search", "--id", "x", "--method", "nrdh-cheby")
     assert "give image files or folders" in fails(search_run, "search")
     other = tmp_path / "other.h5"
@@ -127,8 +127,8 @@ def test_bad_queries_are_one_line_each(search_run, tmp_path):
         for key in src:
             src.copy(key, dst)
         dst.attrs.update(src.attrs)
-        del dst["features"]
-        dst["features"] = np.zeros((len(src["labels"]), 7), dtype=np.float32)
+        del dst["features/image"]
+        dst["features/image"] = np.zeros((len(src["labels"]), 7), dtype=np.float32)
     assert "the hash network takes 1280 dimensions" in fails(search_run, "search", "--features", str(other))
 
 
@@ -148,6 +148,6 @@ def test_a_run_whose_artefacts_disagree_is_one_line(search_run, tmp_path):
     features.unlink()  # a file of its own, never DVC's cached copy
     features.write_bytes(data)
     with h5py.File(features, "a") as f:
-        f.attrs["dim"] = 768
-    with pytest.raises(GraphhashError, match="features of 768 dimensions, but the hash network takes 1280"):
+        f.attrs["dims"] = '{"image": 768}'
+    with pytest.raises(GraphhashError, match="image features of 768 dimensions, but the hash network takes 1280"):
         Retriever.from_run(work)

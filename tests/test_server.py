@@ -31,7 +31,7 @@ def png(image: Image.Image) -> bytes:
 
 
 def query_ids(search_run) -> list[str]:
-    return read_codes(search_run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-24.h5").query_ids
+    return read_codes(search_run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-24-image.h5").query_ids
 
 
 def test_page_and_info(client):

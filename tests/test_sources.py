@@ -20,9 +20,11 @@ from graphhash.data.sources import (
     Cifar10Source,
     DigitsSource,
     FolderSource,
+    MirflickrTagsSource,
     NpySource,
     SyntheticSource,
     TarStore,
+    WikiSource,
     _plain_members,
     open_source,
 )
@@ -470,10 +472,11 @@ def test_digits_read_is_the_item_content(digits):
 # -- open_source ----------------------------------------------------------------------------------------
 
 
-def test_sources_registry_names_the_five_sources():
+def test_sources_registry_names_the_seven_sources():
     """prepare.source chooses among exactly these names, each naming its class."""
     assert {"digits": DigitsSource, "folder": FolderSource, "cifar10": Cifar10Source, "npy": NpySource,
-            "synthetic": SyntheticSource} == SOURCES  # fmt: skip
+            "synthetic": SyntheticSource, "wiki": WikiSource,
+            "mirflickr_tags": MirflickrTagsSource} == SOURCES  # fmt: skip
 
 
 def test_open_source_picks_the_source(folder, cifar_dir):

@@ -139,3 +139,29 @@ def test_sample_per_class_is_random_within_a_class():
         seen |= sample_per_class(LABELS, np.ones(len(LABELS), bool), 1, np.random.default_rng(seed), CLASSES, "k")
     # seeds are fixed, so this is deterministic; with 1 of 4 drawn, class c's items each show up w.p. 1 - 0.75**40
     assert seen[LABELS == 2].all()
+
+
+# Multi-label items: a 0/1 row over the classes each; every item has one or more labels
+MULTI = np.random.default_rng(5).random((40, 3)) < 0.4
+MULTI[~MULTI.any(axis=1), 0] = True
+
+
+def test_multi_label_sizes_count_items_in_all_drawn_uniformly():
+    """A count is that many queries (a fraction: of every item), drawn uniformly, seeded; the rest the database."""
+    found = split_items(MULTI, CLASSES, rng=np.random.default_rng(0), query_size=7, train="database", train_size=3)
+    assert int(found.query.sum()) == 7 and not (found.query & found.database).any()
+    assert (found.query | found.database).all() and np.array_equal(found.train, found.database)
+    fraction = split_items(MULTI, CLASSES, rng=np.random.default_rng(0), query_size=0.25, train="database",
+                           train_size=3)  # fmt: skip
+    assert int(fraction.query.sum()) == 10
+    again = split_items(MULTI, CLASSES, rng=np.random.default_rng(0), query_size=7, train="database", train_size=3)
+    np.testing.assert_array_equal(again.query, found.query)
+    drawn = [split_items(MULTI, CLASSES, rng=np.random.default_rng(seed), query_size=7, train="disjoint",
+                         train_size=5) for seed in range(40)]  # fmt: skip
+    assert all(int(d.train.sum()) == 5 and not (d.train & (d.query | d.database)).any() for d in drawn)
+    assert np.mean([d.query for d in drawn], axis=0).min() > 0  # every item is drawn by some seed
+
+
+def test_a_multi_label_count_beyond_the_items_names_the_param():
+    with pytest.raises(GraphhashError, match=r"prepare\.query_size: 41 exceeds the 40 items of every item"):
+        split_items(MULTI, CLASSES, rng=np.random.default_rng(0), query_size=41, train="database", train_size=3)

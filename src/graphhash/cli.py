@@ -16,7 +16,8 @@ def _info(args: argparse.Namespace) -> None:
     from graphhash.files.features import SPLITS, read_features
 
     fs = read_features(args.file)
-    print(f"{args.file}: {fs.features.shape[0]} x {fs.features.shape[1]} float32 features")
+    sizes = ", ".join(f"{modality} {view.shape[1]}" for modality, view in fs.views.items())
+    print(f"{args.file}: {len(fs.ids)} items, float32 features of dimension {sizes}")
     for name in SPLITS:
         print(f"  {name}: {int(getattr(fs, name).sum())} items")
     for key, value in sorted(fs.attrs.items()):
@@ -94,7 +95,8 @@ def _search(args: argparse.Namespace) -> None:
         raise GraphhashError("search: give image files or folders, --id ITEM, or --features FILE")
     if args.k < 1:
         raise GraphhashError(f"--k: must be at least 1, got {args.k}")
-    retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits)
+    retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits, query_modality=args.query_modality,
+                                   database_modality=args.database_modality)  # fmt: skip
     results = []
     files = _query_files(args.queries)
     if files:
@@ -111,7 +113,8 @@ def _search(args: argparse.Namespace) -> None:
         print(json.dumps({"run": retriever.info, "results": [r.as_dict() for r in results]}, indent=1))
         return
     info = retriever.info
-    print(f"{info['method']}, {info['bits']} bits, {info['index']} index of {info['count']} items")
+    way = f", {info['query_modality']} -> {info['database_modality']}"
+    print(f"{info['method']}, {info['bits']} bits{way}, {info['index']} index of {info['count']} items")
     for result in results:
         known = f" (class {result.class_name})" if result.class_name is not None else ""
         print(f"\nquery: {result.query}{known}")
@@ -133,7 +136,15 @@ def _serve(args: argparse.Namespace) -> None:
     if args.threads < 1:
         raise GraphhashError(f"--threads: must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)  # requests run one at a time; see --threads
-    app = create_app(Retriever.from_run(args.root, method=args.method, bits=args.bits))
+    app = create_app(
+        Retriever.from_run(
+            args.root,
+            method=args.method,
+            bits=args.bits,
+            query_modality=args.query_modality,
+            database_modality=args.database_modality,
+        )
+    )
     print(f"graphhash serve: http://{args.host}:{args.port}/ (Ctrl-C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
@@ -142,6 +153,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", dest="root", default=".", help="the repository whose pipeline ran (default: here)")
     parser.add_argument("--method", help="e.g. nrdh-gcn (default: NRDH with params.yaml's first filter)")
     parser.add_argument("--bits", type=int, help="code length (default: the longest one indexed)")
+    parser.add_argument("--query-modality", help="paired runs: the queries' modality, e.g. text (default: the run's "
+                        "first, image)")  # fmt: skip
+    parser.add_argument("--database-modality", help="paired runs: the modality searched among, e.g. image (default: "
+                        "the queries')")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

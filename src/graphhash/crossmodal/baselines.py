@@ -67,6 +67,7 @@ class CrossModalHasher(Configurable):
 
     taken_views: ClassVar[int | None] = None  # exactly this many views; None: two or more
     limited_by_dimension: ClassVar[bool] = False  # bits <= every view's dimension
+    supervised: ClassVar[bool] = False  # True: ``fit(views, labels)`` learns from the training items' labels
 
     @checked
     def __init__(self, bits: Bits, seed: Seed):

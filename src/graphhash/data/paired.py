@@ -2,8 +2,11 @@
 matrix over the same items, with their labels and the dataset's own split.
 
 ``PairedSet``: ``views`` {modality: (N, D_m) float64}, row i of every view is item i; ``labels`` (N,) int64 (one
-class per item) or (N, L) bool (a 0/1 multi-label matrix: relevance is a shared label); ``ids`` (N,) strings;
-``query`` (N,) bool, the dataset's test items (the queries; the others are the database and training set).
+class per item) or (N, L) bool (a 0/1 multi-label matrix: relevance is a shared label), naming ``classes``; ``ids``
+(N,) distinct strings; ``query`` (N,) bool, the dataset's test items (the queries; the others are the database and
+training set), or None for a dataset with no published split (``prepare`` draws the queries).
+
+``graphhash.data.sources`` serves these as the ``wiki`` and ``mirflickr_tags`` sources of the pipeline.
 
 Readers keep the files as published (``scipy.io.loadmat`` for MATLAB files) and check them: a missing file, a
 modality whose row count or ids differ from the others', or a NaN or infinite feature is one line naming the
@@ -12,12 +15,14 @@ file, and nothing is returned.
 - ``read_wiki(folder)``: the Wikipedia image-text dataset (Rasiwasia et al., ACM MM 2010) as
   ``../shared/datasets/README.md`` describes it: ``raw_features.mat`` (``I_tr``, ``I_te``: 128-d SIFT bags of
   visual words; ``T_tr``, ``T_te``: 10-d LDA topic proportions), the ``.list`` files giving each row's text id,
-  image id and category (1-10, stored 0-9 here), train rows first, then test rows (the queries).
-- ``read_mirflickr_tags(folder, queries, seed)``: MIRFlickr-25K's 20,015 items as one modality, ``tags``
+  image id and category (1-10, stored 0-9 here; named by ``categories.list`` when present), train rows first, then
+  test rows (the queries).
+- ``read_mirflickr_tags(folder)``: MIRFlickr-25K's 20,015 items as one modality, ``tags``
   (``mirflickr25k-yall.mat``: ``YAll``, 1,386 binary tags), with ``mirflickr25k-lall.mat``'s ``LAll`` (24 concept
-  labels, 1-14 per item) as a multi-label matrix. The dataset has no published split, and a split stratified by
-  class does not apply to items of several classes: the queries are ``queries`` items drawn uniformly without
-  replacement with ``seed`` (the common cross-modal protocol draws 2,000), the rest the database and training set.
+  labels, 1-14 per item) as a multi-label matrix, its columns named ``label-00`` to ``label-23`` (the files do
+  not name them). The dataset has no published split, and a split stratified by class does not apply to items of
+  several classes: ``prepare`` draws the queries uniformly (``graphhash.data.split``; the common cross-modal
+  protocol draws 2,000).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from graphhash.errors import GraphhashError
 WIKI_FEATURES = "raw_features.mat"
 WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
 WIKI_VIEWS = {"image": "I", "text": "T"}  # modality -> the .mat variables' prefix (I_tr, I_te, ...)
+WIKI_CATEGORIES = "categories.list"
 MIRFLICKR_FILES = {"tags": ("mirflickr25k-yall.mat", "YAll"), "labels": ("mirflickr25k-lall.mat", "LAll")}
 
 
@@ -40,15 +46,18 @@ class PairedSet:
     views: dict[str, np.ndarray]
     labels: np.ndarray
     ids: list[str]
-    query: np.ndarray
+    query: np.ndarray | None
+    classes: list[str]
 
     def __post_init__(self):
         counts = {modality: len(x) for modality, x in self.views.items()}
-        if len(set(counts.values()) | {len(self.ids), len(self.labels), len(self.query)}) != 1:
+        split = len(self.ids) if self.query is None else len(self.query)
+        if len(set(counts.values()) | {len(self.ids), len(self.labels), split}) != 1:
             listed = ", ".join(f"{modality} {count}" for modality, count in counts.items())
             raise GraphhashError(f"paired data: the modalities ({listed}), ids ({len(self.ids)}), labels "
-                                 f"({len(self.labels)}) and split ({len(self.query)}) must count the same "
-                                 "items")  # fmt: skip
+                                 f"({len(self.labels)}) and split ({split}) must count the same items")  # fmt: skip
+        if len(set(self.ids)) != len(self.ids):
+            raise GraphhashError(f"paired data: {len(self.ids) - len(set(self.ids))} item ids are listed twice")
 
 
 def _finite(x: np.ndarray, where: str) -> np.ndarray:
@@ -97,8 +106,8 @@ def _mat_variable(path: Path, name: str, what: str) -> np.ndarray:
     return mat[name]
 
 
-def read_mirflickr_tags(folder: str | Path, queries: int = 2000, seed: int = 0) -> PairedSet:
-    """MIRFlickr-25K's tags (one modality) and multi-label concepts in ``folder``; ``queries`` seeded queries."""
+def read_mirflickr_tags(folder: str | Path) -> PairedSet:
+    """MIRFlickr-25K's tags (one modality) and multi-label concepts in ``folder``; no split."""
     folder = Path(folder)
     (tags_file, tags_name), (labels_file, labels_name) = MIRFLICKR_FILES.values()
     tags = _finite(_mat_variable(folder / tags_file, tags_name, "MIRFlickr-25K's tags"),
@@ -107,11 +116,9 @@ def read_mirflickr_tags(folder: str | Path, queries: int = 2000, seed: int = 0) 
     if labels.ndim != 2 or len(labels) != len(tags) or not np.isin(labels, (0, 1)).all():
         raise GraphhashError(f"{folder / labels_file}: {labels_name} must be a 0/1 matrix with a row for each of "
                              f"the {len(tags)} items of {tags_file}, found shape {labels.shape}")  # fmt: skip
-    if not 1 <= queries < len(tags):
-        raise GraphhashError(f"queries: {queries} queries need between 1 and {len(tags) - 1} of the {len(tags)} items")
-    query = np.zeros(len(tags), dtype=bool)
-    query[np.random.default_rng(seed).choice(len(tags), queries, replace=False)] = True
-    return PairedSet({"tags": tags}, labels.astype(bool), [f"mirflickr/{i}" for i in range(len(tags))], query)
+    digits = len(str(len(tags) - 1))
+    return PairedSet({"tags": tags}, labels.astype(bool), [f"mirflickr/{i:0{digits}d}" for i in range(len(tags))],
+                     None, [f"label-{c:02d}" for c in range(labels.shape[1])])  # fmt: skip
 
 
 def read_wiki(folder: str | Path) -> PairedSet:
@@ -136,4 +143,14 @@ def read_wiki(folder: str | Path) -> PairedSet:
     ids = parts["train"][0] + parts["test"][0]
     labels = np.concatenate([parts["train"][1], parts["test"][1]])
     query = np.arange(len(ids)) >= len(parts["train"][0])
-    return PairedSet(views, labels, ids, query)
+    return PairedSet(views, labels, ids, query, _wiki_categories(folder / WIKI_CATEGORIES))
+
+
+def _wiki_categories(path: Path) -> list[str]:
+    """The ten category names of ``categories.list`` (one per line), or their numbers 1-10 without it."""
+    if not path.is_file():
+        return [str(number) for number in range(1, 11)]
+    names = path.read_text().split()
+    if len(names) != 10:
+        raise GraphhashError(f"{path}: expected the 10 category names, found {len(names)}")
+    return names

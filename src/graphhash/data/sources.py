@@ -1,6 +1,6 @@
 """Data sources: where the items come from, their labels, and how to read one item.
 
-Five sources, chosen by ``prepare.source`` from ``SOURCES``:
+Seven sources, chosen by ``prepare.source`` from ``SOURCES``:
 
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes).
 - ``folder``: an image folder with one sub-folder per class.
@@ -12,6 +12,13 @@ Five sources, chosen by ``prepare.source`` from ``SOURCES``:
   dimension, classes, noise, seed), feature-only like ``npy``: for scale tests of every stage after
   ``extract``. Its path is that sub-section written out (``items=10000,dimension=1280,...``), which the
   manifest records, so later stages reopen the same mixture.
+- ``wiki`` and ``mirflickr_tags``: paired, feature-only data (``graphhash.data.paired``): the Wikipedia image-text
+  pairs (two modalities, ``image`` and ``text``; its test pairs are the queries) and MIRFlickr-25K's tags (one
+  modality, ``tags``, with 24 labels per item as a multi-label matrix).
+
+Every item holds one vector or image per **modality** (``Source.modalities``, ``image`` for every single-modality
+source but MIRFlickr's tags); the features file holds one matrix per modality. **Labels** are one class per item,
+(N,) int64, or a 0/1 matrix (N, L) of bool for multi-label data, where relevance is a shared label.
 
 Item ids are '/'-separated paths relative to the dataset root, so a tar and its extracted folder give the
 same ids. Listings are sorted by id, so they never depend on the order the file system returns. An item
@@ -37,6 +44,7 @@ from PIL import Image
 from pydantic import Field, ValidationError
 
 from graphhash.data.images import IMAGE_EXTENSIONS, BadItemError, decode
+from graphhash.data.paired import PairedSet, read_mirflickr_tags, read_wiki
 from graphhash.errors import GraphhashError
 from graphhash.hyperparameters import Configurable, HyperparameterError, checked, declared
 
@@ -46,7 +54,8 @@ NPY_MAGIC = b"\x93NUMPY"
 
 @dataclass(frozen=True)
 class Listing:
-    """What a source holds: ids sorted, integer labels indexing ``classes``, and its own query split."""
+    """What a source holds: ids sorted, labels (integer classes indexing ``classes``, or a (N, L) bool matrix whose
+    columns are the ``classes``), and its own query split."""
 
     ids: list[str]
     labels: np.ndarray
@@ -59,6 +68,7 @@ class Source(ABC):
 
     holds_vectors = False  # True when items are feature vectors rather than images
     reads_path = True  # False when ``prepare.path`` is unused (the data is bundled or generated)
+    modalities: tuple[str, ...] = ("image",)  # what each item holds, one vector or image per modality
 
     @abstractmethod
     def __init__(self, path: str): ...
@@ -84,6 +94,10 @@ class Source(ABC):
 
     def vector(self, item_id: str) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} holds images, not vectors")
+
+    def vectors(self, item_id: str) -> tuple[np.ndarray, ...]:
+        """The item's float32 vector in each modality, in ``modalities`` order (a vector source's)."""
+        return (self.vector(item_id),)
 
 
 # -- storage: files under a folder, or members of a tar -------------------------------------------------
@@ -577,12 +591,79 @@ class SyntheticSource(Source, Configurable):
         return rows
 
 
+class PairedSource(Source):
+    """Feature-only data of one or more named modalities, read whole by a ``graphhash.data.paired`` reader from the
+    folder ``path``: every item is a row of each modality's matrix. An item's bytes (what the manifest's digest
+    covers) are its rows in every modality, as float64, then its label."""
+
+    holds_vectors = True
+    name: str = ""  # the source's key in SOURCES, for messages
+
+    def __init__(self, path: str):
+        folder = Path(path)
+        if not folder.is_dir():
+            raise GraphhashError(f"prepare.path: {path!r} is not a folder (the {self.name} dataset's folder)")
+        self.folder = folder
+        self.data = self.read_paired(folder)
+        self.modalities = tuple(self.data.views)
+        self._rows = {item_id: row for row, item_id in enumerate(self.data.ids)}
+
+    @staticmethod
+    @abstractmethod
+    def read_paired(folder: Path) -> PairedSet:
+        """The dataset in ``folder``, checked (one-line errors naming the file)."""
+
+    def listing(self) -> Listing:
+        order = sorted(range(len(self.data.ids)), key=self.data.ids.__getitem__)
+        query = None if self.data.query is None else self.data.query[order]
+        return Listing(ids=[self.data.ids[i] for i in order], labels=self.data.labels[order],
+                       classes=list(self.data.classes), native_query=query)  # fmt: skip
+
+    def _row(self, item_id: str) -> int:
+        if item_id not in self._rows:
+            raise BadItemError(f"{self.where(item_id)}: no such item in the dataset")
+        return self._rows[item_id]
+
+    def where(self, item_id: str) -> str:
+        return f"{self.folder}: item {item_id}"
+
+    def read(self, item_id: str) -> bytes:
+        row = self._row(item_id)
+        parts = [np.asarray(view[row], dtype=np.float64).tobytes() for view in self.data.views.values()]
+        return b"".join([*parts, np.asarray(self.data.labels[row]).astype(np.int64).tobytes()])
+
+    def image(self, item_id: str) -> Image.Image:
+        raise NotImplementedError(f"source '{self.name}' holds feature vectors, not images")
+
+    def vectors(self, item_id: str) -> tuple[np.ndarray, ...]:
+        row = self._row(item_id)
+        return tuple(np.asarray(view[row], dtype=np.float32) for view in self.data.views.values())
+
+
+class WikiSource(PairedSource):
+    """The Wikipedia image-text pairs (``read_wiki``): modalities ``image`` and ``text``, the 693 test pairs the
+    queries (``prepare.split: auto``)."""
+
+    name = "wiki"
+    read_paired = staticmethod(read_wiki)
+
+
+class MirflickrTagsSource(PairedSource):
+    """MIRFlickr-25K's tags (``read_mirflickr_tags``): one modality, ``tags``, with 24 labels per item; no split of
+    its own."""
+
+    name = "mirflickr_tags"
+    read_paired = staticmethod(read_mirflickr_tags)
+
+
 SOURCES: dict[str, type[Source]] = {
     "digits": DigitsSource,
     "folder": FolderSource,
     "cifar10": Cifar10Source,
     "npy": NpySource,
     "synthetic": SyntheticSource,
+    "wiki": WikiSource,
+    "mirflickr_tags": MirflickrTagsSource,
 }
 
 

@@ -4,6 +4,9 @@ The query set and the database are always disjoint. The training set either equa
 standard unsupervised protocol: hash functions are learnt on the items they will index) or is carved out
 of the non-query items so that it is disjoint from the database. Sizes are per class: a count, or a
 fraction of each class. A dataset's own test split serves as the query set when it has one.
+
+Multi-label items (labels an (N, L) 0/1 matrix) belong to several classes at once, so a draw stratified by class
+does not apply: their sizes count items in all (a count, or a fraction of every item), drawn uniformly.
 """
 
 from __future__ import annotations
@@ -25,14 +28,21 @@ def sample_per_class(
     """Mask of ``size`` items per class drawn at random from the ``eligible`` ones.
 
     ``size`` is a count per class (int) or a fraction of each class's eligible items (float, rounded).
-    Classes are visited in label order so the draw depends only on ``rng``'s seed.
+    Classes are visited in label order so the draw depends only on ``rng``'s seed. Multi-label items: ``size``
+    items drawn from every eligible item (a count, or a fraction of them).
     """
     picked = np.zeros(len(labels), dtype=bool)
-    for label, name in enumerate(classes):
-        members = np.flatnonzero(eligible & (labels == label))
+    if labels.ndim == 2:
+        groups = [("every item", np.flatnonzero(eligible))]
+    else:
+        groups = [
+            (f"class '{name}'", np.flatnonzero(eligible & (labels == label))) for label, name in enumerate(classes)
+        ]
+    for name, members in groups:
         count = size if isinstance(size, int) else round(size * len(members))
         if count > len(members):
-            raise GraphhashError(f"{key}: {size} per class exceeds the {len(members)} items of class '{name}'")
+            per = "" if labels.ndim == 2 else " per class"
+            raise GraphhashError(f"{key}: {size}{per} exceeds the {len(members)} items of {name}")
         picked[rng.permutation(members)[:count]] = True
     return picked
 

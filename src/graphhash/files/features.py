@@ -2,19 +2,26 @@
 
 Datasets (N rows, one per item that was read):
 
-- ``features``: float32 (N, D), finite
-- ``labels``: int64 (N,), indexing the ``classes`` attribute
+- ``features/<modality>``: float32 (N, D_m), finite: one matrix per modality (``image``; ``image`` and ``text`` for
+  paired data), row i of each the same item
+- ``labels``: int64 (N,), indexing the ``classes`` attribute; for multi-label data uint8 (N, L), 0/1 rows over the
+  ``classes``
 - ``ids``: UTF-8 strings (N,), item paths relative to the dataset root
 - ``query``, ``database``, ``train``: bool (N,), the split masks
 
-Attributes: ``format``, ``source``, ``backbone``, ``weights``, ``image_size``, ``dim``, ``count``,
-``classes`` (JSON list), ``skipped_ids`` (JSON list of ids that could not be read), ``device``,
-``precision``, ``content_sha256`` (of the source data, from the manifest) and ``versions`` (JSON object of
-library versions).
+Attributes: ``format``, ``modalities`` (JSON list: the order of the modalities), ``dims`` (JSON object: each
+modality's D_m), ``count``, ``source``, ``backbone``, ``weights``, ``image_size``, ``classes`` (JSON list),
+``skipped_ids`` (JSON list of ids that could not be read), ``device``, ``precision``, ``content_sha256`` (of the
+source data, from the manifest) and ``versions`` (JSON object of library versions).
+
+A single-modality file is the special case of one matrix: ``FeatureSet.features`` is it. Steps that take several
+modalities read ``FeatureSet.views``; ``FeatureSet.view(modality)`` names the file and what it holds when the
+modality asked for is not there.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,21 +31,50 @@ from typing import Any
 import h5py
 import numpy as np
 
-from graphhash.files.hdf5 import Contract, plain_attrs, read_strings, write_strings
+from graphhash.errors import GraphhashError
+from graphhash.files.hdf5 import Contract, json_attr, plain_attrs, read_strings, write_strings
 from graphhash.files.manifest import SPLITS
 
-FEATURES = Contract("features", 1, stage="extract")
+FEATURES = Contract("features", 2, stage="extract")
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    features: np.ndarray
+    views: dict[str, np.ndarray | h5py.Dataset]  # modality -> (N, D_m), in the file's order
     labels: np.ndarray
     ids: list[str]
     query: np.ndarray
     database: np.ndarray
     train: np.ndarray
     attrs: dict[str, Any]
+    path: str = ""
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.views)
+
+    def view(self, modality: str) -> np.ndarray | h5py.Dataset:
+        """The features of ``modality``; one line naming the file and its modalities when it holds none."""
+        if modality not in self.views:
+            raise GraphhashError(f"{self.path or 'features'}: no features of modality {modality!r} (it holds "
+                                 f"{', '.join(self.views)}); rerun the extract stage")  # fmt: skip
+        return self.views[modality]
+
+    @property
+    def features(self) -> np.ndarray | h5py.Dataset:
+        """The features of a single-modality file; one line when the file holds several modalities."""
+        if len(self.views) != 1:
+            raise GraphhashError(f"{self.path or 'features'}: holds the modalities {', '.join(self.views)}, and this "
+                                 "step reads one")  # fmt: skip
+        return next(iter(self.views.values()))
+
+    def only(self, modality: str) -> FeatureSet:
+        """The same items with the features of ``modality`` alone."""
+        return replace(self, views={modality: self.view(modality)})
+
+    def with_views(self, views: dict[str, np.ndarray]) -> FeatureSet:
+        """The same items with other features (the same modalities)."""
+        return replace(self, views=views)
 
     def ids_where(self, mask: np.ndarray) -> list[str]:
         return [item_id for item_id, keep in zip(self.ids, mask, strict=True) if keep]
@@ -46,31 +82,38 @@ class FeatureSet:
 
 def write_features(
     dest: str | Path,
-    blocks: Iterable[np.ndarray],
+    blocks: Iterable[dict[str, np.ndarray]],
     *,
-    dim: int,
+    dims: dict[str, int],
     ids: list[str],
     labels: np.ndarray,
     masks: dict[str, np.ndarray],
     attrs: dict[str, Any],
 ) -> None:
-    """Stream ``blocks`` of feature rows (in id order, N rows in all) into ``dest``, atomically."""
+    """Stream ``blocks`` of feature rows, {modality: rows} in the order of ``dims`` and of the ids (N rows in all),
+    into ``dest``, atomically."""
     count = len(ids)
     with FEATURES.write(dest) as f:
-        features = f.create_dataset(
-            "features", shape=(count, dim), dtype=np.float32, chunks=(max(1, min(count, 1024)), dim)
-        )
+        views = {modality: f.create_dataset(f"features/{modality}", shape=(count, dim), dtype=np.float32,
+                                            chunks=(max(1, min(count, 1024)), dim))
+                 for modality, dim in dims.items()}  # fmt: skip
         row = 0
         for block in blocks:
-            features[row : row + len(block)] = block
-            row += len(block)
+            size = {len(rows) for rows in block.values()}
+            if set(block) != set(dims) or len(size) != 1:
+                raise AssertionError(f"features: a block of {sorted(block)} with {size} rows, for {sorted(dims)}")
+            for modality, rows in block.items():
+                views[modality][row : row + len(rows)] = rows
+            row += size.pop()
         if row != count:
             raise AssertionError(f"features: wrote {row} rows for {count} ids")
-        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+        labels = np.asarray(labels)
+        f.create_dataset("labels", data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
         write_strings(f, "ids", ids)
         for name in SPLITS:
             f.create_dataset(name, data=np.asarray(masks[name], dtype=bool))
-        f.attrs.update({"format": FEATURES.tag, "dim": dim, "count": count, **attrs})
+        f.attrs.update({"format": FEATURES.tag, "modalities": json_attr(list(dims)), "dims": json_attr(dims),
+                        "count": count, **attrs})  # fmt: skip
 
 
 def read_features_attrs(path: str | Path) -> dict[str, Any]:
@@ -90,11 +133,13 @@ def open_features(path: str | Path) -> Iterator[FeatureSet]:
     memory wants twice: a stage that needs the training rows reads only those, and never the whole matrix
     and then a copy of its rows."""
     with FEATURES.read(path) as f:
+        labels = f["labels"][()]
         yield FeatureSet(
-            features=f["features"],
-            labels=f["labels"][()],
+            views={modality: f[f"features/{modality}"] for modality in json.loads(f.attrs["modalities"])},
+            labels=labels.astype(bool) if labels.ndim == 2 else labels,
             ids=read_strings(f["ids"]),
             attrs=plain_attrs(f),
+            path=str(path),
             **{name: f[name][()] for name in SPLITS},
         )
 
@@ -102,7 +147,7 @@ def open_features(path: str | Path) -> Iterator[FeatureSet]:
 def read_features(path: str | Path) -> FeatureSet:
     """Load a features file written by ``write_features`` (everything into memory)."""
     with open_features(path) as fs:
-        return replace(fs, features=fs.features[()])
+        return fs.with_views({modality: view[()] for modality, view in fs.views.items()})
 
 
 def _blocks(features: np.ndarray | h5py.Dataset, mask: np.ndarray | None) -> Iterator[np.ndarray]:

@@ -1,11 +1,12 @@
-"""The index folder: a FAISS binary index of one code file's database codes, written by ``index@<filter>-<bits>``.
+"""The index folder: a FAISS binary index of one code file's database codes (one method, code length and modality),
+written by ``index@<filter>-<bits>`` as ``<folder>/<modality>/``.
 
 - ``index.faiss``: the index, from ``faiss.write_index_binary``; row i is database item i
 - ``items.h5`` (HDF5): ``codes`` uint8 (n, B), the database codes the index holds (for the exact re-ranking),
-  ``ids`` UTF-8 strings and ``labels`` int64 of the database items; attributes ``format``, ``method``,
-  ``bits``, ``kind`` (flat, ivf or hnsw: ``auto`` already resolved), ``options`` (JSON: the kind's
-  hyperparameters), ``count`` and ``faiss_sha256``, the digest of ``index.faiss``, so that a folder whose two
-  files come from different runs is refused.
+  ``ids`` UTF-8 strings and ``labels`` of the database items (int64 classes, or uint8 0/1 rows for multi-label
+  data); attributes ``format``, ``method``, ``bits``, ``modality``, ``kind`` (flat, ivf or hnsw: ``auto`` already
+  resolved), ``options`` (JSON: the kind's hyperparameters), ``count`` and ``faiss_sha256``, the digest of
+  ``index.faiss``, so that a folder whose two files come from different runs is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from graphhash.errors import GraphhashError
 from graphhash.files.atomic import atomic_path, file_sha256
 from graphhash.files.hdf5 import Contract, read_strings, write_strings
 
-INDEX = Contract("index", 1, stage="index")
+INDEX = Contract("index", 2, stage="index")
 FAISS_FILE, ITEMS_FILE = "index.faiss", "items.h5"
 
 
@@ -31,9 +32,10 @@ class StoredIndex:
     index: faiss.IndexBinary
     codes: np.ndarray  # (n, B) uint8, the database codes
     ids: list[str]
-    labels: np.ndarray  # (n,) int64
+    labels: np.ndarray  # (n,) int64, or (n, L) bool
     method: str
     bits: int
+    modality: str
     kind: str
     options: dict[str, Any]
 
@@ -46,8 +48,10 @@ def write_index(folder: str | Path, stored: StoredIndex) -> None:
     with INDEX.write(folder / ITEMS_FILE) as f:
         f.create_dataset("codes", data=np.ascontiguousarray(stored.codes, dtype=np.uint8))
         write_strings(f, "ids", stored.ids)
-        f.create_dataset("labels", data=np.asarray(stored.labels, dtype=np.int64))
-        f.attrs.update({"format": INDEX.tag, "method": stored.method, "bits": stored.bits, "kind": stored.kind,
+        labels = np.asarray(stored.labels)
+        f.create_dataset("labels", data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
+        f.attrs.update({"format": INDEX.tag, "method": stored.method, "bits": stored.bits,
+                        "modality": stored.modality, "kind": stored.kind,
                         "options": json.dumps(stored.options, sort_keys=True), "count": len(stored.ids),
                         "faiss_sha256": digest})  # fmt: skip
 
@@ -59,8 +63,10 @@ def read_index(folder: str | Path) -> StoredIndex:
         what = "does not exist" if not folder.exists() else "is a file"
         raise GraphhashError(f"{folder}: {what}, not an index folder (the index stage writes one; dvc repro)")
     with INDEX.read(folder / ITEMS_FILE) as f:
-        items = {"codes": f["codes"][()], "ids": read_strings(f["ids"]), "labels": f["labels"][()]}
-        attrs = {key: f.attrs[key] for key in ("method", "bits", "kind", "options", "faiss_sha256")}
+        labels = f["labels"][()]
+        items = {"codes": f["codes"][()], "ids": read_strings(f["ids"]),
+                 "labels": labels.astype(bool) if labels.ndim == 2 else labels}  # fmt: skip
+        attrs = {key: f.attrs[key] for key in ("method", "bits", "modality", "kind", "options", "faiss_sha256")}
     path = folder / FAISS_FILE
     if not path.is_file() or file_sha256(path) != str(attrs["faiss_sha256"]):
         problem = "is missing" if not path.is_file() else f"does not belong to {ITEMS_FILE} (another run's)"
@@ -70,5 +76,6 @@ def read_index(folder: str | Path) -> StoredIndex:
         held = f"{len(items['ids'])} of {items['codes'].shape[1]}"
         raise GraphhashError(f"{path}: holds {index.ntotal} codes of {index.code_size} bytes, but {ITEMS_FILE} "
                              f"{held}; rerun the {INDEX.stage} stage")  # fmt: skip
-    return StoredIndex(index=index, method=str(attrs["method"]), bits=int(attrs["bits"]), kind=str(attrs["kind"]),
+    return StoredIndex(index=index, method=str(attrs["method"]), bits=int(attrs["bits"]),
+                       modality=str(attrs["modality"]), kind=str(attrs["kind"]),
                        options=json.loads(str(attrs["options"])), **items)  # fmt: skip

@@ -1,8 +1,9 @@
 """The manifest: the contract between ``prepare`` and ``extract``.
 
-One JSON file lists every item (id = path relative to the dataset root, integer label), the class names,
-the split masks, where the data lives, and a SHA-256 digest of every item's content, so that changed
-files change the manifest and DVC reruns what depends on it.
+One JSON file lists every item (id = path relative to the dataset root, and its label: an integer class, or for
+multi-label data a 0/1 row over the classes), the class names, the modalities every item holds (``image``; ``image``
+and ``text`` for paired data), the split masks, where the data lives, and a SHA-256 digest of every item's
+content, so that changed files change the manifest and DVC reruns what depends on it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_json
 
-FORMAT = "graphhash-manifest/1"
+FORMAT = "graphhash-manifest/2"
 SPLITS = ("query", "database", "train")
 
 
@@ -33,9 +34,10 @@ class Split:
 class Manifest:
     source: str
     path: str
+    modalities: list[str]
     classes: list[str]
     ids: list[str]
-    labels: np.ndarray
+    labels: np.ndarray  # (N,) int64 classes, or (N, L) bool for multi-label data
     split: Split
     content_sha256: str
 
@@ -50,11 +52,12 @@ class Manifest:
                 "format": FORMAT,
                 "source": self.source,
                 "path": self.path,
+                "modalities": self.modalities,
                 "classes": self.classes,
                 "content_sha256": self.content_sha256,
                 "counts": {"items": len(self), **{name: int(sum(m)) for name, m in masks.items()}},
                 "ids": self.ids,
-                "labels": self.labels.tolist(),
+                "labels": (self.labels.astype(np.uint8) if self.labels.ndim == 2 else self.labels).tolist(),
                 **masks,
             },
         )
@@ -67,11 +70,14 @@ class Manifest:
                 raise ValueError(f"not a {FORMAT} JSON object")
             masks = {name: np.array(raw[name], dtype=bool) for name in SPLITS}
             labels = np.array(raw["labels"], dtype=np.int64)
+            if labels.ndim == 2:  # a 0/1 row per item
+                labels = labels.astype(bool)
             if not all(len(m) == len(raw["ids"]) == len(labels) for m in masks.values()):
                 raise ValueError("ids, labels and masks differ in length")
             return cls(
                 source=raw["source"],
                 path=raw["path"],
+                modalities=list(raw["modalities"]),
                 classes=list(raw["classes"]),
                 ids=list(raw["ids"]),
                 labels=labels,

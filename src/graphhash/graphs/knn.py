@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from graphhash.errors import GraphhashError
-from graphhash.files.features import read_rows
+from graphhash.files.features import FeatureSet, read_rows
 from graphhash.files.neighbours import Neighbours
 from graphhash.graphs.batch import nrdh_propagation
 
@@ -40,6 +40,26 @@ def unit_features(features: np.ndarray, mask: np.ndarray | None = None, block_si
     for start in range(0, len(unit), block_size):
         rows[start : start + block_size] = unit_rows(rows[start : start + block_size])
     return unit
+
+
+def joint_features(fs: FeatureSet, weights: dict[str, float]) -> np.ndarray:
+    """The features whose cosine similarity is the similarity of two items: a single modality's own (the file's
+    dataset itself, unread), or for several modalities, each modality's unit rows scaled by sqrt(w_m), side by side.
+    Their cosine is then sum_m w_m cos_m(x, y) with the weights ``weights`` ({modality: w}, every modality or none:
+    equal) normalised to sum 1, the weighted mean of the items' cosines in each modality. (N, sum_m D_m) float32.
+    """
+    if len(fs.views) == 1:
+        return fs.features
+    named, held = set(weights), set(fs.views)
+    if named and named != held:
+        raise GraphhashError(f"graph.weights: names {', '.join(sorted(named))}, but {fs.path or 'the features file'} "
+                             f"holds the modalities {', '.join(fs.views)}: name every one or none")  # fmt: skip
+    raw = np.array([weights.get(modality, 1.0) for modality in fs.views], dtype=np.float64)
+    if raw.sum() <= 0:
+        raise GraphhashError("graph.weights: at least one modality needs a positive weight")
+    scale = np.sqrt(raw / raw.sum())
+    return np.concatenate([unit_features(view) * np.float32(w) for view, w in zip(fs.views.values(), scale,
+                                                                                   strict=True)], axis=1)  # fmt: skip
 
 
 def own_rows(train: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 On the frozen backbone features x (Table 2's head):
 
     fc(x) = BN(W3 f2(x)),  f2 = BN(LeakyReLU(W2 f1)),  f1 = BN(LeakyReLU(W1 x))    in -> 256 -> 64 -> g
+    (with ``hash.dropout`` p > 0, f1 and f2 are dropped out in training: each unit zeroed with probability p)
     fch(x) = tanh(fc(x))                                                          (Eq. 13)
     L2 = mu * MSE(fc(x), t(x)) + omega * BCE(fch(x), b),   b = 0.5 * (sign(fch(x)) + 1)   (Eqs. 15-18)
          + lambda * L_s + gamma * L_p
@@ -45,6 +46,7 @@ class HashNetConfig:
     bits: int
     negative_slope: float
     hidden: tuple[int, int] = (256, 64)  # Table 2
+    dropout: float = 0.0  # Table 2 has none
 
 
 class HashNet(nn.Module):
@@ -55,9 +57,10 @@ class HashNet(nn.Module):
         h1, h2 = config.hidden
         slope = config.negative_slope
         self.config = config
+        dropped = [nn.Dropout(config.dropout)] if config.dropout > 0 else []  # none: Table 2's layers as they are
         self.layers = nn.Sequential(
-            nn.Linear(config.in_dim, h1), nn.LeakyReLU(slope), nn.BatchNorm1d(h1),
-            nn.Linear(h1, h2), nn.LeakyReLU(slope), nn.BatchNorm1d(h2),
+            nn.Linear(config.in_dim, h1), nn.LeakyReLU(slope), nn.BatchNorm1d(h1), *dropped,
+            nn.Linear(h1, h2), nn.LeakyReLU(slope), nn.BatchNorm1d(h2), *dropped,
             nn.Linear(h2, config.bits), nn.BatchNorm1d(config.bits),
         )  # fmt: skip
 
@@ -130,7 +133,8 @@ def train_hashnet(
     if len(features) < 2:
         raise GraphhashError("hash: batch normalisation needs at least 2 training items")
     torch.manual_seed(params.seed)
-    model = HashNet(HashNetConfig(features.shape[1], targets.fit.shape[1], negative_slope=params.negative_slope))
+    model = HashNet(HashNetConfig(features.shape[1], targets.fit.shape[1], negative_slope=params.negative_slope,
+                                  dropout=params.dropout))  # fmt: skip
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr)
     order_rng = torch.Generator().manual_seed(params.seed)
     batches = max(1, len(features) // params.batch_size)  # equal batches, none of a single item

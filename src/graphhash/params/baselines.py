@@ -1,4 +1,5 @@
-"""``baselines``: the classical hashers on the same features; ``baselines.<method>`` holds one's hyperparameters."""
+"""``baselines``: the classical hashers on the same features; ``baselines.<method>`` holds one's hyperparameters.
+The methods are those of ``graphhash.crossmodal.hashers.HASHERS``: single-modality hashers and cross-modal ones."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from typing import Literal
 
 from pydantic import Field, create_model
 
+from graphhash.crossmodal.hashers import HASHERS
 from graphhash.evaluation.baselines import BASELINES
 from graphhash.params import Section, Seed, names, options_fields
 
-BaselineName = Literal[tuple(BASELINES)]
+BaselineName = Literal[tuple(HASHERS)]
 
 
 class _Baselines(Section):
@@ -19,13 +21,17 @@ class _Baselines(Section):
 
     methods: names(BaselineName) = Field(
         ["lsh", "pcah", "itq", "sh"],
-        description=f"{' | '.join(BASELINES)} (the peers agh, agh2, bihalf, greedyhash: `graphhash preset peers`)",
+        description=f"{' | '.join(BASELINES)} (the peers agh, agh2, bihalf, greedyhash: `graphhash preset peers`); "
+        f"across modalities (paired data): {' | '.join(name for name in HASHERS if name not in BASELINES)} (gch: "
+        "supervised, learns from the labels)",
     )
     seed: Seed = Field(
-        0, description="LSH's projections, ITQ's initial rotation, AGH's anchors, BiHalf's and GreedyHash's training"
+        0,
+        description="LSH's projections, ITQ's initial rotation, AGH's anchors, BiHalf's, GreedyHash's and GCH's "
+        "training, CMFH's initial latent",
     )
 
 
 BaselinesParams = create_model(
-    "BaselinesParams", __base__=_Baselines, __doc__=_Baselines.__doc__, **options_fields(BASELINES)
+    "BaselinesParams", __base__=_Baselines, __doc__=_Baselines.__doc__, **options_fields(HASHERS)
 )

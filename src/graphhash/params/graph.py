@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from graphhash.params import Section
+from graphhash.params import NonNegative, Section
 
 
 class GraphParams(Section):
@@ -20,4 +20,9 @@ class GraphParams(Section):
     nodes: Annotated[int, Field(ge=2, le=100_000)] = Field(10, description="M, the nodes of one graph (paper: 10)")
     rho: Annotated[float, Field(ge=-1.0, le=1.0)] = Field(
         0.4, description="an edge links two nodes whose cosine similarity is above rho (Eq. 3)"
+    )
+    weights: dict[str, NonNegative] = Field(
+        {},
+        description="paired data: the similarity of two items is the weighted mean of their cosines in each "
+        "modality, with these weights ({image: 1, text: 3}: every modality or none named); {}: equal weights",
     )

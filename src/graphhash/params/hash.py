@@ -81,5 +81,8 @@ class HashParams(Section):
     batch_size: Annotated[int, Field(ge=2, le=1_000_000)] = Field(256, description="items per Adam step")
     lr: Positive = Field(0.001, description="Adam's learning rate")
     negative_slope: Unit = Field(0.2, description="LeakyReLU slope (Eq. 10)")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="mlp: the probability of dropping each hidden unit in training (Table 2: 0)"
+    )
     seed: Seed = Field(0, description="initialisation, batch order and augmentations")
     cnn: CnnParams = Field(default_factory=CnnParams)

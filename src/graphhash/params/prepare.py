@@ -36,17 +36,21 @@ class _Prepare(Section):
     source: SourceName = Field(
         "digits",
         description=f"where the items come from: {' | '.join(SOURCES)} (digits: bundled, offline; synthetic: "
-        "a Gaussian mixture made from prepare.synthetic)",
+        "a Gaussian mixture made from prepare.synthetic; wiki: image-text pairs; mirflickr_tags: multi-label tags)",
     )
     path: str = Field(
         "",
-        description="the image folder, the CIFAR-10 tar or folder, or the npy folder; unused by digits and synthetic",
+        description="the image folder, the CIFAR-10 tar or folder, the npy folder, or the wiki or mirflickr_tags "
+        "dataset's folder; unused by digits and synthetic",
     )
     seed: Seed = Field(0, description="seeds the subsample and the split")
     split: Literal["auto", "random"] = Field(
-        "auto", description="auto: a dataset's own test set is the query set (cifar10) | random: draw queries"
+        "auto", description="auto: a dataset's own test set is the query set (cifar10, wiki) | random: draw queries"
     )
-    query_size: Size = Field(20, description="queries per class: a count (int >= 1) or a fraction (0 < float < 1)")
+    query_size: Size = Field(
+        20,
+        description="queries per class: a count (int >= 1) or a fraction (0 < float < 1); multi-label items: in all",
+    )
     train: Literal["database", "disjoint"] = Field(
         "database", description="database: train on the database (the unsupervised protocol) | disjoint"
     )

@@ -15,7 +15,8 @@ first check that they hold the same fingerprint (the same params, manifest and l
 merges every chunk in manifest order once all are saved. Batches are the same whatever W is, so the file
 is the one a single process writes, and a rerun after a kill resumes every shard from its chunks.
 
-``npy`` sources hold the features already: their vectors go through the same path with no model. An item
+Vector sources (``npy``, ``synthetic``, the paired ``wiki`` and ``mirflickr_tags``) hold the features already: their
+vectors go through the same path with no model, one matrix per modality (``Source.modalities``). An item
 that cannot be read or decoded, or whose features are not finite (NaN or infinite, from a vector file or a
 backbone), stops the stage with one line naming it, or is left out under ``extract.on_bad_image: skip``.
 """
@@ -83,21 +84,22 @@ def resolve_device(requested: str, key: str = "extract.device") -> torch.device:
 
 
 class ItemDataset(Dataset):
-    """Item i of ``ids`` as (i, array, error): decoded uint8 pixels (h, w, 3), or a float32 vector for npy
-    sources; ``collate`` makes a batch of them, resizing the images of one size together (``to_batch``).
+    """Item i of ``ids`` as (i, arrays, error), one array per modality of the source: decoded uint8 pixels
+    (h, w, 3) of an image, or float32 vectors for vector sources; ``collate`` makes a batch of them, resizing the
+    images of one size together (``to_batch``).
 
-    An unreadable item yields a blank and its error message instead of raising inside a worker process,
+    An unreadable item yields blanks and its error message instead of raising inside a worker process,
     so the main process decides what to do (fail or skip) and can name the file in one line.
     """
 
     def __init__(self, source: Source, ids: list[str], image_size: int, backbone: Backbone | None):
         self.source, self.ids, self.image_size, self.backbone = source, ids, image_size, backbone
-        self.item_shape = (image_size, image_size, 3) if backbone is not None else self._vector_shape()
+        self.item_shapes = [(image_size, image_size, 3)] if backbone is not None else self._vector_shapes()
 
-    def _vector_shape(self) -> tuple[int]:
+    def _vector_shapes(self) -> list[tuple[int, ...]]:
         for item_id in self.ids:
             try:
-                return self.source.vector(item_id).shape
+                return [vector.shape for vector in self.source.vectors(item_id)]
             except GraphhashError:
                 continue
         raise GraphhashError(f"extract: none of the {len(self.ids)} vectors of the source is readable")
@@ -105,33 +107,37 @@ class ItemDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, str]:
+    def __getitem__(self, i: int) -> tuple[int, tuple[np.ndarray, ...], str]:
         item_id = self.ids[i]
         try:
             if self.backbone is None:
-                array = self.source.vector(item_id)
-                if array.shape != self.item_shape:
-                    raise GraphhashError(
-                        f"{self.source.where(item_id)}: vector of shape {array.shape}, expected {self.item_shape}"
-                    )
+                arrays = self.source.vectors(item_id)
+                for modality, array, shape in zip(self.source.modalities, arrays, self.item_shapes, strict=True):
+                    if array.shape != shape:
+                        raise GraphhashError(f"{self.source.where(item_id)}: {modality} vector of shape {array.shape}, "
+                                             f"expected {shape}")  # fmt: skip
             else:
-                array = np.asarray(self.source.image(item_id), dtype=np.uint8)
-            return i, array, ""
+                arrays = (np.asarray(self.source.image(item_id), dtype=np.uint8),)
+            return i, arrays, ""
         except GraphhashError as exc:
-            blank = np.zeros(self.item_shape, np.float32) if self.backbone is None else np.zeros((1, 1, 3), np.uint8)
-            return i, blank, str(exc)
+            if self.backbone is None:
+                return i, tuple(np.zeros(shape, np.float32) for shape in self.item_shapes), str(exc)
+            return i, (np.zeros((1, 1, 3), np.uint8),), str(exc)
 
-    def collate(self, batch: list[tuple[int, np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
-        """A batch (B, S, S, 3) uint8 or (B, D) float32, and each item's error ('' when read)."""
-        arrays, errors = [array for _, array, _ in batch], [error for _, _, error in batch]
+    def collate(self, batch: list[tuple[int, tuple[np.ndarray, ...], str]]) -> tuple[list[torch.Tensor], list[str]]:
+        """A batch per modality, (B, S, S, 3) uint8 or (B, D_m) float32, and each item's error ('' when read)."""
+        errors = [error for _, _, error in batch]
         if self.backbone is None:
-            return torch.from_numpy(np.stack(arrays)), errors
-        return torch.from_numpy(to_batch(arrays, self.image_size, self.backbone.interpolation)), errors
+            columns = zip(*(arrays for _, arrays, _ in batch), strict=True)
+            return [torch.from_numpy(np.stack(column)) for column in columns], errors
+        images = [arrays[0] for _, arrays, _ in batch]
+        return [torch.from_numpy(to_batch(images, self.image_size, self.backbone.interpolation))], errors
 
 
 @dataclass(frozen=True)
 class Encoder:
-    """Batches of items to float32 features on the chosen device (identity for vector sources)."""
+    """Batches of items to float32 features on the chosen device, one array per modality (identity for vector
+    sources)."""
 
     backbone: Backbone | None
     device: torch.device
@@ -145,17 +151,17 @@ class Encoder:
             self.backbone.model.to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+    def __call__(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
         if self.backbone is None:
-            return batch.numpy()
+            return [view.numpy() for view in batch]
         # (x / 255 - mean) / std as one scale and one shift, in place
         std = torch.tensor(self.backbone.std, device=self.device).view(1, 3, 1, 1)
         mean = torch.tensor(self.backbone.mean, device=self.device).view(1, 3, 1, 1)
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory = channels-last
+        x = batch[0].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory = channels-last
         x = x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             features = self.backbone.model(x)
-        return features.float().cpu().numpy()
+        return [features.float().cpu().numpy()]
 
 
 class ChunkStore:
@@ -180,18 +186,19 @@ class ChunkStore:
     def has(self, start: int) -> bool:
         return self.path(start).is_file()
 
-    def save(self, start: int, features: np.ndarray, errors: list[str]) -> None:
+    def save(self, start: int, features: list[np.ndarray], errors: list[str]) -> None:
+        """The batch from row ``start``: its features in each modality, in order, and each item's error."""
         tmp = self.root / f".rows-{start:012d}.tmp.npz"
-        np.savez(tmp, features=features, errors=np.array(errors, dtype=str))
+        np.savez(tmp, *features, errors=np.array(errors, dtype=str))
         tmp.replace(self.path(start))  # atomic: a chunk is either whole or absent
 
     def errors(self, start: int) -> list[str]:
         with np.load(self.path(start)) as chunk:
             return chunk["errors"].tolist()
 
-    def features(self, start: int) -> np.ndarray:
+    def features(self, start: int) -> list[np.ndarray]:
         with np.load(self.path(start)) as chunk:
-            return chunk["features"]
+            return [chunk[f"arr_{m}"] for m in range(len(chunk.files) - 1)]
 
     def remove(self) -> None:
         shutil.rmtree(self.parent, ignore_errors=True)
@@ -227,13 +234,19 @@ def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torc
     if not source.holds_vectors:
         backbone = load_backbone(params.backbone, params.weights, params.weights_path, params.image_size)
     backbone_name = params.backbone if backbone else f"none ({manifest.source} vectors)"
+    if list(source.modalities) != manifest.modalities:
+        held, listed = ", ".join(source.modalities), ", ".join(manifest.modalities)
+        raise GraphhashError(f"{manifest.source}: its items hold the modalities {held}, but the manifest lists "
+                             f"{listed}; rerun the prepare stage")  # fmt: skip
     encoder = Encoder(backbone, device)
     dataset = ItemDataset(source, manifest.ids, params.image_size, backbone)
     settings = {
         "backbone": backbone_name,
         "weights": backbone.weights if backbone else "none",
         "image_size": params.image_size if backbone else 0,
-        "dim": backbone.dim if backbone else dataset.item_shape[0],
+        "dims": dict(
+            zip(source.modalities, [backbone.dim] if backbone else [s[0] for s in dataset.item_shapes], strict=True)
+        ),
         "batch_size": params.batch_size,
         "device": device.type,
         "precision": encoder.precision,
@@ -280,10 +293,11 @@ def _run_batches(
     with Progress(total, "items", f"{who}extract", initial=initial) as bar:
         for start, (batch, errors) in zip(todo, loader, strict=True):
             features = encoder(batch)
-            for row in np.flatnonzero(~np.isfinite(features).all(axis=1)):
-                if not errors[row]:
-                    where = dataset.source.where(dataset.ids[start + row])
-                    errors[row] = f"{where}: its features hold NaN or infinite values"
+            for modality, view in zip(dataset.source.modalities, features, strict=True):
+                for row in np.flatnonzero(~np.isfinite(view).all(axis=1)):
+                    if not errors[row]:
+                        where = dataset.source.where(dataset.ids[start + row])
+                        errors[row] = f"{where}: its {modality} features hold NaN or infinite values"
             if params.on_bad_image == "fail":
                 _fail_on_first(errors)
             chunks.save(start, features, errors)
@@ -307,12 +321,14 @@ def _write(manifest: Manifest, chunks: ChunkStore, params: ExtractParams, settin
         if not mask.any():
             raise GraphhashError(f"extract: every {name} item was skipped as unreadable")
 
-    blocks = (chunks.features(s)[ok[s : s + step]] for s in starts)
+    modalities = list(settings["dims"])
+    blocks = ({modality: view[ok[s : s + step]] for modality, view in zip(modalities, chunks.features(s), strict=True)}
+              for s in starts)  # fmt: skip
     recorded = ("backbone", "weights", "image_size", "device", "precision")
     write_features(
         dest,
         blocks,
-        dim=settings["dim"],
+        dims=settings["dims"],
         ids=[manifest.ids[i] for i in np.flatnonzero(ok)],
         labels=manifest.labels[ok],
         masks=masks,
@@ -325,7 +341,8 @@ def _write(manifest: Manifest, chunks: ChunkStore, params: ExtractParams, settin
             "versions": json_attr(settings["versions"]),
         },
     )
-    log.info("wrote %s: %d x %d features, %d skipped", dest, int(ok.sum()), settings["dim"], len(skipped))
+    sizes = ", ".join(f"{modality} {dim}" for modality, dim in settings["dims"].items())
+    log.info("wrote %s: %d items' features (%s), %d skipped", dest, int(ok.sum()), sizes, len(skipped))
 
 
 def _fail_on_first(errors: list[str]) -> None:

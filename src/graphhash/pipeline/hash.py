@@ -5,12 +5,16 @@ With ``hash.input: graph`` every item's input is its features propagated over it
 (``graphs.knn.graph_inputs``, with ``graph.rho``, ``graph.nodes - 1`` neighbours and ``hash.input_p``), for
 queries too; with ``hash.target: rotated`` the representations are first rotated to balanced, decorrelated
 directions (``nrdh.hashnet.rotated_targets``).
+
+For paired data (xmodal-nrdh) every modality gets its own hash network, fitted to the same targets (one
+representation per pair), so that all the modalities' codes land in one Hamming space: an image's code ranks the
+texts' codes. A query holds one modality only, so its kNN graph is among the training items' features of that
+modality (searched here; the neighbours file compares pairs).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +46,14 @@ HASH_MODELS = {"mlp": HASH_NETWORK, "cnn": "nrdh-hashcnn"}  # the model kind sav
 
 
 def with_graph_inputs(fs: FeatureSet, graph_input: dict[str, Any], neighbours: Neighbours | None = None) -> FeatureSet:
-    """``fs`` with every item's features propagated over its kNN graph (``hash.input: graph``).
+    """``fs`` (one modality) with every item's features propagated over its kNN graph (``hash.input: graph``).
 
     ``graph_input`` holds ``rho``, ``p`` and the number of ``neighbours``, as saved with the hash model;
     without ``neighbours`` they are searched among the training items of ``fs`` (as ``graphhash encode`` does).
     """
-    found = neighbours or nearest_training(fs.features, fs.train, graph_input["neighbours"])
-    return replace(fs, features=graph_inputs(fs.features, fs.train, found, graph_input["rho"], graph_input["p"]))
+    ((modality, view),) = fs.views.items()
+    found = neighbours or nearest_training(view, fs.train, graph_input["neighbours"])
+    return fs.with_views({modality: graph_inputs(view, fs.train, found, graph_input["rho"], graph_input["p"])})
 
 
 def hash_codes(
@@ -66,21 +71,17 @@ def hash_codes(
     extract: ExtractParams | None = None,
     manifest: Path | None = None,
 ) -> None:
-    """For each code length g, from ``<representations>/<g>.h5``: the code file ``<codes>/nrdh-<filter>-<g>.h5``,
-    the ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch. ``hash.network: cnn`` reads
-    the images through ``manifest`` and the backbone ``extract`` names."""
+    """For each code length g, from ``<representations>/<g>.h5``, and each modality m of the features file: the code
+    file ``<codes>/nrdh-<filter>-<g>-<m>.h5``, the ``<models>/<g>/<m>`` model folder and the ``<losses>/<g>-<m>.csv``
+    loss per epoch. ``hash.network: cnn`` reads the images through ``manifest`` and the backbone ``extract``
+    names."""
     with open_features(features_path) as fs:  # rows read as they are needed, never the matrix and a copy
-        graph_input, neighbours = None, None
+        graph_input = None
         if params.input == "graph":
             graph_input = {"rho": graph.rho, "p": params.input_p, "neighbours": graph.nodes - 1}
-            neighbours = read_neighbours(neighbours_path, len(fs.features), graph.nodes - 1)
-        if params.network == "cnn":
-            if extract is None or manifest is None:
-                raise GraphhashError("hash.network: cnn needs the extract section and the manifest (the images)")
-            trainer = CnnTrainer(fs, features_path, Manifest.load(manifest), extract, params, graph_input, neighbours)
-        else:
-            trainer = MlpTrainer(with_graph_inputs(fs, graph_input, neighbours) if graph_input else fs, params)
-        method = nrdh_method(filter_name)
+        trainers = {modality: _trainer(fs, modality, neighbours_path, graph_input, params, features_path, extract,
+                                       manifest) for modality in fs.modalities}  # fmt: skip
+        method, resume = nrdh_method(filter_name), models.parent / f".{models.name}.resume"
         for g in bits:
             path = representations / f"{g}.h5"
             found = read_representations(path)
@@ -93,12 +94,32 @@ def hash_codes(
                                      "hash.target: rotated")  # fmt: skip
             fit = rotated_targets(z, params.seed, g) if params.target == "rotated" else z
             targets = Targets(torch.from_numpy(fit), torch.from_numpy(z))
-            network, history, found_codes, config = trainer.fit(targets, models.parent / f".{models.name}.resume")
-            write_codes(code_file(codes, method, g), split_codes(fs, found_codes, method, g))
-            config = {"method": method, "bits": g, "training": params.model_dump(),
-                      "backbone": fs.attrs.get("backbone"), "graph_input": graph_input, **config}  # fmt: skip
-            save_model(models / str(g), network, HASH_MODELS[params.network], config)
-            write_csv(losses / f"{g}.csv", history)
+            for modality, trainer in trainers.items():
+                network, history, found_codes, config = trainer.fit(targets, resume)
+                write_codes(code_file(codes, method, g, modality), split_codes(fs, found_codes, method, g, modality))
+                config = {"method": method, "bits": g, "modality": modality, "training": params.model_dump(),
+                          "backbone": fs.attrs.get("backbone"), "graph_input": graph_input, **config}  # fmt: skip
+                save_model(models / str(g) / modality, network, HASH_MODELS[params.network], config)
+                write_csv(losses / f"{g}-{modality}.csv", history)
+
+
+def _trainer(fs: FeatureSet, modality: str, neighbours_path: Path, graph_input: dict[str, Any] | None,
+             params: HashParams, features_path: Path, extract: ExtractParams | None,
+             manifest: Path | None) -> MlpTrainer | CnnTrainer:  # fmt: skip
+    """The trainer of ``modality``'s hash network. Its items' kNN graphs, for ``hash.input: graph``, are the
+    neighbours file's when the run has one modality; with several, the neighbours file compares pairs, and each
+    modality's are searched among the training items' features of that modality."""
+    neighbours = None
+    if graph_input and len(fs.views) > 1:
+        neighbours = nearest_training(fs.view(modality), fs.train, graph_input["neighbours"])
+    elif graph_input:
+        neighbours = read_neighbours(neighbours_path, len(fs.ids), graph_input["neighbours"])
+    fs = fs.only(modality)
+    if params.network == "cnn":
+        if extract is None or manifest is None:
+            raise GraphhashError("hash.network: cnn needs the extract section and the manifest (the images)")
+        return CnnTrainer(fs, features_path, Manifest.load(manifest), extract, params, graph_input, neighbours)
+    return MlpTrainer(with_graph_inputs(fs, graph_input, neighbours) if graph_input else fs, params)
 
 
 class MlpTrainer:
@@ -114,7 +135,7 @@ class MlpTrainer:
         for part in PARTS:  # each part encoded on its own, as the code files always were
             codes[getattr(fs, part)] = encode(network, read_rows(fs.features, getattr(fs, part)))
         config = {"in_dim": network.config.in_dim, "hidden": list(network.config.hidden),
-                  "negative_slope": network.config.negative_slope}  # fmt: skip
+                  "negative_slope": network.config.negative_slope, "dropout": network.config.dropout}  # fmt: skip
         return network, history, codes, config
 
 
@@ -175,7 +196,8 @@ class CnnTrainer:
         codes = cnn.encode_images(model, self.all, self.device, 256, cache=self.cache, graph=self.graph)
         checkpoints.remove()
         config = {"network": "cnn", "in_dim": backbone.dim, "hidden": list(model.head.config.hidden),
-                  "negative_slope": params.negative_slope, "weights": backbone.weights,
+                  "negative_slope": params.negative_slope, "dropout": model.head.config.dropout,
+                  "weights": backbone.weights,
                   "image_size": self.cnn.image_size, "trainable": self.cnn.trainable}  # fmt: skip
         return model.cpu(), history, codes, config
 
@@ -185,7 +207,7 @@ def load_hash_network(folder: Path) -> tuple[HashNet | cnn.HashCNN, dict[str, An
     state, config = load_model(folder, tuple(HASH_MODELS.values()), stage="hash")
     try:
         head = HashNet(HashNetConfig(config["in_dim"], config["bits"], config["negative_slope"],
-                                     tuple(config["hidden"])))  # fmt: skip
+                                     tuple(config["hidden"]), config["dropout"]))  # fmt: skip
         network = head
         if config["model"] == HASH_MODELS["cnn"]:  # the backbone's shape; every weight comes from the file
             backbone = load_backbone(config["backbone"], "none", "", config["image_size"])
@@ -199,14 +221,16 @@ def load_hash_network(folder: Path) -> tuple[HashNet | cnn.HashCNN, dict[str, An
 
 
 def encode_features(folder: Path, features_path: Path) -> np.ndarray:
-    """Boolean codes (N, bits) of every row of a features file, from a saved hash network (``mlp``)."""
+    """Boolean codes (N, bits) of every row of a features file in the model's modality, from a saved hash network
+    (``mlp``)."""
     network, config = load_hash_network(folder)
     if not isinstance(network, HashNet):
         raise GraphhashError(f"{folder}: a CNN hash network (hash.network: cnn) hashes images, not features")
-    fs = read_features(features_path)
+    fs = read_features(features_path).only(config["modality"])
     if fs.features.shape[1] != network.config.in_dim:
-        raise GraphhashError(f"{features_path}: features of {fs.features.shape[1]} dimensions, but the model at "
-                             f"{folder} takes {network.config.in_dim} (features of another backbone?)")  # fmt: skip
+        raise GraphhashError(f"{features_path}: {config['modality']} features of {fs.features.shape[1]} dimensions, "
+                             f"but the model at {folder} takes {network.config.in_dim} (features of another "
+                             "backbone?)")  # fmt: skip
     if config.get("graph_input"):  # the model hashes features propagated over kNN graphs of training items
         fs = with_graph_inputs(fs, config["graph_input"])
     return encode(network, fs.features)

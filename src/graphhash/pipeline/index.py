@@ -1,4 +1,6 @@
-"""The ``index@<filter>-<bits>`` stage: a FAISS binary index over one NRDH code file's database codes.
+"""The ``index@<filter>-<bits>`` stage: a FAISS binary index over the database codes of one NRDH method and code
+length, one per modality (``<out>/<modality>/``: for paired data the images' and the texts' codes, both searched
+by queries of either modality).
 
 The index serves ``graphhash search`` and ``graphhash serve``: queries hashed by the filter's hash network
 are searched in it. ``index.kind: auto`` is resolved here, by the database's size, and the resolved kind is
@@ -11,7 +13,8 @@ import logging
 import time
 from pathlib import Path
 
-from graphhash.files.codes import code_file, nrdh_method, read_codes
+from graphhash.errors import GraphhashError
+from graphhash.files.codes import find_code_files, nrdh_method, read_codes
 from graphhash.files.index import StoredIndex, write_index
 from graphhash.index import build_index, resolve_kind
 from graphhash.params.index import IndexParams
@@ -20,14 +23,23 @@ log = logging.getLogger(__name__)
 
 
 def index_codes(codes_folder: Path, filter_name: str, bits: int, params: IndexParams, out: Path) -> None:
-    """Index the database codes of ``nrdh-<filter>`` at ``bits`` bits (found in ``codes_folder``) into ``out``."""
-    codes = read_codes(code_file(codes_folder, nrdh_method(filter_name), bits))
-    kind = resolve_kind(params.kind, len(codes.database))
-    kind_index = build_index(kind, params.options(kind))
-    start = time.perf_counter()
-    index = kind_index.build(codes.database)
-    log.info("index: %s over %d codes of %d bits built in %.2f s", kind, len(codes.database), bits,
-             time.perf_counter() - start)  # fmt: skip
-    write_index(out, StoredIndex(index=index, codes=codes.database, ids=codes.database_ids,
-                                 labels=codes.database_labels, method=codes.method, bits=codes.bits, kind=kind,
-                                 options=kind_index.options()))  # fmt: skip
+    """Index the database codes of ``nrdh-<filter>`` at ``bits`` bits (found in ``codes_folder``) into
+    ``<out>/<modality>`` for each modality."""
+    method = nrdh_method(filter_name)
+    files = {
+        modality: path for (m, b, modality), path in find_code_files(codes_folder).items() if (m, b) == (method, bits)
+    }
+    if not files:
+        raise GraphhashError(f"{codes_folder}: no code file of {method} at {bits} bits; run the hash stage (dvc repro)")
+    for modality, path in files.items():
+        codes = read_codes(path)
+        kind = resolve_kind(params.kind, len(codes.database))
+        kind_index = build_index(kind, params.options(kind))
+        start = time.perf_counter()
+        index = kind_index.build(codes.database)
+        log.info("index: %s over %d %s codes of %d bits built in %.2f s", kind, len(codes.database), modality, bits,
+                 time.perf_counter() - start)  # fmt: skip
+        stored = StoredIndex(index=index, codes=codes.database, ids=codes.database_ids, labels=codes.database_labels,
+                             method=codes.method, bits=codes.bits, modality=modality, kind=kind,
+                             options=kind_index.options())  # fmt: skip
+        write_index(out / modality, stored)

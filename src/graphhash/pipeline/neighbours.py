@@ -1,4 +1,5 @@
-"""The ``neighbours`` stage: every item's ``graph.nodes - 1`` nearest training items by cosine similarity."""
+"""The ``neighbours`` stage: every item's ``graph.nodes - 1`` nearest training items by cosine similarity (for paired
+data, the weighted mean of the modalities' cosines: ``graphs.knn.joint_features``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from graphhash.files.features import open_features
 from graphhash.files.neighbours import write_neighbours
+from graphhash.graphs.knn import joint_features
 from graphhash.graphs.search import resolve_method, search_neighbours
 from graphhash.params.graph import GraphParams
 from graphhash.params.neighbours import NeighboursParams
@@ -22,5 +24,6 @@ def find_neighbours(
     with open_features(features_path) as fs:  # the rows are read as the method needs them
         method = resolve_method(params.method, int(fs.train.sum()))
         log.info("neighbours: %d per item among %d training items, %s", graph.nodes - 1, fs.train.sum(), method)
-        found = search_neighbours(fs.features, fs.train, graph.nodes - 1, method, params.options(method))
+        features = joint_features(fs, graph.weights)
+        found = search_neighbours(features, fs.train, graph.nodes - 1, method, params.options(method))
     write_neighbours(dest, found)

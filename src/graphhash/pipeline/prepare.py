@@ -20,10 +20,14 @@ log = logging.getLogger(__name__)
 def limit_per_class(labels: np.ndarray, groups: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted indices of at most ``limit`` random items per (group, class); all items when ``limit`` is 0.
 
-    ``groups`` keeps a dataset's own train and test parts apart, so each is capped on its own.
+    ``groups`` keeps a dataset's own train and test parts apart, so each is capped on its own. Multi-label items
+    have no one class to count by: a limit on them is refused.
     """
     if limit == 0:
         return np.arange(len(labels))
+    if labels.ndim == 2:
+        raise GraphhashError("prepare.limit_per_class: the items have several labels each, so there is no class to "
+                             "limit; set it to 0")  # fmt: skip
     kept = []
     for group in np.unique(groups):
         for label in np.unique(labels):
@@ -85,6 +89,7 @@ def prepare(params: PrepareParams) -> Manifest:
     return Manifest(
         source=params.source,
         path=path,
+        modalities=list(source.modalities),
         classes=listing.classes,
         ids=ids,
         labels=labels,

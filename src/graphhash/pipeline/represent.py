@@ -1,5 +1,7 @@
 """The ``represent@<filter>`` stage: NRDH's stage 1. For every code length, trains the graph autoencoder on the
-training items and writes their node representations, the model and its loss per epoch.
+training items and writes their node representations, the model and its loss per epoch. For paired data a node is
+a pair: its features are every modality's side by side, as the neighbours stage compares them
+(``graphs.knn.joint_features``), so one representation serves every modality.
 
 One stage per filter runs every code length in one process: a stage's start (Python, torch) costs about as
 much as training one small autoencoder, and the pipeline should be quick on small data."""
@@ -15,6 +17,7 @@ from graphhash.files.features import FeatureSet, open_features, read_rows
 from graphhash.files.models import save_model
 from graphhash.files.neighbours import read_neighbours
 from graphhash.files.representations import Representations, write_representations
+from graphhash.graphs.knn import joint_features
 from graphhash.nrdh.autoencoder import node_representations, train_autoencoder
 from graphhash.params.graph import GraphParams
 from graphhash.params.represent import RepresentParams
@@ -24,7 +27,7 @@ AUTOENCODER = "nrdh-graph-autoencoder"
 
 def training_neighbours(path: Path, fs: FeatureSet, graph: GraphParams) -> torch.Tensor:
     """The training items' kNN graphs, (N_train, M - 1) rows among the training items."""
-    return torch.from_numpy(read_neighbours(path, len(fs.features), graph.nodes - 1).indices[fs.train])
+    return torch.from_numpy(read_neighbours(path, len(fs.ids), graph.nodes - 1).indices[fs.train])
 
 
 def represent(
@@ -42,7 +45,7 @@ def represent(
     """For each code length g: ``<out>/<g>.h5`` (the representations, max(represent.latent, g) wide), the
     ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
     with open_features(features_path) as fs:  # the training rows only
-        train = torch.from_numpy(read_rows(fs.features, fs.train))
+        train = torch.from_numpy(read_rows(joint_features(fs, graph.weights), fs.train))
         neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
     trained: dict[int, tuple] = {}  # by representation size: code lengths below represent.latent share one
     for g in bits:

@@ -14,6 +14,7 @@ the features; its training items are the graph a query joins with ``hash.input: 
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,15 @@ class QueryHasher:
         self.features_attrs = read_features_attrs(features_path)
         self.extract, self.device = extract, device
         self.head = network.head if isinstance(network, cnn.HashCNN) else network
-        if int(self.features_attrs["dim"]) != self.head.config.in_dim:
-            dim = self.features_attrs["dim"]
-            raise GraphhashError(f"{features_path}: features of {dim} dimensions, but the hash network takes "
-                                 f"{self.head.config.in_dim}; rerun the pipeline (dvc repro)")  # fmt: skip
+        self.modality = str(config["modality"])
+        dims = json.loads(self.features_attrs["dims"])
+        if self.modality not in dims:
+            raise GraphhashError(f"{features_path}: holds the modalities {', '.join(dims)}, but the hash network "
+                                 f"hashes {self.modality}; rerun the pipeline (dvc repro)")  # fmt: skip
+        if int(dims[self.modality]) != self.head.config.in_dim:
+            raise GraphhashError(f"{features_path}: {self.modality} features of {dims[self.modality]} dimensions, but "
+                                 f"the hash network takes {self.head.config.in_dim}; rerun the pipeline (dvc "
+                                 "repro)")  # fmt: skip
 
     @classmethod
     def open(cls, model: str | Path, features_path: str | Path, extract: ExtractParams | None,
@@ -84,13 +90,13 @@ class QueryHasher:
         if not self.config.get("graph_input"):
             return None
         fs = read_features(self.features_path)
-        return TrainingSet(fs.features[fs.train])
+        return TrainingSet(fs.view(self.modality)[fs.train])
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """Frozen-backbone features (n, D) of RGB images, as the extract stage made the run's."""
         size, interpolation = int(self.features_attrs["image_size"]), self.backbone.interpolation
         batch = torch.from_numpy(to_batch([np.asarray(img, dtype=np.uint8) for img in images], size, interpolation))
-        return self.encoder(batch)
+        return self.encoder([batch])[0]
 
     def encode_features(self, features: np.ndarray) -> np.ndarray:
         """Packed codes (n, B) of feature rows (n, D), as the run's hash stage made its queries' codes."""

@@ -11,6 +11,12 @@ A query is an image (decoded, resized and embedded by the run's backbone, then h
 its own queries), a features vector, or the id of an item of the run (whose stored code is used). Results
 follow the project's order: ascending Hamming distance, ties by ascending database index; with a ``flat``
 index they are exactly the evaluator's ranking.
+
+A paired run (several modalities) has a hash network and an index per modality: queries of one modality
+(``query_modality``, the run's first by default) search the database items of any (``database_modality``, the
+queries' own by default), e.g. texts for images. Queries of a modality the run never hashed (a text query to an
+image-only run) are refused in one line. Labels are one class per item, or a set of labels (multi-label data,
+where a hit is relevant when it shares one with the query).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from PIL import Image
 from graphhash.data.images import decode
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import CODES, nrdh_method, read_code_kind, read_codes
+from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, read_codes
 from graphhash.files.features import read_features
 from graphhash.files.index import INDEX, ITEMS_FILE, StoredIndex, read_index
 from graphhash.files.manifest import Manifest
@@ -56,33 +62,45 @@ def run_paths(root: str | Path = ".") -> dict[str, Path]:
         raise GraphhashError(f"{root / 'dvc.yaml'}: cannot read the run's paths (vars.paths): {exc!r}") from None
 
 
-def _indexes(folder: Path) -> dict[tuple[str, int], Path]:
-    """Every index folder below ``folder``, by the (method, bits) its items file records."""
+def _indexes(folder: Path) -> dict[tuple[str, int, str], Path]:
+    """Every index folder below ``folder``, by the (method, bits, modality) its items file records."""
     found = {}
-    for items in sorted(folder.glob(f"*/{ITEMS_FILE}")):
+    for items in sorted(folder.glob(f"*/*/{ITEMS_FILE}")):
         with INDEX.read(items) as f:
-            found[(str(f.attrs["method"]), int(f.attrs["bits"]))] = items.parent
+            found[(str(f.attrs["method"]), int(f.attrs["bits"]), str(f.attrs["modality"]))] = items.parent
     return found
 
 
-def _model_folder(folder: Path, method: str, bits: int) -> Path:
-    """The hash network's folder for ``method`` at ``bits`` bits, found by its ``model.json``."""
+def _model_folder(folder: Path, method: str, bits: int, modality: str) -> Path:
+    """The hash network's folder for ``method`` at ``bits`` bits for ``modality``, found by its ``model.json``."""
     for config_path in sorted(folder.rglob(CONFIG)):
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        kind = (config.get("model"), config.get("method"), config.get("bits"))
-        if kind[0] in HASH_MODELS.values() and kind[1:] == (method, bits):
+        kind = (config.get("model"), config.get("method"), config.get("bits"), config.get("modality"))
+        if kind[0] in HASH_MODELS.values() and kind[1:] == (method, bits, modality):
             return config_path.parent
-    raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits (the hash stage writes it; dvc repro)")
+    raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits for {modality} (the hash stage "
+                         "writes it; dvc repro)")  # fmt: skip
 
 
-def _code_file(folder: Path, method: str, bits: int) -> Path:
-    for path in sorted(folder.rglob("*.h5")):
-        if read_code_kind(path) == (method, bits):
-            return path
-    raise GraphhashError(f"{folder}: no code file of {method} at {bits} bits ({CODES.stage} stage; dvc repro)")
+def _code_file(folder: Path, method: str, bits: int, modality: str) -> Path:
+    found = find_code_files(folder).get((method, bits, modality))
+    if found is None:
+        raise GraphhashError(f"{folder}: no code file of {method} at {bits} bits for {modality} ({CODES.stage} "
+                             "stage; dvc repro)")  # fmt: skip
+    return found
+
+
+def label_of(row: np.ndarray) -> int | list[int]:
+    """An item's label as results show it: its class, or the indices of its labels (multi-label data)."""
+    return int(row) if np.ndim(row) == 0 else [int(c) for c in np.flatnonzero(row)]
+
+
+def _shares(a: int | list[int], b: int | list[int]) -> bool:
+    """Relevance: the same class, or a shared label."""
+    return bool(set(a) & set(b)) if isinstance(a, list) else a == b
 
 
 @dataclass(frozen=True)
@@ -93,9 +111,9 @@ class Hit:
     row: int  # the item's index in the database (the index's row)
     id: str
     distance: int  # Hamming distance to the query's code
-    label: int
+    label: int | list[int]  # its class, or its labels (multi-label data)
     class_name: str
-    relevant: bool | None  # same class as the query; None when the query's class is unknown
+    relevant: bool | None  # same class as the query (or a shared label); None when the query's is unknown
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class Result:
     """A query and its results, nearest first."""
 
     query: str  # what was searched: a file name, an item id, a features row
-    label: int | None  # the query's class, when known (an item of the run)
+    label: int | list[int] | None  # the query's class or labels, when known (an item of the run)
     class_name: str | None
     hits: list[Hit]
 
@@ -114,67 +132,85 @@ class Result:
 class Retriever:
     """A run's index, hash network and backbone, ready to search; built by ``from_run``."""
 
-    def __init__(
-        self,
-        stored: StoredIndex,
-        hasher: QueryHasher,
-        query_codes: dict[str, tuple[np.ndarray, int]],
-        source: Source | None,
-    ):
+    def __init__(self, stored: StoredIndex, hasher: QueryHasher, codes: CodeSet, source: Source | None):
+        """``stored``: the database's index; ``hasher`` and ``codes``: the queries' modality's hash network and code
+        file (the codes of the run's own items, searched by id)."""
+        if codes.database_ids != stored.ids:
+            raise GraphhashError(f"the {codes.modality} code file and the {stored.modality} index list different "
+                                 "database items; rerun the pipeline (dvc repro)")  # fmt: skip
         self.stored, self.hasher = stored, hasher
         self.features_attrs = hasher.features_attrs
         self.kind_index = build_index(stored.kind, stored.options)
         self.classes: list[str] = json.loads(self.features_attrs.get("classes", "[]"))
         self.rows = {item_id: row for row, item_id in enumerate(stored.ids)}
-        self.query_codes = query_codes
+        self.query_rows = {item_id: row for row, item_id in enumerate(codes.query_ids)}
+        self.codes = codes
         self.source = source
 
     @classmethod
     def from_run(
-        cls, root: str | Path = ".", *, method: str | None = None, bits: int | None = None, device: str = "auto"
+        cls,
+        root: str | Path = ".",
+        *,
+        method: str | None = None,
+        bits: int | None = None,
+        query_modality: str | None = None,
+        database_modality: str | None = None,
+        device: str = "auto",
     ) -> Retriever:
         """Open the run in ``root``. ``method`` defaults to NRDH with params.yaml's first filter, ``bits`` to
-        the longest code length indexed for it."""
+        the longest code length indexed for it, ``query_modality`` to the run's first modality and
+        ``database_modality`` to the queries' own."""
         root = Path(root)
         paths = run_paths(root)
+        manifest = Manifest.load(paths["manifest"])
+        query_modality = query_modality or manifest.modalities[0]
+        database_modality = database_modality or query_modality
+        for key, modality in (("query", query_modality), ("database", database_modality)):
+            if modality not in manifest.modalities:
+                raise GraphhashError(f"--{key}-modality: {modality}: the run's items hold only "
+                                     f"{', '.join(manifest.modalities)}, so it has no {modality} hash network or index "
+                                     f"to search with {modality} queries or among {modality} items")  # fmt: skip
         indexes = _indexes(paths["index"])
         if not indexes:
             raise GraphhashError(f"{paths['index']}: no index yet; run the pipeline first (dvc repro)")
         if method is None:
             (codes,) = load_params(CodesParams, path=root / PARAMS_FILE)
             method = nrdh_method(codes.filters[0])
-        lengths = sorted(b for m, b in indexes if m == method)
+        lengths = sorted(b for m, b, modality in indexes if (m, modality) == (method, database_modality))
         if bits is None and lengths:
             bits = lengths[-1]
-        if (method, bits) not in indexes:
-            known = ", ".join(f"{m} at {b} bits" for m, b in sorted(indexes))
+        if (method, bits, database_modality) not in indexes:
+            known = ", ".join(f"{m} at {b} bits ({modality})" for m, b, modality in sorted(indexes))
             wanted = f"{method} at {bits} bits" if bits else method
-            raise GraphhashError(f"{paths['index']}: no index of {wanted} (indexed: {known})")
-        stored = read_index(indexes[(method, bits)])
+            raise GraphhashError(f"{paths['index']}: no index of {wanted} ({database_modality}) (indexed: {known})")
+        stored = read_index(indexes[(method, bits, database_modality)])
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
-        hasher = QueryHasher.open(_model_folder(paths["models"], method, bits), paths["features"], extract, device)
+        model = _model_folder(paths["models"], method, bits, query_modality)
+        hasher = QueryHasher.open(model, paths["features"], extract, device)
         if hasher.bits != stored.bits:
             raise GraphhashError(f"{paths['models']}: the hash network makes {hasher.bits}-bit codes, the index "
                                  f"holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
-        found = read_codes(_code_file(paths["codes"], method, bits))
-        query_codes = {i: (found.query[r], int(found.query_labels[r])) for r, i in enumerate(found.query_ids)}
-        manifest = Manifest.load(paths["manifest"])
-        return cls(stored, hasher, query_codes, open_source(manifest.source, manifest.path))
+        found = read_codes(_code_file(paths["codes"], method, bits, query_modality))
+        return cls(stored, hasher, found, open_source(manifest.source, manifest.path))
 
     @property
     def info(self) -> dict[str, Any]:
         attrs = self.features_attrs
-        return {"method": self.stored.method, "bits": self.stored.bits, "index": self.stored.kind,
+        return {"method": self.stored.method, "bits": self.stored.bits, "query_modality": self.hasher.modality,
+                "database_modality": self.stored.modality, "index": self.stored.kind,
                 "index_options": self.stored.options, "count": len(self.stored.ids),
                 "backbone": attrs.get("backbone"), "image_size": attrs.get("image_size"), "classes": self.classes,
                 "images": self.source is not None and not self.source.holds_vectors}  # fmt: skip
 
-    def class_name(self, label: int) -> str:
+    def class_name(self, label: int | list[int]) -> str:
+        if isinstance(label, list):
+            return ", ".join(self.class_name(one) for one in label)
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
 
     def image(self, item_id: str) -> Image.Image:
         """An item of the run as an RGB image, read from its data source (nothing is extracted to disk)."""
-        if item_id not in self.rows and item_id not in self.query_codes:
+        if item_id not in self.rows and item_id not in self.query_rows:
             raise KeyError(item_id)
         if self.source is None or self.source.holds_vectors:
             raise GraphhashError(f"{self.features_attrs.get('source')}: the run's items are vectors, not images")
@@ -196,14 +232,14 @@ class Retriever:
         """Search with items of the run (query or database items), by their stored codes."""
         codes, labels = [], []
         for item_id in item_ids:
-            if item_id in self.rows:
+            if item_id in self.rows:  # its code in the queries' modality (the index's own, within one modality)
                 row = self.rows[item_id]
-                codes.append(self.stored.codes[row])
-                labels.append(int(self.stored.labels[row]))
-            elif item_id in self.query_codes:
-                code, label = self.query_codes[item_id]
-                codes.append(code)
-                labels.append(label)
+                codes.append(self.codes.database[row])
+                labels.append(label_of(self.codes.database_labels[row]))
+            elif item_id in self.query_rows:
+                row = self.query_rows[item_id]
+                codes.append(self.codes.query[row])
+                labels.append(label_of(self.codes.query_labels[row]))
             else:
                 raise GraphhashError(f"id {item_id!r}: not a query or database item of this run")
         return self._results(list(item_ids), np.array(codes, dtype=np.uint8).reshape(len(codes), -1), labels, k)
@@ -213,19 +249,21 @@ class Retriever:
         classes keep their labels, for relevance marks."""
         fs = read_features(path)
         same_classes = json.loads(fs.attrs.get("classes", "[]")) == self.classes
-        labels = [int(label) if same_classes else None for label in fs.labels]
-        return self._results(fs.ids, self.hasher.encode_features(fs.features), labels, k)
+        labels = [label_of(label) if same_classes else None for label in fs.labels]
+        return self._results(fs.ids, self.hasher.encode_features(fs.view(self.hasher.modality)), labels, k)
 
-    def _results(self, names: list[str], codes: np.ndarray, labels: list[int | None], k: int) -> list[Result]:
+    def _results(self, names: list[str], codes: np.ndarray, labels: list, k: int) -> list[Result]:
         rows, distances = self.search_codes(codes, k)
         results = []
         for name, label, found, dist in zip(names, labels, rows, distances, strict=True):
-            hits = [
-                Hit(rank=rank, row=int(row), id=self.stored.ids[row], distance=int(d),
-                    label=int(self.stored.labels[row]), class_name=self.class_name(int(self.stored.labels[row])),
-                    relevant=None if label is None else bool(self.stored.labels[row] == label))
-                for rank, (row, d) in enumerate(zip(found, dist, strict=True), start=1) if row >= 0
-            ]  # fmt: skip
+            hits = []
+            for rank, (row, d) in enumerate(zip(found, dist, strict=True), start=1):
+                if row < 0:
+                    continue
+                own = label_of(self.stored.labels[row])
+                hits.append(Hit(rank=rank, row=int(row), id=self.stored.ids[row], distance=int(d), label=own,
+                                class_name=self.class_name(own),
+                                relevant=None if label is None else _shares(label, own)))  # fmt: skip
             results.append(Result(query=name, label=label, class_name=None if label is None else self.class_name(label),
                                   hits=hits))  # fmt: skip
         return results

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from graphhash.data.images import BadItemError
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.figures import thumbnail
-from graphhash.retrieval.retriever import Result, Retriever
+from graphhash.retrieval.retriever import Result, Retriever, label_of
 
 MAX_K = 200  # results per query
 MAX_BYTES = 10 * 1024 * 1024  # an uploaded image
@@ -68,7 +68,7 @@ def create_app(retriever: Retriever, *, max_bytes: int = MAX_BYTES, max_k: int =
         if not 0 <= offset < max(total, 1):
             raise HTTPException(400, f"offset: must be between 0 and {total - 1}, got {offset}")
         rows = range(offset, min(offset + limit, total))
-        labels = [int(label) for label in retriever.stored.labels[rows.start : rows.stop]]
+        labels = [label_of(label) for label in retriever.stored.labels[rows.start : rows.stop]]
         page = [{"row": r, "id": retriever.stored.ids[r], "label": label, "class_name": retriever.class_name(label)}
                 for r, label in zip(rows, labels, strict=True)]  # fmt: skip
         return {"total": total, "offset": offset, "items": page}
