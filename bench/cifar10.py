@@ -34,13 +34,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CIFAR_TAR, REPO
+from common import CIFAR_TAR, REPO, RESULTS, load_runs, write_report
 
 from graphhash.params.all import defaults, render
 from graphhash.presets import flat, read_preset
 
 WORK = REPO / "bench" / ".work" / "cifar10"
-RESULTS = REPO / "docs" / "results"
 BITS = [16, 32, 64, 128]
 SEEDS = [0, 1, 2]
 FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]  # the ``filters`` preset's, in report order
@@ -162,10 +161,6 @@ def run_all(seeds: list[int], configs: list[str], sweeps: bool) -> None:
             name = f"sweep-{key.rsplit('.', 1)[1]}-{value}"
             experiment(name, {**preset_values(["paper"]), key: value, "codes.filters": ["gcn"], "codes.bits": [64],
                               "represent.seed": 0, "hash.seed": 0, "baselines.seed": 0})  # fmt: skip
-
-
-def load_runs() -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted((WORK / "runs").glob("*.json"))}
 
 
 def results(runs: dict[str, dict]) -> dict:
@@ -314,7 +309,7 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
 def report() -> None:
     """cifar10.json, the tables and the figure from the runs made; a method, stage time or sweep without a run
     here keeps what the previous report wrote (a rerun of some configurations updates their rows only)."""
-    runs = load_runs()
+    runs = load_runs(WORK)
     committed = RESULTS / "cifar10.json"
     made = results(runs)
     res = {**(json.loads(committed.read_text(encoding="utf-8")) if committed.is_file() else {}), **made}
@@ -333,11 +328,7 @@ def report() -> None:
         lines += [f"#### {metric}", "", *table(res, metric), ""]
     lines += [TIMES, "", *stage_times(runs, text), ""]
     lines += [SWEEP_HEADING, "", *sweep_table(runs, text), ""]
-    head, rest = text.split("<!-- results:start -->")
-    _, tail = rest.split("<!-- results:end -->")
-    doc.write_text(head + "<!-- results:start -->\n" + "\n".join(lines) + "<!-- results:end -->" + tail,
-                   encoding="utf-8")  # fmt: skip
-    print("\n".join(lines))
+    write_report(doc, lines)
 
 
 def main() -> None:

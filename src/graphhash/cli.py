@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         "hash.input: graph each joins its nearest training items of the run's features file. A features file "
         "(mlp only) is hashed row by row, its own training items forming the graph.",
     )
-    encode.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn/64")
+    encode.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn/64/image")
     encode.add_argument("inputs", nargs="+", help="image files or folders of images; or one features file (.h5)")
     encode.add_argument("out", help="where to write the packed codes (.npy, uint8, bit 0 = MSB of byte 0)")
     encode.add_argument("--run", dest="root", default=".", help="the repository whose run made the model (its "

@@ -1,6 +1,6 @@
 """Hash new queries the way a run hashed its own items: images or feature rows to packed codes.
 
-A ``QueryHasher`` holds one saved hash network (``models/nrdh-<filter>/<bits>``, either ``hash.network``) and
+A ``QueryHasher`` holds one saved hash network (``models/nrdh-<filter>/<bits>/<modality>``, either ``hash.network``) and
 what its inputs need: the run's features file (its attributes say which backbone, weights and image size made
 the features; its training items are the graph a query joins with ``hash.input: graph``) and params.yaml's
 ``extract`` section (the backbone's weights). ``graphhash search``, ``graphhash serve`` and
