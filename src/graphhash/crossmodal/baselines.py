@@ -131,16 +131,22 @@ class CrossModalHasher(Configurable):
 
     def project(self, x: np.ndarray, modality: str) -> np.ndarray:
         """Items of ``modality`` (n, D_m) -> (n, bits) real values whose signs are the bits."""
-        if not hasattr(self, "projections_"):
+        x = self.checked_items(x, modality, getattr(self, "projections_", None))
+        return (x - self.means_[modality]) @ self.projections_[modality]
+
+    def checked_items(self, x: np.ndarray, modality: str, fitted: Mapping[str, object] | None) -> np.ndarray:
+        """Items of ``modality`` to encode as a float64 (n, D_m) array, or a one-line ``GraphhashError``;
+        ``fitted``: what ``fit`` left for each modality (None before it)."""
+        if fitted is None:
             raise GraphhashError(f"{self.name}: fit it on training views before encoding")
-        if modality not in self.projections_:
-            known = ", ".join(map(repr, self.projections_))
+        if modality not in fitted:
+            known = ", ".join(map(repr, fitted))
             raise GraphhashError(f"{self.name}: unknown modality {modality!r}; it was fitted on {known}")
         x = np.asarray(x, dtype=np.float64)
         dim = len(self.means_[modality])
         if x.ndim != 2 or x.shape[1] != dim:
             raise GraphhashError(f"{self.name}: {modality!r} items must be (n, {dim}) arrays, not {x.shape}")
-        return (x - self.means_[modality]) @ self.projections_[modality]
+        return x
 
     def encode(self, x: np.ndarray, modality: str) -> np.ndarray:
         return self.project(x, modality) >= 0

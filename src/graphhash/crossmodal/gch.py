@@ -313,15 +313,7 @@ class GCH(CrossModalHasher):
 
         from graphhash.runtime import single_threaded
 
-        if not hasattr(self, "encoders_"):
-            raise GraphhashError(f"{self.name}: fit it on training views before encoding")
-        if modality not in self.encoders_:
-            known = ", ".join(map(repr, self.encoders_))
-            raise GraphhashError(f"{self.name}: unknown modality {modality!r}; it was fitted on {known}")
-        x = np.asarray(x, dtype=np.float64)
-        dim = len(self.means_[modality])
-        if x.ndim != 2 or x.shape[1] != dim:
-            raise GraphhashError(f"{self.name}: {modality!r} items must be (n, {dim}) arrays, not {x.shape}")
+        x = self.checked_items(x, modality, getattr(self, "encoders_", None))
         if not np.isfinite(x).all():
             raise GraphhashError(f"{self.name}: {modality!r} items have NaN or infinite values")
         encoder = self.encoders_[modality]
