@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from graphhash.files.features import FeatureSet, map_rows
-from graphhash.files.hdf5 import Contract, read_strings, write_strings
+from graphhash.files.hdf5 import Contract, read_labels, read_strings, write_labels, write_strings
 
 CODES = Contract("codes", 2, stage="hash or baselines")
 PARTS = ("query", "database")
@@ -89,8 +89,7 @@ def write_codes(dest: str | Path, codes: CodeSet) -> None:
         for part in PARTS:
             f.create_dataset(part, data=getattr(codes, part))
             write_strings(f, f"{part}_ids", getattr(codes, f"{part}_ids"))
-            labels = np.asarray(getattr(codes, f"{part}_labels"))
-            f.create_dataset(f"{part}_labels", data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
+            write_labels(f, f"{part}_labels", getattr(codes, f"{part}_labels"))
         f.attrs.update({"format": CODES.tag, "method": codes.method, "bits": codes.bits, "modality": codes.modality})
 
 
@@ -100,8 +99,7 @@ def read_codes(path: str | Path) -> CodeSet:
         for part in PARTS:
             parts[part] = f[part][()]
             parts[f"{part}_ids"] = read_strings(f[f"{part}_ids"])
-            labels = f[f"{part}_labels"][()]
-            parts[f"{part}_labels"] = labels.astype(bool) if labels.ndim == 2 else labels
+            parts[f"{part}_labels"] = read_labels(f[f"{part}_labels"])
         return CodeSet(method=str(f.attrs["method"]), bits=int(f.attrs["bits"]), modality=str(f.attrs["modality"]),
                        **parts)  # fmt: skip
 

@@ -32,7 +32,15 @@ import h5py
 import numpy as np
 
 from graphhash.errors import GraphhashError
-from graphhash.files.hdf5 import Contract, json_attr, plain_attrs, read_strings, write_strings
+from graphhash.files.hdf5 import (
+    Contract,
+    json_attr,
+    plain_attrs,
+    read_labels,
+    read_strings,
+    write_labels,
+    write_strings,
+)
 from graphhash.files.manifest import SPLITS
 
 FEATURES = Contract("features", 2, stage="extract")
@@ -107,8 +115,7 @@ def write_features(
             row += size.pop()
         if row != count:
             raise AssertionError(f"features: wrote {row} rows for {count} ids")
-        labels = np.asarray(labels)
-        f.create_dataset("labels", data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
+        write_labels(f, "labels", labels)
         write_strings(f, "ids", ids)
         for name in SPLITS:
             f.create_dataset(name, data=np.asarray(masks[name], dtype=bool))
@@ -133,10 +140,9 @@ def open_features(path: str | Path) -> Iterator[FeatureSet]:
     memory wants twice: a stage that needs the training rows reads only those, and never the whole matrix
     and then a copy of its rows."""
     with FEATURES.read(path) as f:
-        labels = f["labels"][()]
         yield FeatureSet(
             views={modality: f[f"features/{modality}"] for modality in json.loads(f.attrs["modalities"])},
-            labels=labels.astype(bool) if labels.ndim == 2 else labels,
+            labels=read_labels(f["labels"]),
             ids=read_strings(f["ids"]),
             attrs=plain_attrs(f),
             path=str(path),

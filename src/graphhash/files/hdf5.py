@@ -87,6 +87,19 @@ def read_strings(dataset: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") for s in dataset[()]]
 
 
+def write_labels(group: h5py.Group, name: str, labels: np.ndarray) -> None:
+    """Items' labels as every file of the pipeline stores them: int64 classes (n,), or uint8 0/1 rows (n, L) for
+    multi-label data."""
+    labels = np.asarray(labels)
+    group.create_dataset(name, data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
+
+
+def read_labels(dataset: h5py.Dataset) -> np.ndarray:
+    """Labels written by ``write_labels``: (n,) int64 classes, or (n, L) bool rows."""
+    labels = dataset[()]
+    return labels.astype(bool) if labels.ndim == 2 else labels
+
+
 def json_attr(value: Any) -> str:
     """Lists and mappings are stored as JSON strings, readable from any HDF5 tool."""
     return json.dumps(value, sort_keys=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import atomic_path, file_sha256
-from graphhash.files.hdf5 import Contract, read_strings, write_strings
+from graphhash.files.hdf5 import Contract, read_labels, read_strings, write_labels, write_strings
 
 INDEX = Contract("index", 2, stage="index")
 FAISS_FILE, ITEMS_FILE = "index.faiss", "items.h5"
@@ -48,8 +48,7 @@ def write_index(folder: str | Path, stored: StoredIndex) -> None:
     with INDEX.write(folder / ITEMS_FILE) as f:
         f.create_dataset("codes", data=np.ascontiguousarray(stored.codes, dtype=np.uint8))
         write_strings(f, "ids", stored.ids)
-        labels = np.asarray(stored.labels)
-        f.create_dataset("labels", data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
+        write_labels(f, "labels", stored.labels)
         f.attrs.update({"format": INDEX.tag, "method": stored.method, "bits": stored.bits,
                         "modality": stored.modality, "kind": stored.kind,
                         "options": json.dumps(stored.options, sort_keys=True), "count": len(stored.ids),
@@ -63,9 +62,7 @@ def read_index(folder: str | Path) -> StoredIndex:
         what = "does not exist" if not folder.exists() else "is a file"
         raise GraphhashError(f"{folder}: {what}, not an index folder (the index stage writes one; dvc repro)")
     with INDEX.read(folder / ITEMS_FILE) as f:
-        labels = f["labels"][()]
-        items = {"codes": f["codes"][()], "ids": read_strings(f["ids"]),
-                 "labels": labels.astype(bool) if labels.ndim == 2 else labels}  # fmt: skip
+        items = {"codes": f["codes"][()], "ids": read_strings(f["ids"]), "labels": read_labels(f["labels"])}
         attrs = {key: f.attrs[key] for key in ("method", "bits", "modality", "kind", "options", "faiss_sha256")}
     path = folder / FAISS_FILE
     if not path.is_file() or file_sha256(path) != str(attrs["faiss_sha256"]):
