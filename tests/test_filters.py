@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -507,6 +508,103 @@ def test_hyperparameters_are_keyword_only():
         ChebConv(4, 3, 2)
     with pytest.raises(ValidationError):
         SplineConv(4, 3, "poly", 7)
+
+
+SHAPES = [(4, 3), (1, 1), (37, 5)]  # (in_dim, out_dim) of the layers whose initialisation is checked
+
+
+def reference_initialisation(name: str, hyperparameters: dict[str, Any], in_dim: int, out_dim: int, nodes: int):
+    """The parameters a filter has always started from, drawn here as the layers drew them: the weight
+    Glorot-uniform from torch's global RNG (xavier_uniform_ on (in, out); on (K, in, out), cheby's K = order and
+    lanczos' 3 terms, uniform with the bound scaled by 1/sqrt(K)), then the response, which draws nothing."""
+    terms = {"cheby": hyperparameters.get("order"), "lanczos": 3}.get(name)
+    if terms is None:
+        weight = torch.empty(in_dim, out_dim)
+        torch.nn.init.xavier_uniform_(weight)
+    else:
+        bound = math.sqrt(6.0 / (in_dim + out_dim) / terms)
+        weight = torch.empty(terms, in_dim, out_dim).uniform_(-bound, bound)
+    expected = {"weight": weight}
+    if name in ("spline", "lanczos"):
+        expected["response"] = initial_response(hyperparameters["basis"], hyperparameters["knots"])
+    elif name == "fourier":
+        expected["response"] = torch.linspace(1.0, 0.0, nodes)
+    return expected
+
+
+def test_every_filter_has_an_initialisation_case():
+    """KINDS, which the initialisation and repr tests run over, covers every registered filter."""
+    assert {name for name, _ in KINDS.values()} == set(FILTERS)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_seeded_construction_gives_the_reference_initialisation(kind, shape):
+    """After torch.manual_seed, a new layer's parameters are bit for bit the reference draws, and the global RNG
+    is left where the reference leaves it (the same number and order of draws: the autoencoder builds six
+    layers from one seed)."""
+    name, options = KINDS[kind]
+    torch.manual_seed(31)
+    layer = build_filter(name, *shape, 7, options)
+    state = torch.get_rng_state()
+    torch.manual_seed(31)
+    expected = reference_initialisation(name, layer.hyperparameters, *shape, 7)
+    assert torch.equal(state, torch.get_rng_state())
+    got = dict(layer.named_parameters())
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_reset_parameters_restores_the_initialisation_in_place(kind):
+    """After training-like in-place changes, reset_parameters under the construction's seed gives back the
+    initial values, in the same tensors (an optimiser holding them keeps them) and with the same draws; without
+    reseeding it draws a new weight and sets the response to its initial value again."""
+    name, options = KINDS[kind]
+    torch.manual_seed(32)
+    layer = build_filter(name, 5, 4, 7, options)
+    state = torch.get_rng_state()
+    initial = {key: value.detach().clone() for key, value in layer.named_parameters()}
+    tensors = dict(layer.named_parameters())
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.add_(1.0)
+    assert not any(torch.equal(value, initial[key]) for key, value in layer.named_parameters())
+    torch.manual_seed(32)
+    layer.reset_parameters()
+    assert torch.equal(state, torch.get_rng_state())
+    for key, value in layer.named_parameters():
+        assert value is tensors[key] and torch.equal(value, initial[key]), key
+    layer.reset_parameters()  # the RNG has moved on: a fresh weight, the same response
+    assert not torch.equal(layer.weight, initial["weight"])
+    if "response" in initial:
+        assert torch.equal(layer.response, initial["response"])
+
+
+REPRS = {  # repr of make_layer(kind, 5, 4, 7)
+    "gcn": "GCNConv(5, 4, propagation='nrdh', p=0.8)",
+    "gcn-kipf": "GCNConv(5, 4, propagation='kipf', p=0.3)",
+    "none": "NoGraph(5, 4)",
+    "cheby": "ChebConv(5, 4, order=3)",
+    "lanczos": "LanczosConv(5, 4, steps=4, basis='bspline', knots=6)",
+    "lanczos-poly": "LanczosConv(5, 4, steps=3, basis='poly', knots=3)",
+    "spline": "SplineConv(5, 4, basis='bspline', knots=6)",
+    "spline-poly": "SplineConv(5, 4, basis='poly', knots=4)",
+    "fourier": "FourierConv(5, 4, nodes=7)",
+}
+
+
+def test_repr_shows_class_dims_and_hyperparameters():
+    """PyTorch Geometric's style: class name, in and out dims, then each hyperparameter as key=value; the
+    autoencoder's repr lists its layers so."""
+    assert repr(GCNConv(64, 32)) == "GCNConv(64, 32, propagation='nrdh', p=0.3)"
+    assert repr(ChebConv(1280, 64)) == "ChebConv(1280, 64, order=3)"
+    assert repr(FourierConv(64, 64, 10)) == "FourierConv(64, 64, nodes=10)"
+    assert REPRS.keys() == KINDS.keys()
+    for kind, expected in REPRS.items():
+        assert repr(make_layer(kind, 5, 4, 7)) == expected
+    assert "(0): ChebConv(1280, 64, order=3)" in repr(torch.nn.ModuleList([ChebConv(1280, 64)]))
 
 
 def test_graph_slices_every_field():

@@ -11,7 +11,13 @@ batched over the G graphs, on the inputs' device and dtype, and draws no random 
 
 **Hyperparameters** are the keyword-only arguments of a filter's ``__init__`` (``graphhash.hyperparameters``):
 declared once in the signature, checked when a layer is built, and the ``represent.<filter>`` section of
-params.yaml is built from them. Rules across several of them go in the filter's ``check``.
+params.yaml is built from them. Rules across several of them go in the filter's ``check``. A layer shows them in
+its ``repr``: ``GCNConv(64, 32, propagation='nrdh', p=0.3)``.
+
+**Parameters** are allocated empty in ``__init__`` and given their initial values by ``reset_parameters``,
+which ``__init__`` calls: the one place a layer is initialised. ``weight`` is drawn Glorot-uniform from torch's
+global RNG (``glorot_``), every other parameter is set to the layer's ``initial_values``, so
+``torch.manual_seed(s)`` followed by building (or resetting) the layers gives the same parameters every time.
 """
 
 from __future__ import annotations
@@ -54,7 +60,10 @@ class GraphFilter(nn.Module, Configurable):
     """A filter layer: ``forward(x, graph)`` with a prepared ``Graph`` or, for convenience, the adjacency.
 
     Subclasses implement ``graph`` (a static method: the per-batch preparation from the adjacency (G, M, M),
-    the input features (G, M, D) and the layer's hyperparameters, no weights) and ``propagate``.
+    the input features (G, M, D) and the layer's hyperparameters, no weights) and ``propagate``. Their
+    ``__init__`` allocates the parameters empty (``nn.Parameter(torch.empty(...))``: a ``weight`` and any others)
+    and ends with ``self.reset_parameters()``; a layer with parameters besides ``weight`` gives their values in
+    ``initial_values``.
     """
 
     # True for a filter defined only on graphs of one size: it takes that size, ``nodes``, as its third argument.
@@ -82,16 +91,36 @@ class GraphFilter(nn.Module, Configurable):
             graph = self.prepare(graph, x)
         return self.propagate(x, graph)
 
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        """The initial value of each parameter other than ``weight``, by name; none by default."""
+        return {}
 
-def xavier(in_dim: int, out_dim: int, terms: int | None = None) -> nn.Parameter:
-    """Glorot-uniform weights: (in, out), or (terms, in, out) with the bound scaled by 1/sqrt(terms).
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Every parameter back to its initial value, in place: ``weight`` drawn anew by ``glorot_`` (from torch's
+        global RNG, the only draw), the others copied from ``initial_values``."""
+        values = self.initial_values()
+        for name, parameter in self.named_parameters(recurse=False):
+            if name == "weight":
+                glorot_(parameter)
+            else:
+                parameter.copy_(values[name])
+
+    def extra_repr(self) -> str:
+        """``in, out, key=value, ...``: nn.Module's repr shows it as ``ChebConv(1280, 64, order=3)``."""
+        options = "".join(f", {key}={value!r}" for key, value in self.hyperparameters.items())
+        return f"{self.in_dim}, {self.out_dim}{options}"
+
+
+def glorot_(weight: torch.Tensor) -> torch.Tensor:
+    """Glorot-uniform weights, in place: (in, out), or (terms, in, out) with the bound scaled by 1/sqrt(terms).
 
     A layer summing several filtered copies of X, each through its own matrix, so keeps the output scale of
     a single Glorot-initialised matrix.
     """
-    if terms is None:
-        weight = torch.empty(in_dim, out_dim)
-        nn.init.xavier_uniform_(weight)  # the draws NRDH's GCN always made, so its training is unchanged
-        return nn.Parameter(weight)
+    if weight.dim() == 2:
+        return nn.init.xavier_uniform_(weight)  # the draws NRDH's GCN always made, so its training is unchanged
+    terms, in_dim, out_dim = weight.shape
     bound = math.sqrt(6.0 / (in_dim + out_dim) / terms)
-    return nn.Parameter(torch.empty(terms, in_dim, out_dim).uniform_(-bound, bound))
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)

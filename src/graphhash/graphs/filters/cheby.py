@@ -6,9 +6,10 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from graphhash.graphs.batch import normalized_laplacian
-from graphhash.graphs.filters.base import Graph, GraphFilter, xavier
+from graphhash.graphs.filters.base import Graph, GraphFilter
 from graphhash.hyperparameters import checked
 
 
@@ -19,7 +20,7 @@ class ChebConv(GraphFilter):
     lambda_max = 2, the bound of the normalised Laplacian's spectrum, rather than each graph's largest
     eigenvalue: no eigenvalue problem per batch, the same L~ = L - I for every graph, and its spectrum still
     lies in [-1, 1], where |T_k| <= 1. A polynomial of degree K - 1 in L: each node sees its (K - 1)-hop
-    neighbourhood.
+    neighbourhood. Theta starts Glorot-uniform scaled by 1/sqrt(K) (``glorot_``, ``reset_parameters``).
 
     Args:
         in_dim, out_dim: feature sizes of X and X'.
@@ -32,7 +33,8 @@ class ChebConv(GraphFilter):
     def __init__(self, in_dim: int, out_dim: int, *, order: Annotated[int, Field(ge=1, le=100)] = 3):
         super().__init__(in_dim, out_dim, order=order)
         self.order = order
-        self.weight = xavier(in_dim, out_dim, order)  # (K, in, out): Theta_0 ... Theta_{K-1}
+        self.weight = nn.Parameter(torch.empty(order, in_dim, out_dim))  # Theta_0 ... Theta_{K-1}
+        self.reset_parameters()
 
     @staticmethod
     @torch.no_grad()

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from graphhash.graphs.batch import kipf_propagation, reweighted_propagation
-from graphhash.graphs.filters.base import Graph, GraphFilter, xavier
+from graphhash.graphs.filters.base import Graph, GraphFilter
 from graphhash.hyperparameters import checked
 
 
@@ -34,7 +35,8 @@ class GCNConv(GraphFilter):
         p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3,
     ):
         super().__init__(in_dim, out_dim, propagation=propagation, p=p)
-        self.weight = xavier(in_dim, out_dim)
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.reset_parameters()
 
     @staticmethod
     @torch.no_grad()
@@ -56,7 +58,8 @@ class NoGraph(GraphFilter):
     @checked
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__(in_dim, out_dim)
-        self.weight = xavier(in_dim, out_dim)
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.reset_parameters()
 
     @staticmethod
     def graph(adjacency: torch.Tensor, features: torch.Tensor) -> Graph:

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from graphhash.graphs.batch import normalized_laplacian
-from graphhash.graphs.filters.base import Graph, GraphFilter, xavier
+from graphhash.graphs.filters.base import Graph, GraphFilter
 from graphhash.graphs.filters.spectral import (
     Basis,
     Knots,
@@ -81,7 +81,8 @@ class LanczosConv(GraphFilter):
     response h (the same parameterisation as ``SplineConv``) filters in that basis. With m = M, V h(R) V^T is
     U h(Lambda) U^T exactly. Short range: LanczosNet pairs the spectral term with learnable powers of the
     graph operator; here the first order, X W_0 + L X W_1 (the span of X W_0 + A_norm X W_1, A_norm =
-    D^-1/2 A D^-1/2 = I - L), which the truncated basis may miss. W_k start Glorot-scaled by 1/sqrt(3).
+    D^-1/2 A D^-1/2 = I - L), which the truncated basis may miss. W_k start Glorot-scaled by 1/sqrt(3) and c
+    at SplineConv's low-pass response (``reset_parameters``).
 
     A graph whose Krylov space ran out before m steps gets -1 on the diagonal of T's unused steps, outside
     [0, 2], so eigh keeps their spurious Ritz pairs apart from the real ones; those pairs' vectors V are zero
@@ -106,8 +107,12 @@ class LanczosConv(GraphFilter):
         knots: Knots = 6,
     ):
         super().__init__(in_dim, out_dim, steps=steps, basis=basis, knots=knots)
-        self.weight = xavier(in_dim, out_dim, 3)  # (3, in, out): W_0 (identity), W_1 (L), W_2 (spectral)
-        self.response = nn.Parameter(initial_response(basis, knots))
+        self.weight = nn.Parameter(torch.empty(3, in_dim, out_dim))  # W_0 (identity), W_1 (L), W_2 (spectral)
+        self.response = nn.Parameter(torch.empty(knots))
+        self.reset_parameters()
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        return {"response": initial_response(self.hyperparameters["basis"], self.hyperparameters["knots"])}
 
     @classmethod
     def check(cls, *, steps: int, basis: str, knots: int) -> None:

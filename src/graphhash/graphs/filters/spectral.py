@@ -17,7 +17,7 @@ from torch import nn
 
 from graphhash.errors import GraphhashError
 from graphhash.graphs.batch import normalized_laplacian
-from graphhash.graphs.filters.base import Graph, GraphFilter, xavier
+from graphhash.graphs.filters.base import Graph, GraphFilter
 from graphhash.hyperparameters import HyperparameterError, checked
 
 Basis = Literal["bspline", "poly"]
@@ -83,9 +83,9 @@ def spectral_filter(y: torch.Tensor, spectral: torch.Tensor, coefficients: torch
 class SplineConv(GraphFilter):
     """A learnable spectral response through the exact eigendecomposition: X' = U h(Lambda) U^T X W.
 
-    h(lambda) = sum_b c_b phi_b(lambda) over [0, 2], coefficients c initialised to the low-pass 1 - lambda / 2.
-    A function of the eigenvalues, so U h(Lambda) U^T does not depend on which eigenbasis eigh returns for a
-    repeated eigenvalue.
+    h(lambda) = sum_b c_b phi_b(lambda) over [0, 2], coefficients c initialised to the low-pass 1 - lambda / 2
+    (``reset_parameters`` restores it, and draws W anew). A function of the eigenvalues, so U h(Lambda) U^T does
+    not depend on which eigenbasis eigh returns for a repeated eigenvalue.
 
     Args:
         in_dim, out_dim: feature sizes of X and X'.
@@ -99,8 +99,12 @@ class SplineConv(GraphFilter):
     @checked
     def __init__(self, in_dim: int, out_dim: int, *, basis: Basis = "bspline", knots: Knots = 6):
         super().__init__(in_dim, out_dim, basis=basis, knots=knots)
-        self.weight = xavier(in_dim, out_dim)
-        self.response = nn.Parameter(initial_response(basis, knots))
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.response = nn.Parameter(torch.empty(knots))
+        self.reset_parameters()
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        return {"response": initial_response(self.hyperparameters["basis"], self.hyperparameters["knots"])}
 
     @classmethod
     def check(cls, *, basis: str, knots: int) -> None:
@@ -136,7 +140,8 @@ class FourierConv(GraphFilter):
     Eigenvalues in ascending order; theta has length ``nodes`` = M, so the filter is defined only on graphs of
     exactly M nodes and refuses others. Where eigenvalues repeat, the thetas of the group are averaged
     (``tie_average``): U diag(theta) U^T would otherwise depend on the arbitrary basis eigh picks for the
-    eigenspace (and on the node order). theta starts as the low-pass 1, ..., 0, linear in the index.
+    eigenspace (and on the node order). theta starts as the low-pass 1, ..., 0, linear in the index
+    (``reset_parameters`` restores it).
 
     Args:
         in_dim, out_dim: feature sizes of X and X'.
@@ -151,8 +156,12 @@ class FourierConv(GraphFilter):
     def __init__(self, in_dim: int, out_dim: int, nodes: Annotated[int, Field(ge=2)]):
         super().__init__(in_dim, out_dim, nodes=nodes)
         self.nodes = nodes
-        self.weight = xavier(in_dim, out_dim)
-        self.response = nn.Parameter(torch.linspace(1.0, 0.0, nodes))
+        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.response = nn.Parameter(torch.empty(nodes))
+        self.reset_parameters()
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        return {"response": torch.linspace(1.0, 0.0, self.nodes)}
 
     @staticmethod
     @torch.no_grad()
