@@ -22,9 +22,9 @@ import torch
 from common import CIFAR_TAR, cifar_manifest, extract_params, workers_arg
 
 from graphhash.backbones import load_backbone
-from graphhash.data.images import to_pixels
 from graphhash.data.sources import open_source
 from graphhash.pipeline.extract import Encoder, extract, resolve_device
+from graphhash.pixels import to_pixels
 from graphhash.runtime import tune_allocator
 
 

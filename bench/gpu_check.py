@@ -52,7 +52,6 @@ from extract_throughput import bare_forward
 from nrdh_stages import sections
 
 from graphhash.backbones import load_backbone
-from graphhash.data.images import to_pixels
 from graphhash.data.sources import open_source
 from graphhash.files.features import read_features
 from graphhash.files.manifest import Manifest
@@ -65,6 +64,7 @@ from graphhash.pipeline.hash import hash_codes
 from graphhash.pipeline.neighbours import find_neighbours
 from graphhash.pipeline.prepare import prepare
 from graphhash.pipeline.represent import represent
+from graphhash.pixels import to_pixels
 from graphhash.runtime import tune_allocator
 
 HARD_LIMIT_S = 480  # 8 minutes: the run is stopped there whatever the budget says

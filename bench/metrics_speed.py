@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from cifar_features import CACHE
 
-from graphhash.evaluation.baselines import ITQ
 from graphhash.evaluation.metrics import evaluate
 from graphhash.files.codes import pack, unpack
 from graphhash.files.features import read_features
+from graphhash.hashers.linear import ITQ
 
 
 def load_codes(bits: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:

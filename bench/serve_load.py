@@ -43,6 +43,7 @@ import psutil
 import torch
 
 from graphhash.data.images import decode
+from graphhash.files.codes import pack
 from graphhash.retrieval.retriever import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,9 +84,9 @@ def direct(retriever: Retriever, images: list[tuple[str, bytes]]) -> dict[str, d
             t0 = time.perf_counter()
             retriever.search_images([(name, data)], K)
             t1 = time.perf_counter()
-            features = retriever.hasher.embed([decode(data, name)])
+            features = retriever.encoder.embed([np.asarray(decode(data, name))])
             t2 = time.perf_counter()
-            codes = retriever.hasher.encode_features(features)
+            codes = pack(retriever.encoder.encode_features(features))
             t3 = time.perf_counter()
             retriever.search_codes(codes, K)
             t4 = time.perf_counter()

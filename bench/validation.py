@@ -35,10 +35,10 @@ import yaml
 from cifar_features import cifar_features, subset_features
 from common import CIFAR_TAR, REPO, cifar_manifest
 
-from graphhash.evaluation.baselines import BASELINES
 from graphhash.evaluation.metrics import cosine_map, evaluate
 from graphhash.files.codes import code_file, pack, read_codes
 from graphhash.files.features import FeatureSet, read_features, write_features
+from graphhash.hashers import HASHERS
 from graphhash.params import read_params_file, validate
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.extract import ExtractParams
@@ -143,9 +143,7 @@ def score_baseline(fs: FeatureSet, method: str, bits: list[int], changes: list[s
     query, database = fs.features[fs.query], fs.features[fs.database]
     start, results = time.perf_counter(), []
     for b in bits:
-        hasher = BASELINES[method](b, params.seed, **params.options(method)).fit(
-            fs.features[fs.train].astype(np.float64)
-        )
+        hasher = HASHERS[method](b, params.seed, **params.options(method)).fit(fs.features[fs.train].astype(np.float64))
         result = evaluate(pack(hasher.encode(query)), pack(hasher.encode(database)), fs.labels[fs.query],
                           fs.labels[fs.database], b, map_at=(1000,))  # fmt: skip
         results.append((result["map@1000"], result["map@all"]))
@@ -184,7 +182,7 @@ def main() -> None:
         "--baselines",
         nargs="*",
         default=["itq"],
-        choices=list(BASELINES),
+        choices=[name for name, cls in HASHERS.items() if not cls.crossmodal],
         help="baselines scored first on the same split (default: itq)",
     )
     args = parser.parse_args()

@@ -36,7 +36,7 @@ from common import REPO
 from sklearn.datasets import load_digits
 from validation import SEEDED, changed, settings
 
-from graphhash.data.sources import WikiSource
+from graphhash.data.sources.paired import WikiSource
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.metrics import evaluate
 from graphhash.files.codes import code_file, read_codes

@@ -13,29 +13,29 @@ from graphhash.graphs.filters.gcn import GCNConv
 from graphhash.nrdh import autoencoder
 from graphhash.nrdh.autoencoder import (
     GraphAutoencoder,
-    build_autoencoder,
+    Graphs,
+    RepresentationLearner,
     node_representations,
     reconstruction_loss,
-    train_autoencoder,
 )
-from graphhash.params.graph import GraphParams
-from graphhash.params.represent import RepresentParams
 
 BITS = 16
 # 200 digits in batch graphs of 10 nodes, one graph per step: an epoch is 20 Adam steps.
 EPOCH = 20
 
 
-def small_represent(**overrides) -> RepresentParams:
-    """The ``represent`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits."""
+def small_represent(**overrides) -> RepresentationLearner:
+    """Stage 1's learner, shrunk so that a training run takes well under a second: 5 epochs of the digits; a
+    filter's options as a keyword named after it (``cheby={"order": 2}``), gcn's p 0.8 unless given."""
     values = {"hidden": 16, "alpha": 0.999, "beta": 0.001, "steps": 5 * EPOCH, "lr": 1e-3, "graphs_per_step": 1,
-              "seed": 0, "gcn": {"p": 0.8}}  # fmt: skip
-    return RepresentParams(**(values | overrides))
+              "seed": 0}  # fmt: skip
+    options = {"gcn": {"p": 0.8}} | {name: overrides.pop(name) for name in list(overrides) if name in FILTERS}
+    return RepresentationLearner(options, **(values | overrides))
 
 
-def small_graph(**overrides) -> GraphParams:
-    """The ``graph`` params of the paper's batch graphs: 10 random nodes, rho 0.4."""
-    return GraphParams(**({"kind": "batch", "nodes": 10, "rho": 0.4} | overrides))
+def small_graph(**overrides) -> Graphs:
+    """The paper's batch graphs: 10 random nodes, rho 0.4."""
+    return Graphs(**({"kind": "batch", "nodes": 10, "rho": 0.4} | overrides))
 
 
 def weights_of(layers) -> list[np.ndarray]:
@@ -75,7 +75,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    return train_autoencoder(digits, BITS, "gcn", small_represent(), small_graph())
+    return small_represent().fit(digits, BITS, "gcn", small_graph())
 
 
 def test_graph_conv_is_dense_formula():
@@ -92,7 +92,7 @@ def test_graph_conv_is_dense_formula():
 
 def test_autoencoder_layer_shapes_follow_table_1():
     """With the default params: encoder in -> 64 -> 64 -> g, decoder mirrored back to in, weights only (no bias)."""
-    model = build_autoencoder(2048, 32, "gcn", RepresentParams(), GraphParams())
+    model = RepresentationLearner().build(2048, 32, "gcn", small_graph())
     assert [tuple(layer.weight.shape) for layer in model.encoder] == [(2048, 64), (64, 64), (64, 32)]
     assert [tuple(layer.weight.shape) for layer in model.decoder] == [(32, 64), (64, 64), (64, 2048)]
     assert len(list(model.parameters())) == 6
@@ -115,17 +115,17 @@ def test_autoencoder_takes_any_layer_factory():
 
 def test_build_autoencoder_passes_the_filters_hyperparameters():
     """represent.<filter> reaches every one of the six layers: cheby's order sets each Theta's terms."""
-    model = build_autoencoder(7, 3, "cheby", small_represent(hidden=5, cheby={"order": 2}), small_graph())
+    model = small_represent(hidden=5, cheby={"order": 2}).build(7, 3, "cheby", small_graph())
     assert [tuple(layer.weight.shape) for layer in [*model.encoder, *model.decoder]] == [
         (2, 7, 5), (2, 5, 5), (2, 5, 3), (2, 3, 5), (2, 5, 5), (2, 5, 7)]  # fmt: skip
-    fourier = build_autoencoder(7, 3, "fourier", small_represent(hidden=5), small_graph(nodes=6))
+    fourier = small_represent(hidden=5).build(7, 3, "fourier", small_graph(nodes=6))
     assert all(layer.response.shape == (6,) for layer in [*fourier.encoder, *fourier.decoder])
 
 
 def test_autoencoder_forward_by_hand():
     """Latent and reconstruction equal the hand-computed chain: ReLU after layers 1-2 of each half, none after 3."""
     torch.manual_seed(0)
-    model = build_autoencoder(6, 3, "gcn", small_represent(hidden=5, gcn={"p": 0.7}), small_graph(rho=0.1))
+    model = small_represent(hidden=5, gcn={"p": 0.7}).build(6, 3, "gcn", small_graph(rho=0.1))
     x = torch.randn(2, 4, 6)
     u = nrdh_propagation(x, rho=0.1, p=0.7)
     graph = model.prepare(x)
@@ -155,7 +155,7 @@ def test_weight_penalty_is_half_sum_of_squares_of_every_parameter(kind):
     """L_w (Eq. 7) with every weight set to 0.5 and every response coefficient to -2 is the closed form
     1/2 (0.25 * weights + 4 * coefficients), the counts taken from the layers' shapes in Table 1."""
     assert set(PARAMETERS) == set(FILTERS)
-    model = build_autoencoder(7, 4, kind, small_represent(hidden=5, cheby={"order": 3}), small_graph(nodes=10))
+    model = small_represent(hidden=5, cheby={"order": 3}).build(7, 4, kind, small_graph(nodes=10))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             parameter.fill_(-2.0 if name.endswith("response") else 0.5)
@@ -189,11 +189,11 @@ def test_training_step_follows_the_full_loss_of_eq_8(kind):
     represent = small_represent(steps=1, alpha=0.9, beta=0.1, lr=0.01, lanczos={"steps": 4})
     graph = small_graph(nodes=8)
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))  # one graph, so one step per epoch
-    trained_model, history = train_autoencoder(x, 3, kind, represent, graph)
+    trained_model, history = represent.fit(x, 3, kind, graph)
     assert len(history) == 1
 
     torch.manual_seed(represent.seed)
-    reference = build_autoencoder(5, 3, kind, represent, graph)
+    reference = represent.build(5, 3, kind, graph)
     optimiser = torch.optim.Adam(reference.parameters(), lr=represent.lr)  # no weight decay
     _, x_hat = reference(x[None], reference.prepare(x[None]))  # the loss does not depend on the node order
     squared = ((x[None] - x_hat) ** 2).sum(-1).mean()
@@ -206,15 +206,15 @@ def test_training_step_follows_the_full_loss_of_eq_8(kind):
 def test_prepare_follows_the_filter():
     """'none' needs no graph (X W alone); 'gcn' gives U' with the graph's rho and gcn.p, or Kipf's propagation."""
     x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(3))
-    none = build_autoencoder(3, 2, "none", small_represent(hidden=4), small_graph())
+    none = small_represent(hidden=4).build(3, 2, "none", small_graph())
     assert none.prepare(x) == Graph()
     layer = none.encoder[0]
     torch.testing.assert_close(layer(x, none.prepare(x)), x @ layer.weight)
     for rho, p in [(0.1, 0.6), (0.5, 0.9)]:
-        model = build_autoencoder(3, 2, "gcn", small_represent(hidden=4, gcn={"p": p}), small_graph(rho=rho))
+        model = small_represent(hidden=4, gcn={"p": p}).build(3, 2, "gcn", small_graph(rho=rho))
         assert torch.equal(model.prepare(x).operator, nrdh_propagation(x, rho=rho, p=p))
     represent = small_represent(hidden=4, gcn={"propagation": "kipf"})
-    kipf = build_autoencoder(3, 2, "gcn", represent, small_graph(rho=0.1)).prepare(x)
+    kipf = represent.build(3, 2, "gcn", small_graph(rho=0.1)).prepare(x)
     linked = (nrdh_propagation(x, rho=0.1, p=0.5) > 0).float() - torch.eye(6)
     torch.testing.assert_close(kipf.operator, kipf_propagation(linked))
 
@@ -238,8 +238,8 @@ def test_training_lowers_loss_and_records_each_epoch(trained):
 def test_training_is_seeded(digits, trained):
     """The same params give identical weights and history; another seed gives different weights."""
     model, history = trained
-    again, history_again = train_autoencoder(digits, BITS, "gcn", small_represent(), small_graph())
-    other, _ = train_autoencoder(digits, BITS, "gcn", small_represent(seed=1, steps=EPOCH), small_graph())
+    again, history_again = small_represent().fit(digits, BITS, "gcn", small_graph())
+    other, _ = small_represent(seed=1, steps=EPOCH).fit(digits, BITS, "gcn", small_graph())
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name])
     assert history == history_again
@@ -252,7 +252,7 @@ def test_training_runs_whole_epochs_when_steps_divide(digits, adam_steps, graphs
     """47 nodes in graphs of 10 are 5 graphs an epoch: 5 steps of one graph, or 3 of two (2 + 2 + 1). With
     steps = k epochs' worth the history has k records, the last at step = steps, and Adam stepped that often."""
     represent = small_represent(steps=epochs * per_epoch, graphs_per_step=graphs_per_step, hidden=8)
-    _, history = train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    _, history = represent.fit(digits[:47], 4, "gcn", small_graph())
     assert len(history) == epochs
     assert [record["steps"] for record in history] == [per_epoch] * epochs
     assert [record["step"] for record in history] == [per_epoch * (e + 1) for e in range(epochs)]
@@ -266,7 +266,7 @@ def test_training_stops_mid_epoch_where_the_steps_run_out(digits, adam_steps, gr
     times in all, and the records count the steps of each epoch and the running total. (Three graphs a step:
     the block of 4 full graphs takes 2 steps, the remainder graph a third.)"""
     represent = small_represent(steps=steps, graphs_per_step=graphs_per_step, hidden=8)
-    _, history = train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    _, history = represent.fit(digits[:47], 4, "gcn", small_graph())
     assert len(adam_steps) == steps
     assert [record["steps"] for record in history] == per_record
     assert [record["step"] for record in history] == list(np.cumsum(per_record))
@@ -278,7 +278,7 @@ def test_partial_epoch_records_the_loss_of_the_graphs_it_stepped_on(digits, froz
     of the first two graphs of its shuffle, the third permutation drawn from a generator seeded with the seed."""
     represent = small_represent(steps=12, beta=0.0, hidden=8)
     features = digits[:47]
-    model, history = train_autoencoder(features, 4, "gcn", represent, small_graph())
+    model, history = represent.fit(features, 4, "gcn", small_graph())
     assert len(frozen) == 12 and history[-1]["steps"] == 2
     generator = torch.Generator().manual_seed(represent.seed)
     orders = [torch.randperm(47, generator=generator) for _ in range(3)]
@@ -299,7 +299,7 @@ def test_partial_epoch_prepares_only_the_blocks_it_uses(digits, monkeypatch):
     prepare = GraphAutoencoder.prepare
     monkeypatch.setattr(GraphAutoencoder, "prepare", lambda self, x: calls.append(x.shape) or prepare(self, x))
     represent = small_represent(steps=5 + 2, hidden=8)  # one epoch of 5 graphs (4 + the remainder), then 2 steps
-    train_autoencoder(digits[:47], 4, "gcn", represent, small_graph())
+    represent.fit(digits[:47], 4, "gcn", small_graph())
     assert calls == [(4, 10, 64), (1, 7, 64), (4, 10, 64)]
 
 
@@ -307,8 +307,8 @@ def test_partial_epoch_prepares_only_the_blocks_it_uses(digits, monkeypatch):
 def test_same_params_give_identical_weights(digits, kind):
     """Two runs with the same params, a partial last epoch included, end with bit-identical weights."""
     represent = small_represent(steps=13, graphs_per_step=2, hidden=8, lr=0.01)
-    first, history = train_autoencoder(digits[:47], 4, kind, represent, small_graph())
-    second, history_again = train_autoencoder(digits[:47], 4, kind, represent, small_graph())
+    first, history = represent.fit(digits[:47], 4, kind, small_graph())
+    second, history_again = represent.fit(digits[:47], 4, kind, small_graph())
     assert first.state_dict().keys() == second.state_dict().keys()
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
@@ -321,7 +321,7 @@ def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, adam_
     features = digits[:47].clone()
     features[3, 5] = 1e30
     with pytest.raises(GraphhashError, match=r"^represent: .*\b(inf|nan)\b.* epoch 1\b") as info:
-        train_autoencoder(features, 4, "gcn", small_represent(steps=50, hidden=8), small_graph())
+        small_represent(steps=50, hidden=8).fit(features, 4, "gcn", small_graph())
     assert "\n" not in str(info.value)
     assert len(adam_steps) == 5  # one epoch, not the 50 steps asked for
 
@@ -329,17 +329,17 @@ def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, adam_
 def test_node_representations_shape_and_determinism(digits, trained):
     """Representations are (N, g), finite, and identical on a second call."""
     model, _ = trained
-    first = node_representations(model, digits, "gcn", small_graph(), seed=0)
+    first = node_representations(model, digits, small_graph(), seed=0)
     assert first.shape == (len(digits), BITS)
     assert torch.isfinite(first).all()
-    assert torch.equal(first, node_representations(model, digits, "gcn", small_graph(), seed=0))
+    assert torch.equal(first, node_representations(model, digits, small_graph(), seed=0))
 
 
 def test_node_representations_without_graph_encode_each_node_alone(digits):
     """With filter 'none' each node's representation is the encoder applied to that node alone."""
     torch.manual_seed(6)
-    model = build_autoencoder(64, BITS, "none", small_represent(), small_graph())
-    got = node_representations(model, digits[:23], "none", small_graph(), seed=0).numpy()
+    model = small_represent().build(64, BITS, "none", small_graph())
+    got = node_representations(model, digits[:23], small_graph(), seed=0).numpy()
     enc = weights_of(model.encoder)
     expected = np.stack([dense_run(enc, row[None], np.eye(1))[0] for row in digits[:23].double().numpy()])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -350,7 +350,7 @@ def test_node_representations_isolated_nodes_ignore_grouping(trained):
     model, _ = trained
     features = torch.zeros(23, 64)
     features[torch.arange(23), torch.arange(23) * 2] = torch.linspace(1.0, 16.0, 23)  # 23 nodes: 2 graphs + 3
-    got = node_representations(model, features, "gcn", small_graph(), seed=0).numpy()
+    got = node_representations(model, features, small_graph(), seed=0).numpy()
     enc = weights_of(model.encoder)
     expected = np.stack([dense_run(enc, row[None], np.eye(1))[0] for row in features.double().numpy()])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
@@ -359,13 +359,13 @@ def test_node_representations_isolated_nodes_ignore_grouping(trained):
 def test_node_representations_single_graph_matches_dense(digits, trained):
     """With no more nodes than graph.nodes all nodes form one graph: Z = encoder(X) under U' of Eqs. 2-4."""
     graph = small_graph(nodes=10, rho=0.7)  # digit cosines here lie in 0.45-0.87
-    model = build_autoencoder(64, BITS, "gcn", small_represent(), graph)  # the trained weights, rho 0.7
+    model = small_represent().build(64, BITS, "gcn", graph)  # the trained weights, rho 0.7
     model.load_state_dict(trained[0].state_dict())
     x = digits[:8].double().numpy()
     u = dense_propagation(x, graph.rho, 0.8)
     assert 8 < np.count_nonzero(u) < 64  # some links, not all
     expected = dense_run(weights_of(model.encoder), x, u)
-    got = node_representations(model, digits[:8], "gcn", graph, seed=0).numpy()
+    got = node_representations(model, digits[:8], graph, seed=0).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -377,11 +377,11 @@ def test_every_filter_trains_and_represents_with_a_remainder_graph(digits, kind)
     """47 nodes in graphs of 10 (four graphs and a remainder of 7): two epochs (10 steps) give finite, falling
     losses and finite (N, g) representations, for every filter."""
     represent = small_represent(steps=10, lr=0.01, **FILTER_OPTIONS)
-    model, history = train_autoencoder(digits[:47], 6, kind, represent, small_graph())
+    model, history = represent.fit(digits[:47], 6, kind, small_graph())
     assert len(history) == 2
     assert all(np.isfinite(record[key]) for record in history for key in ("loss", "reconstruction"))
     assert history[-1]["reconstruction"] < history[0]["reconstruction"]
-    z = node_representations(model, digits[:47], kind, small_graph(), seed=0)
+    z = node_representations(model, digits[:47], small_graph(), seed=0)
     assert z.shape == (47, 6)
     assert torch.isfinite(z).all()
 
@@ -389,9 +389,9 @@ def test_every_filter_trains_and_represents_with_a_remainder_graph(digits, kind)
 def test_gcn_with_kipf_propagation_trains(digits):
     """The Kipf-normalised gcn runs end to end too, and differs from NRDH's U'."""
     kipf = small_represent(steps=3, gcn={"propagation": "kipf"})  # 30 nodes: one epoch of 3 graphs
-    model, history = train_autoencoder(digits[:30], 4, "gcn", kipf, small_graph())
+    model, history = kipf.fit(digits[:30], 4, "gcn", small_graph())
     assert np.isfinite(history[0]["loss"])
-    nrdh, _ = train_autoencoder(digits[:30], 4, "gcn", small_represent(steps=3), small_graph())
+    nrdh, _ = small_represent(steps=3).fit(digits[:30], 4, "gcn", small_graph())
     assert not torch.equal(model.encoder[0].weight, nrdh.encoder[0].weight)
 
 
@@ -400,8 +400,8 @@ def test_fourier_remainder_graph_is_completed(digits):
     and only its own nodes are written; fewer nodes than one graph are refused."""
     represent = small_represent(steps=3)  # 23 nodes: one epoch of 3 graphs
     features = digits[:23]
-    model, _ = train_autoencoder(features, 5, "fourier", represent, small_graph())
-    got = node_representations(model, features, "fourier", small_graph(), seed=represent.seed)
+    model, _ = represent.fit(features, 5, "fourier", small_graph())
+    got = node_representations(model, features, small_graph(), seed=represent.seed)
     order = torch.randperm(23, generator=torch.Generator().manual_seed(represent.seed))
     (full, _), (last, own) = epoch_graphs(order, 10, complete=True)
     assert own == 3 and last.shape == (1, 10)
@@ -412,7 +412,7 @@ def test_fourier_remainder_graph_is_completed(digits):
         x = features[full]
         torch.testing.assert_close(got[full.reshape(-1)], model.encode(x, model.prepare(x)).reshape(-1, 5))
     with pytest.raises(GraphhashError, match=r"^graph\.nodes: .* 10 nodes, but there are only 9"):
-        train_autoencoder(features[:9], 5, "fourier", represent, small_graph())
+        represent.fit(features[:9], 5, "fourier", small_graph())
 
 
 def test_fourier_loss_counts_each_node_once(digits, frozen):
@@ -420,7 +420,7 @@ def test_fourier_loss_counts_each_node_once(digits, frozen):
     of 10, and the remainder of 3 completed with 7 borrowed nodes) records the mean over the 13 own nodes."""
     represent = small_represent(steps=2, beta=0.0)  # weights frozen: the model returned is the one that stepped
     features = digits[:13]
-    model, history = train_autoencoder(features, 5, "fourier", represent, small_graph())
+    model, history = represent.fit(features, 5, "fourier", small_graph())
     order = torch.randperm(13, generator=torch.Generator().manual_seed(represent.seed))  # the first epoch's order
     total = 0.0
     with torch.no_grad():
@@ -437,7 +437,7 @@ def test_graph_is_prepared_once_per_block(digits, monkeypatch):
     prepare = GraphAutoencoder.prepare
     monkeypatch.setattr(GraphAutoencoder, "prepare", lambda self, x: calls.append(x.shape) or prepare(self, x))
     represent = small_represent(steps=10, **FILTER_OPTIONS)  # two epochs of 5 graphs
-    train_autoencoder(digits[:47], 4, "spline", represent, small_graph())
+    represent.fit(digits[:47], 4, "spline", small_graph())
     assert calls == [(4, 10, 64), (1, 7, 64)] * 2
 
 
@@ -457,8 +457,8 @@ def test_knn_representations_encode_each_node_in_its_own_graph(digits, monkeypat
     represent = small_represent(steps=20, graphs_per_step=4)  # 40 graphs, 4 a step: two epochs of 10 steps
     features = digits[:40]
     neighbours = brute_force_neighbours(features, 4)
-    model, history = train_autoencoder(features, 6, "gcn", represent, graph, neighbours)
-    got = node_representations(model, features, "gcn", graph, represent.seed, neighbours)
+    model, history = represent.fit(features, 6, "gcn", graph, neighbours)
+    got = node_representations(model, features, graph, represent.seed, neighbours)
     enc = weights_of(model.encoder)
     for i in range(len(features)):
         nodes = features[torch.cat([torch.tensor([i]), neighbours[i]])].double().numpy()
@@ -473,7 +473,7 @@ def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits, frozen):
     represent = small_represent(steps=4, beta=0.0, graphs_per_step=3)  # 11 graphs, 3 a step: 4 steps
     features = digits[:11]
     neighbours = brute_force_neighbours(features, 3)
-    model, history = train_autoencoder(features, 5, "gcn", represent, graph, neighbours)
+    model, history = represent.fit(features, 5, "gcn", graph, neighbours)
     assert len(history) == 1 and len(frozen) == 4
     with torch.no_grad():
         x = features[torch.cat([torch.arange(11)[:, None], neighbours], dim=1)]
@@ -483,4 +483,4 @@ def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits, frozen):
 
 def test_knn_graph_needs_neighbours(digits):
     with pytest.raises(GraphhashError, match=r"^graph\.kind: knn needs"):
-        train_autoencoder(digits[:20], 4, "gcn", small_represent(), small_graph(kind="knn"))
+        small_represent().fit(digits[:20], 4, "gcn", small_graph(kind="knn"))

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from graphhash.backbones import BACKBONES, EfficientNetLite0, ViTB16, load_backbone
-from graphhash.data.images import to_pixels
 from graphhash.errors import GraphhashError
 from graphhash.params import validate
 from graphhash.params.extract import ExtractParams
+from graphhash.pixels import to_pixels
 
 VIT_FILE = "vit_b_16-c867db91.pth"  # the name torchvision's IMAGENET1K_V1 weights have in the hub cache
 

@@ -9,8 +9,12 @@ from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import BASELINES, ITQ, LSH, PCAH, SH
+from graphhash.hashers import HASHERS
+from graphhash.hashers.linear import ITQ, LSH, PCAH
+from graphhash.hashers.spectral import SH
 from graphhash.hyperparameters import declared
+
+BASELINES = {name: cls for name, cls in HASHERS.items() if not cls.crossmodal}  # the single-modality hashers
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,14 @@ from graphhash.errors import GraphhashError
 from graphhash.files.codes import read_codes
 from graphhash.files.features import read_features
 from graphhash.files.manifest import Manifest
-from graphhash.nrdh import cnn
+from graphhash.files.resume import Resume
+from graphhash.nrdh.cnn import images as cnn
+from graphhash.nrdh.cnn.model import HashCNN
+from graphhash.nrdh.encoder import ItemEncoder, load_hash_network
 from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import CnnParams, HashParams
-from graphhash.pipeline.hash import encode_features, hash_codes, load_hash_network
+from graphhash.pipeline.hash import hash_codes
 
 
 @pytest.mark.parametrize(("name", "size"), [("efficientnet_lite0", 64), ("vit_b_16", 32)])
@@ -39,7 +42,7 @@ def test_stages_compose_to_the_backbone(name, size):
 
 def test_a_frozen_cnn_is_the_head_on_the_backbone_features():
     backbone = load_backbone("efficientnet_lite0", "none", "", 32)
-    model = cnn.build(backbone, 16, CnnParams(trainable=0), negative_slope=0.2).eval()
+    model = HashCNN.build(backbone, 16, trainable=0, negative_slope=0.2).eval()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(model(model.frozen(x)), model.head(backbone.model(x)), atol=1e-5)
@@ -49,14 +52,15 @@ def test_a_frozen_cnn_is_the_head_on_the_backbone_features():
 
 
 def test_training_mode_leaves_the_frozen_stages_in_inference_mode():
-    model = cnn.build(load_backbone("efficientnet_lite0", "none", "", 32), 8, CnnParams(trainable=3), 0.2).train()
+    backbone = load_backbone("efficientnet_lite0", "none", "", 32)
+    model = HashCNN.build(backbone, 8, trainable=3, negative_slope=0.2).train()
     norms = lambda part: [m for m in part.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # noqa: E731
     assert not any(m.training for m in norms(model.frozen)) and all(m.training for m in norms(model.tuned))
     assert model.head.training and all(block.training for block in model.tuned)  # drop-connect on
     assert not any(p.requires_grad for p in model.frozen.parameters())
     assert len(model.tuned) == 3 and len(model.frozen) == 15
     with pytest.raises(GraphhashError, match=r"hash.cnn.trainable: 19, but the backbone has 18 stages"):
-        cnn.build(load_backbone("efficientnet_lite0", "none", "", 32), 8, CnnParams(trainable=19), 0.2)
+        HashCNN.build(backbone, 8, trainable=19, negative_slope=0.2)
 
 
 def test_augmentations():
@@ -125,17 +129,17 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(search_run, tmp_path, monk
     options = {"steps": 14, "trainable": 2, "augment": augment}  # 180 training items: 5 batches, 3 epochs
     _train(search_run, tmp_path / "whole", options)
 
-    save = cnn.Checkpoints.save
+    save = Resume.save
 
-    def interrupted(self, state):
-        save(self, state)
+    def interrupted(self, name, data):
+        save(self, name, data)
         raise KeyboardInterrupt  # as Ctrl-C right after the first epoch's checkpoint
 
-    monkeypatch.setattr(cnn.Checkpoints, "save", interrupted)
+    monkeypatch.setattr(Resume, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _train(search_run, tmp_path / "parts", options)
-    assert len(list((tmp_path / "parts" / "models" / ".nrdh-gcn.resume").glob("*.pt"))) == 1
-    monkeypatch.setattr(cnn.Checkpoints, "save", save)
+    assert len(list((tmp_path / "parts" / "models" / ".nrdh-gcn.resume").glob("*/checkpoint.pt"))) == 1
+    monkeypatch.setattr(Resume, "save", save)
     with caplog.at_level("INFO", logger="graphhash.nrdh.cnn"):
         _train(search_run, tmp_path / "parts", options)
     assert "resuming after epoch 1 (step 5 of 14)" in caplog.text
@@ -148,14 +152,13 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(search_run, tmp_path, monk
 def test_the_saved_network_hashes_the_images_to_the_stored_codes(search_run, tmp_path):
     _train(search_run, tmp_path, {"steps": 5, "trainable": 1}, input="features")
     network, config = load_hash_network(tmp_path / "models" / "nrdh-gcn" / "16" / "image")
-    assert isinstance(network, cnn.HashCNN) and config["image_size"] == 32 and config["trainable"] == 1
+    assert isinstance(network, HashCNN) and config["image_size"] == 32 and config["trainable"] == 1
     manifest = Manifest.load(_run_files(search_run)["manifest"])
     source = open_source(manifest.source, manifest.path)
     stored = read_codes(tmp_path / "codes" / "nrdh-gcn-16-image.h5")
-    images = cnn.Images(source, stored.query_ids, 32, "bicubic", CnnParams(), 0)
+    images = cnn.Images(source.image, stored.query_ids, 32, "bicubic", augment=(), crop_scale=1.0, seed=0)
     pixels = torch.from_numpy(np.stack([images[i][1] for i in range(len(images))]))  # no augmentation
-    device = cnn.Device.of(torch.device("cpu"), 0, load_backbone("efficientnet_lite0", "none", "", 32))
-    assert np.array_equal(np.packbits(cnn.hash_inputs(network, pixels, device), axis=1), stored.query)
+    assert np.array_equal(np.packbits(network.codes(pixels, torch.device("cpu")), axis=1), stored.query)
 
 
 def test_features_of_another_backbone_stop_the_stage_in_one_line(search_run, tmp_path):
@@ -188,7 +191,6 @@ def test_encode_command_hashes_image_files_as_the_run_hashed_its_queries(search_
     assert f"{len(stored.query_ids)} codes packed into 2 bytes each" in printed
     codes = np.load(out)
     assert (codes == stored.query).all(axis=1).mean() >= 0.9
+    features = _run_files(search_run)["features_path"]
     with pytest.raises(GraphhashError, match="hashes images, not features"):
-        encode_features(
-            tmp_path / "run" / "models" / "nrdh-gcn" / "16" / "image", _run_files(search_run)["features_path"]
-        )
+        ItemEncoder.load(tmp_path / "run" / "models" / "nrdh-gcn" / "16" / "image", features).encode_file(features)

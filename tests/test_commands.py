@@ -19,9 +19,9 @@ from graphhash.cli import main
 from graphhash.files.codes import pack
 from graphhash.files.features import write_features
 from graphhash.files.models import save_model
-from graphhash.nrdh.hashnet import HashNet, HashNetConfig
+from graphhash.nrdh.encoder import HASH_MODELS
+from graphhash.nrdh.hashnet import HashNet
 from graphhash.params.all import defaults
-from graphhash.pipeline.hash import HASH_NETWORK
 
 GRAPHHASH = str(Path(sys.executable).parent / "graphhash")  # the console script of this environment
 
@@ -124,9 +124,9 @@ def test_a_preset_with_an_unknown_key_names_the_preset_file(project, capsys):
 def model(tmp_path) -> tuple[Path, HashNet]:
     """A saved hash network for 12-d features, 16 bits (random weights, eval mode)."""
     torch.manual_seed(0)
-    network = HashNet(HashNetConfig(in_dim=12, bits=16, negative_slope=0.2, hidden=(8, 6))).eval()
+    network = HashNet(12, 16, negative_slope=0.2, dropout=0.0, hidden=(8, 6)).eval()
     folder = tmp_path / "models" / "nrdh-gcn-16"
-    save_model(folder, network, HASH_NETWORK, {"in_dim": 12, "bits": 16, "hidden": [8, 6], "negative_slope": 0.2,
+    save_model(folder, network, HASH_MODELS["mlp"], {"in_dim": 12, "bits": 16, "hidden": [8, 6], "negative_slope": 0.2,
                                                "dropout": 0.0, "modality": "image", "training": {}, "backbone": "test",
                                                "graph_input": None})  # fmt: skip
     return folder, network

@@ -9,13 +9,17 @@ import pytest
 import scipy.linalg
 from pydantic import ValidationError
 
-from graphhash.crossmodal.baselines import CCAITQ, CMFH, CROSSMODAL_BASELINES, CVH
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import itq_rotation
 from graphhash.evaluation.metrics import evaluate
+from graphhash.hashers import HASHERS
+from graphhash.hashers.crossmodal import CCAITQ, CMFH, CVH
 from graphhash.hyperparameters import declared
+from graphhash.quantisation import itq_rotation
 
 DIMS = {"image": 24, "text": 12}
+
+# the unsupervised cross-modal hashers (GCH, supervised, has its own tests)
+CROSSMODAL_BASELINES = {name: cls for name, cls in HASHERS.items() if cls.crossmodal and not cls.supervised}
 
 
 def paired_views(n: int, seed: int = 0, dims: dict[str, int] = DIMS) -> tuple[dict[str, np.ndarray], np.ndarray]:

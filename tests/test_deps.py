@@ -3,7 +3,8 @@
 The import closure is computed here from the source (``ast``), independently of the package: every
 ``import graphhash...`` and ``from graphhash... import ...`` in a stage script and, transitively, in the
 modules it reaches (imports inside functions count too), with each package's ``__init__.py``. Running this
-file prints each stage's closure, for pasting into dvc.yaml after an import changes.
+file prints each stage's closure; ``python tests/test_deps.py --write`` puts them into dvc.yaml after an import
+changes.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def dvc(cwd: Path, *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("module", ["graphs/filters/lanczos.py", "files/codes.py", "data/sources.py"])
+@pytest.mark.parametrize("module", ["graphs/filters/lanczos.py", "files/codes.py", "data/storage.py"])
 def test_editing_a_module_changes_exactly_the_stages_that_import_it(tmp_path, module):
     """With every stage committed (stand-in outputs: ``dvc status`` compares hashes, nothing needs to run),
     editing one module makes ``dvc status`` name exactly the stages whose scripts import it."""
@@ -136,7 +137,29 @@ def status_names(work: Path) -> list[str]:
     return [line.split()[0] for line in dvc(work, "stage", "list", "--name-only").split()]
 
 
+def rewrite_deps(text: str) -> str:
+    """dvc.yaml's text with each stage's src/ deps replaced by its script's import closure, after its other deps
+    (nothing else changes)."""
+    out, pending = [], []  # pending: the closure to write where the current deps list ends
+    for line in text.splitlines(keepends=True):
+        item = line.lstrip().startswith("- ")
+        if pending and not item:
+            out += pending
+            pending = []
+        if line.strip().startswith("- src/"):
+            continue
+        out.append(line)
+        name = line.strip().removeprefix("- stages/").removesuffix(".py")
+        if line.strip().startswith("- stages/") and name in dvc_stages():
+            indent = line[: len(line) - len(line.lstrip())]
+            pending = [f"{indent}- {path}\n" for path in closure(REPO / "stages" / f"{name}.py")]
+    return "".join(out + pending)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:  # rewrite dvc.yaml's src/ deps after an import changed
+        dvc_yaml = REPO / "dvc.yaml"
+        dvc_yaml.write_text(rewrite_deps(dvc_yaml.read_text(encoding="utf-8")), encoding="utf-8")
     for name in sorted(dvc_stages()):
         print(f"{name}:")
         for path in closure(REPO / "stages" / f"{name}.py"):

@@ -20,11 +20,13 @@ from graphhash.backbones import load_backbone
 from graphhash.errors import GraphhashError
 from graphhash.files.features import read_features
 from graphhash.files.manifest import Manifest
+from graphhash.files.resume import Resume
 from graphhash.params.extract import ExtractParams
 from graphhash.params.prepare import PrepareParams
 from graphhash.pipeline import extract as extract_module
-from graphhash.pipeline.extract import extract, resolve_device, resolve_workers
+from graphhash.pipeline.extract import extract
 from graphhash.pipeline.prepare import prepare
+from graphhash.runtime import resolve_device, resolve_workers
 
 
 def prepare_params(**overrides) -> PrepareParams:
@@ -133,15 +135,20 @@ def test_interrupted_run_resumes_and_gives_the_same_file(tmp_path, monkeypatch):
     extract(manifest, params, tmp_path / "clean" / "features.h5")
 
     calls = {"n": 0}
-    real_call = extract_module.Encoder.__call__
+    real_embedder = extract_module.embedder
 
-    def failing_call(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt  # what Ctrl-C raises
-        return real_call(self, batch)
+    def failing_embedder(backbone, device):
+        embed = real_embedder(backbone, device)
 
-    monkeypatch.setattr(extract_module.Encoder, "__call__", failing_call)
+        def failing(batch):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt  # what Ctrl-C raises
+            return embed(batch)
+
+        return failing
+
+    monkeypatch.setattr(extract_module, "embedder", failing_embedder)
     dest = tmp_path / "resumed" / "features.h5"
     with pytest.raises(KeyboardInterrupt):
         extract(manifest, params, dest)
@@ -188,7 +195,7 @@ def test_changed_params_do_not_reuse_old_chunks(tmp_path, monkeypatch):
     """Chunks of a run with another image size are discarded, not mixed into the new file."""
     manifest = prepare(prepare_params(limit_per_class=3))
     dest = tmp_path / "features.h5"
-    monkeypatch.setattr(extract_module.ChunkStore, "remove", lambda self: None)  # keep chunks as if interrupted
+    monkeypatch.setattr(Resume, "remove", lambda self: None)  # keep chunks as if interrupted
     extract(manifest, extract_params(image_size=32), dest)
     monkeypatch.undo()
     extract(manifest, extract_params(image_size=40), dest)
@@ -200,8 +207,8 @@ def test_changed_params_do_not_reuse_old_chunks(tmp_path, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_a_gpu_is_a_clear_error():
     with pytest.raises(GraphhashError, match=r"extract\.device"):
-        resolve_device("cuda")
-    assert resolve_device("auto").type == "cpu"
+        resolve_device("cuda", "extract.device")
+    assert resolve_device("auto", "extract.device").type == "cpu"
 
 
 def test_progress_lines_when_not_on_a_terminal(tmp_path, caplog):

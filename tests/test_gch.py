@@ -12,10 +12,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from graphhash.crossmodal.baselines import CrossModalHasher
-from graphhash.crossmodal.gch import GCH, _likelihood, label_similarity, normalised_adjacency
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.metrics import evaluate
+from graphhash.hashers.crossmodal import CrossModalHasher
+from graphhash.hashers.gch import GCH, _likelihood, label_similarity, normalised_adjacency
 from graphhash.hyperparameters import declared
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

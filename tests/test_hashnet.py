@@ -14,17 +14,8 @@ from torch import nn
 
 from graphhash.errors import GraphhashError
 from graphhash.files.models import save_model
-from graphhash.nrdh.hashnet import (
-    HashNet,
-    HashNetConfig,
-    Targets,
-    encode,
-    hash_loss,
-    rotated_targets,
-    train_hashnet,
-)
-from graphhash.params.hash import HashParams
-from graphhash.pipeline.hash import HASH_NETWORK, load_hash_network
+from graphhash.nrdh.encoder import HASH_MODELS, load_hash_network
+from graphhash.nrdh.hashnet import HashLearner, HashNet, Targets, rotated_targets
 
 BITS = 16
 EXECUTED: list[str] = []  # filled only if unpickling a checkpoint runs code
@@ -45,13 +36,13 @@ class _Payload:
 EPOCH = 4
 
 
-def hash_params(**overrides) -> HashParams:
-    """The ``hash`` params, shrunk so that a training run takes well under a second: 5 epochs of the digits;
+def learner(**overrides) -> HashLearner:
+    """Stage 2's learner, shrunk so that a training run takes well under a second: 5 epochs of the digits;
     the paper's loss (Eq. 18: no similarity or pull term) unless overridden."""
     values = {"mu": 0.8, "omega": 0.2, "similarity": 0.0, "gamma": 0.0, "steps": 5 * EPOCH, "batch_size": 50,
               "lr": 1e-3, "negative_slope": 0.2, "seed": 0, "input": "features", "input_p": 0.3,
               "target": "representation"}  # fmt: skip
-    return HashParams(**(values | overrides))
+    return HashLearner(**(values | overrides))
 
 
 def numpy_bi_half(h: np.ndarray) -> np.ndarray:
@@ -69,9 +60,7 @@ def numpy_paired_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def save_hash_network(folder: Path, model: HashNet, **extra) -> None:
     """What the hash stage writes: the model folder with the configuration that rebuilds the network."""
-    config = {"in_dim": model.config.in_dim, "bits": model.config.bits, "hidden": list(model.config.hidden),
-              "negative_slope": model.config.negative_slope, "dropout": model.config.dropout, **extra}  # fmt: skip
-    save_model(folder, model, HASH_NETWORK, config)
+    save_model(folder, model, HASH_MODELS["mlp"], {**model.config, **extra})
 
 
 def randomise_batch_norms(model: HashNet, seed: int) -> None:
@@ -122,19 +111,19 @@ def targets(digits) -> Targets:
 
 @pytest.fixture(scope="module")
 def trained(digits, targets):
-    return train_hashnet(digits, targets, hash_params())
+    return learner().fit(digits, targets)
 
 
 def test_architecture_follows_table_2():
     """Linear in->256, LeakyReLU, BN, Linear 256->64, LeakyReLU, BN, Linear 64->g, BN; fc has no tanh."""
-    model = HashNet(HashNetConfig(in_dim=2048, bits=32, negative_slope=0.3))
+    model = HashNet(2048, 32, negative_slope=0.3, dropout=0.0)
     kinds = [type(m) for m in model.layers]
     assert kinds == [nn.Linear, nn.LeakyReLU, nn.BatchNorm1d] * 2 + [nn.Linear, nn.BatchNorm1d]
     linears = [m for m in model.layers if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2048, 256), (256, 64), (64, 32)]
     assert [m.num_features for m in model.layers if isinstance(m, nn.BatchNorm1d)] == [256, 64, 32]
     assert [m.negative_slope for m in model.layers if isinstance(m, nn.LeakyReLU)] == [0.3, 0.3]
-    assert HashNetConfig(in_dim=1, bits=1, negative_slope=0.2).hidden == (256, 64)
+    assert HashNet(1, 1, negative_slope=0.2, dropout=0.0).hidden == (256, 64)
 
 
 def test_hash_loss_terms_match_numpy():
@@ -149,7 +138,7 @@ def test_hash_loss_terms_match_numpy():
             rng.normal(size=(rows, 5)),
             rng.normal(size=(rows, 9)),
         )
-        params = hash_params(mu=0.8, omega=0.2, similarity=1.5, gamma=4.0)
+        params = learner(mu=0.8, omega=0.2, similarity=1.5, gamma=4.0)
         mse = np.mean((fc_np - target_np) ** 2)
         prob = (np.tanh(fc_np) + 1) / 2
         b = (np.tanh(fc_np) >= 0).astype(float)
@@ -162,8 +151,9 @@ def test_hash_loss_terms_match_numpy():
             (code_cosines - numpy_paired_cosines(reference_np[:half], reference_np[half : 2 * half])) ** 2
         )
         pull = 0.5 * np.mean((fc_np - h) ** 2)
-        terms = hash_loss(torch.from_numpy(fc_np), Targets(torch.from_numpy(target_np), torch.from_numpy(reference_np)),
-                          params)  # fmt: skip
+        terms = params.loss(
+            torch.from_numpy(fc_np), Targets(torch.from_numpy(target_np), torch.from_numpy(reference_np))
+        )
         assert terms["mse"].item() == pytest.approx(mse, rel=1e-10)
         assert terms["bce"].item() == pytest.approx(bce, rel=1e-10)
         assert terms["similarity"].item() == pytest.approx(similarity, rel=1e-10)
@@ -186,20 +176,20 @@ def test_hash_loss_gradient_treats_targets_as_constants():
     sigmoid = 1 / (1 + np.exp(-2 * fc_np))
     bce_grad = 2 * (sigmoid - b) / fc_np.size
     mu, omega = 0.7, 0.3
-    params = hash_params(mu=mu, omega=omega)
+    params = learner(mu=mu, omega=omega)
 
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, targets, params)["bce"].backward()
+    params.loss(fc, targets)["bce"].backward()
     np.testing.assert_allclose(fc.grad.numpy(), bce_grad, rtol=1e-10, atol=1e-12)
 
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, targets, params)["loss"].backward()
+    params.loss(fc, targets)["loss"].backward()
     mse_grad = 2 * (fc_np - target_np) / fc_np.size
     np.testing.assert_allclose(fc.grad.numpy(), mu * mse_grad + omega * bce_grad, rtol=1e-10, atol=1e-12)
 
     h = numpy_bi_half(fc_np)
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, targets, params)["pull"].backward()
+    params.loss(fc, targets)["pull"].backward()
     np.testing.assert_allclose(fc.grad.numpy(), (fc_np - h) / fc_np.size, rtol=1e-10, atol=1e-12)
 
     codes = torch.tensor(h, requires_grad=True)  # the similarity term as a function of the codes themselves
@@ -207,7 +197,7 @@ def test_hash_loss_gradient_treats_targets_as_constants():
     target = cosines(torch.from_numpy(reference_np[:2]), torch.from_numpy(reference_np[2:]))
     ((cosines(codes[:2], codes[2:]) - target) ** 2).mean().backward()
     fc = torch.tensor(fc_np, requires_grad=True)
-    hash_loss(fc, targets, params)["similarity"].backward()
+    params.loss(fc, targets)["similarity"].backward()
     np.testing.assert_allclose(fc.grad.numpy(), codes.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
@@ -221,8 +211,8 @@ def test_pull_balances_bits_the_targets_would_skew(digits):
     targets = Targets(fit, fit)
     imbalance = {}
     for gamma in (0.0, 6.0):
-        model, _ = train_hashnet(digits, targets, hash_params(gamma=gamma, steps=40 * EPOCH, lr=0.01))
-        ones = encode(model, digits).mean(axis=0)
+        model, _ = learner(gamma=gamma, steps=40 * EPOCH, lr=0.01).fit(digits, targets)
+        ones = model.codes(digits).mean(axis=0)
         imbalance[gamma] = np.abs(ones - 0.5)[: BITS // 2].mean()
     assert imbalance[0.0] > 0.3
     assert imbalance[6.0] < imbalance[0.0] / 2
@@ -238,18 +228,18 @@ def test_similarity_term_makes_the_codes_keep_the_representations_cosines(digits
         len(digits), 12, generator=generator
     )
     targets = Targets(torch.zeros(len(digits), BITS), reference)
-    params = hash_params(mu=0.0, omega=0.0, similarity=1.0, steps=60 * EPOCH, lr=3e-3)
+    params = learner(mu=0.0, omega=0.0, similarity=1.0, steps=60 * EPOCH, lr=3e-3)
 
     def agreement(model: HashNet) -> float:
-        codes = encode(model, digits) * 2.0 - 1.0
+        codes = model.codes(digits) * 2.0 - 1.0
         unit = reference.double().numpy()
         unit /= np.linalg.norm(unit, axis=1, keepdims=True)
         upper = np.triu_indices(len(codes), 1)
         return np.corrcoef((codes @ codes.T / BITS)[upper], (unit @ unit.T)[upper])[0, 1]
 
     torch.manual_seed(params.seed)
-    untrained = HashNet(HashNetConfig(digits.shape[1], BITS, negative_slope=params.negative_slope))
-    trained, _ = train_hashnet(digits, targets, params)
+    untrained = HashNet(digits.shape[1], BITS, negative_slope=params.negative_slope, dropout=0.0)
+    trained, _ = params.fit(digits, targets)
     assert agreement(trained) > 0.6
     assert agreement(trained) > agreement(untrained) + 0.3
 
@@ -257,7 +247,7 @@ def test_similarity_term_makes_the_codes_keep_the_representations_cosines(digits
 def test_encode_matches_manual_eval_forward():
     """encode gives bool (n, g) bits = tanh(fc(x)) >= 0 with BN on its running statistics, chunk size aside."""
     torch.manual_seed(0)
-    model = HashNet(HashNetConfig(in_dim=12, bits=8, negative_slope=0.1))
+    model = HashNet(12, 8, negative_slope=0.1, dropout=0.0)
     randomise_batch_norms(model, seed=1)
     x = np.random.default_rng(2).normal(size=(10, 12)) * 3
     fc = eval_forward(model, x, slope=0.1)
@@ -267,7 +257,7 @@ def test_encode_matches_manual_eval_forward():
         assert not np.array_equal(np.tanh(in_training(torch.from_numpy(x).float()).numpy()) >= 0, fc >= 0)
     model.train()
     for batch_size in (4096, 3):
-        codes = encode(model, x, batch_size=batch_size)
+        codes = model.codes(x, batch_size=batch_size)
         assert codes.dtype == bool
         assert codes.shape == (10, 8)
         np.testing.assert_array_equal(codes, np.tanh(fc) >= 0)
@@ -276,17 +266,17 @@ def test_encode_matches_manual_eval_forward():
 def test_encode_zero_output_gives_bit_one():
     """fc exactly 0 (last BN scaled to zero) gives tanh 0 and bit 1 everywhere (Eq. 19 at zero)."""
     torch.manual_seed(0)
-    model = HashNet(HashNetConfig(in_dim=5, bits=9, negative_slope=0.2))
+    model = HashNet(5, 9, negative_slope=0.2, dropout=0.0)
     with torch.no_grad():
         model.layers[7].weight.zero_()
         model.layers[7].bias.zero_()
-    codes = encode(model, np.random.default_rng(0).normal(size=(6, 5)))
+    codes = model.codes(np.random.default_rng(0).normal(size=(6, 5)))
     np.testing.assert_array_equal(codes, np.ones((6, 9), dtype=bool))
 
 
 def test_encode_empty_input():
     """No items give an empty (0, g) bool array."""
-    codes = encode(HashNet(HashNetConfig(in_dim=5, bits=9, negative_slope=0.2)), np.zeros((0, 5), dtype=np.float32))
+    codes = HashNet(5, 9, negative_slope=0.2, dropout=0.0).codes(np.zeros((0, 5), dtype=np.float32))
     assert codes.shape == (0, 9) and codes.dtype == bool
 
 
@@ -294,7 +284,7 @@ def test_training_lowers_loss_and_records_each_epoch(trained):
     """Training on digit features lowers the loss; one record per epoch (5 epochs of 4 steps for 20 steps),
     with loss = mu * mse + omega * bce (the paper's loss: the similarity and pull terms recorded, weight 0)."""
     _, history = trained
-    params = hash_params()
+    params = learner()
     assert [record["epoch"] for record in history] == [1, 2, 3, 4, 5]
     assert [record["step"] for record in history] == [4, 8, 12, 16, 20]
     for record in history:
@@ -307,26 +297,26 @@ def test_training_lowers_loss_and_records_each_epoch(trained):
 def test_training_needs_two_items():
     """Batch normalisation cannot train on a single item: a GraphhashError says so."""
     with pytest.raises(GraphhashError, match="at least 2"):
-        train_hashnet(torch.ones(1, 4), Targets(torch.ones(1, 2), torch.ones(1, 2)), hash_params())
+        learner().fit(torch.ones(1, 4), Targets(torch.ones(1, 2), torch.ones(1, 2)))
 
 
 def test_training_is_seeded(digits, targets, trained):
     """The same params give identical weights and codes; another seed gives different codes."""
     model, history = trained
-    again, history_again = train_hashnet(digits, targets, hash_params())
-    other, _ = train_hashnet(digits, targets, hash_params(seed=1, steps=EPOCH))
+    again, history_again = learner().fit(digits, targets)
+    other, _ = learner(seed=1, steps=EPOCH).fit(digits, targets)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name]), name
     assert history == history_again
-    codes = encode(model, digits)
-    np.testing.assert_array_equal(codes, encode(again, digits))
-    assert not np.array_equal(codes, encode(other, digits))
+    codes = model.codes(digits)
+    np.testing.assert_array_equal(codes, again.codes(digits))
+    assert not np.array_equal(codes, other.codes(digits))
 
 
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_training_runs_whole_epochs_when_steps_divide(digits, targets, adam_steps, epochs):
     """steps = k epochs' worth (4 batches of 50 each): k records, the last at step = steps, that many Adam steps."""
-    _, history = train_hashnet(digits, targets, hash_params(steps=epochs * EPOCH))
+    _, history = learner(steps=epochs * EPOCH).fit(digits, targets)
     assert [record["step"] for record in history] == [EPOCH * (e + 1) for e in range(epochs)]
     assert history[-1]["step"] == epochs * EPOCH == len(adam_steps)
 
@@ -337,7 +327,7 @@ def test_training_stops_mid_epoch_where_the_steps_run_out(digits, targets, adam_
                                                           record_steps):  # fmt: skip
     """With steps not a multiple of an epoch's batches (200 items: 4 of 50, or 3 of 64 and more), the last epoch
     is partial and Adam steps exactly ``steps`` times in all."""
-    _, history = train_hashnet(digits, targets, hash_params(steps=steps, batch_size=batch_size))
+    _, history = learner(steps=steps, batch_size=batch_size).fit(digits, targets)
     assert len(adam_steps) == steps
     assert [record["step"] for record in history] == record_steps
     assert [record["epoch"] for record in history] == list(range(1, len(record_steps) + 1))
@@ -347,8 +337,8 @@ def test_partial_epoch_records_the_mean_over_the_batches_it_stepped_on(digits, t
     """Weights frozen (Adam steps do nothing) and batch norm's running statistics aside, the partial second
     epoch's mse is the mean over the items of its first batch, from the second shuffle of the seeded order."""
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *args, **kwargs: None)
-    params = hash_params(steps=EPOCH + 1)
-    model, history = train_hashnet(digits, targets, params)
+    params = learner(steps=EPOCH + 1)
+    model, history = params.fit(digits, targets)
     generator = torch.Generator().manual_seed(params.seed)
     torch.randperm(len(digits), generator=generator)  # the first epoch's order
     batch = torch.randperm(len(digits), generator=generator)[:50]
@@ -366,7 +356,7 @@ def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, targe
     huge = targets.fit.clone()
     huge[7, 3] = 1e30
     with pytest.raises(GraphhashError, match=r"^hash: .*\b(inf|nan)\b.* epoch 1\b") as info:
-        train_hashnet(digits, Targets(huge, targets.reference), hash_params(steps=10 * EPOCH))
+        learner(steps=10 * EPOCH).fit(digits, Targets(huge, targets.reference))
     assert "\n" not in str(info.value)
     assert len(adam_steps) == EPOCH  # one epoch, not the 40 steps asked for
 
@@ -374,7 +364,7 @@ def test_non_finite_loss_stops_training_naming_the_stage_and_epoch(digits, targe
 def test_save_load_round_trip(tmp_path):
     """A saved and reloaded HashNet has the same config, state and eval-mode outputs; the .json holds the config."""
     torch.manual_seed(0)
-    model = HashNet(HashNetConfig(in_dim=7, bits=5, negative_slope=0.1))
+    model = HashNet(7, 5, negative_slope=0.1, dropout=0.0)
     randomise_batch_norms(model, seed=3)
     folder = tmp_path / "models" / "nrdh-gcn-5"
     save_hash_network(folder, model, backbone="resnet")
@@ -396,7 +386,7 @@ def test_save_load_round_trip(tmp_path):
 
 def write_malicious_checkpoint(folder: Path) -> None:
     """A valid model.json beside a model.pt whose unpickling would run ``_record_execution``."""
-    save_hash_network(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)))
+    save_hash_network(folder, HashNet(3, 2, negative_slope=0.2, dropout=0.0))
     torch.save({"x": _Payload()}, folder / "model.pt")
 
 
@@ -424,7 +414,7 @@ def test_load_missing_files(tmp_path):
     with pytest.raises(GraphhashError) as info:
         load_hash_network(folder)
     assert str(folder) in str(info.value)
-    save_hash_network(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)))
+    save_hash_network(folder, HashNet(3, 2, negative_slope=0.2, dropout=0.0))
     (folder / "model.pt").unlink()
     with pytest.raises(GraphhashError) as info:
         load_hash_network(folder)
@@ -434,7 +424,7 @@ def test_load_missing_files(tmp_path):
 def test_load_refuses_another_kind_of_model(tmp_path):
     """A model folder of another kind (the autoencoder's, say) is refused, naming the hash stage."""
     folder = tmp_path / "gcnae"
-    save_model(folder, HashNet(HashNetConfig(in_dim=3, bits=2, negative_slope=0.2)), "nrdh-graph-autoencoder", {})
+    save_model(folder, HashNet(3, 2, negative_slope=0.2, dropout=0.0), "nrdh-graph-autoencoder", {})
     with pytest.raises(GraphhashError, match=r"gcnae: not a nrdh-hashnet or nrdh-hashcnn model .*rerun the hash stage"):
         load_hash_network(folder)
 

@@ -10,8 +10,9 @@ import pytest
 from conftest import noise_image
 from PIL import Image
 
-from graphhash.data.images import BadItemError, decode, to_batch, to_pixels, to_rgb
+from graphhash.data.images import BadItemError, decode, to_rgb
 from graphhash.errors import GraphhashError
+from graphhash.pixels import to_batch, to_pixels
 
 NEAREST = "nearest"
 

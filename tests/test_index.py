@@ -7,10 +7,10 @@ import pytest
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import ITQ, LSH
 from graphhash.files.codes import pack
 from graphhash.files.index import FAISS_FILE, ITEMS_FILE, StoredIndex, read_index, write_index
 from graphhash.hamming import top_k
+from graphhash.hashers.linear import ITQ, LSH
 from graphhash.index import INDEXES, build_index, resolve_kind
 from graphhash.index.binary import AUTO_IVF_FROM
 from graphhash.params import validate

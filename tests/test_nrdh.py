@@ -18,11 +18,11 @@ from graphhash.errors import GraphhashError
 from graphhash.files.codes import read_codes, unpack
 from graphhash.files.features import write_features
 from graphhash.files.representations import read_representations
-from graphhash.nrdh.hashnet import encode
+from graphhash.nrdh.encoder import ItemEncoder, load_hash_network
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
 from graphhash.params.represent import RepresentParams
-from graphhash.pipeline.hash import encode_features, hash_codes, load_hash_network
+from graphhash.pipeline.hash import hash_codes
 from graphhash.pipeline.neighbours import find_neighbours
 from graphhash.pipeline.represent import represent
 
@@ -115,8 +115,11 @@ def test_codes_file_contract(digits_features, tmp_path):
     with h5py.File(digits_features, "r") as f:
         mask = f["database"][()]
         database = f["features/image"][()][mask]
-    np.testing.assert_array_equal(encode(model, database), unpack(codes.database, 12))
-    np.testing.assert_array_equal(encode_features(out / "nrdh", digits_features)[mask], unpack(codes.database, 12))
+    np.testing.assert_array_equal(model.codes(database), unpack(codes.database, 12))
+    np.testing.assert_array_equal(
+        ItemEncoder.load(out / "nrdh", digits_features).encode_file(digits_features)[0][mask],
+        unpack(codes.database, 12),
+    )
     # one loss record per epoch: 150 steps of 50 an epoch, 35 steps of 7 an epoch
     for name, header, epochs in [("represent.csv", "epoch,step,steps,loss", 3), ("hash.csv", "epoch,step,loss", 5)]:
         lines = (out / name).read_text().splitlines()

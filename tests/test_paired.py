@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 
 from graphhash.data.paired import PairedSet, read_mirflickr_tags, read_wiki
-from graphhash.data.sources import MirflickrTagsSource, WikiSource
+from graphhash.data.sources.paired import MirflickrTagsSource, WikiSource
 from graphhash.errors import GraphhashError
 
 SHARED_WIKI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "wiki"

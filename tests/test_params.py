@@ -14,8 +14,8 @@ import yaml
 from conftest import REPO
 
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import BASELINES
 from graphhash.graphs.filters import FILTERS
+from graphhash.hashers import HASHERS
 from graphhash.params import load_params, validate
 from graphhash.params.all import SECTIONS, check, check_file, defaults, render
 from graphhash.params.baselines import BaselinesParams
@@ -64,6 +64,8 @@ VALID = {
         "spline": {"basis": "poly", "knots": 3},
     },
 }
+
+BASELINES = [name for name, cls in HASHERS.items() if not cls.crossmodal]  # the single-modality hashers
 
 
 def write_params(tmp_path: Path, params: dict) -> Path:

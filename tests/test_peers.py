@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
-from graphhash.evaluation.baselines import AGH, AGH2, BiHalf, GreedyHash, bi_half, sign, straight_through
+from graphhash.hashers.spectral import AGH, AGH2
+from graphhash.hashers.trained import BiHalf, GreedyHash
+from graphhash.quantisation import bi_half, sign, straight_through
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from conftest import run_in
 from PIL import Image
 
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import read_codes
+from graphhash.files.codes import pack, read_codes
 from graphhash.files.features import read_features
 from graphhash.hamming import top_k
 from graphhash.retrieval.retriever import Retriever
@@ -69,10 +69,11 @@ def test_an_image_file_is_embedded_and_hashed_as_the_run_did_its_own_items(retri
     found = codes_of(search_run, 24)
     fs = read_features(search_run / "data" / "features.h5")
     row = {item_id: i for i, item_id in enumerate(fs.ids)}
-    images = [Image.open(query_png(search_run, retriever, i, tmp_path)).convert("RGB") for i in found.query_ids]
-    features = retriever.hasher.embed(images)
+    images = [np.asarray(Image.open(query_png(search_run, retriever, i, tmp_path)).convert("RGB"))
+              for i in found.query_ids]  # fmt: skip
+    features = retriever.encoder.embed(images)
     np.testing.assert_allclose(features, fs.features[[row[i] for i in found.query_ids]], rtol=1e-4, atol=1e-4)
-    codes = retriever.hasher.encode_features(features)
+    codes = pack(retriever.encoder.encode_features(features))
     assert (codes == found.query).all(axis=1).mean() >= 0.9
     files = [(str(p), p.read_bytes()) for p in sorted(tmp_path.glob("*.png"))[:3]]
     for result in retriever.search_images(files, 5):
@@ -129,7 +130,8 @@ def test_bad_queries_are_one_line_each(search_run, tmp_path):
         dst.attrs.update(src.attrs)
         del dst["features/image"]
         dst["features/image"] = np.zeros((len(src["labels"]), 7), dtype=np.float32)
-    assert "the hash network takes 1280 dimensions" in fails(search_run, "search", "--features", str(other))
+    message = fails(search_run, "search", "--features", str(other))
+    assert f"{other}: image features of 7 dimensions, but the hash network takes 1280" in message
 
 
 def test_a_run_whose_artefacts_disagree_is_one_line(search_run, tmp_path):

@@ -15,19 +15,11 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from graphhash.data.images import BadItemError
-from graphhash.data.sources import (
-    SOURCES,
-    Cifar10Source,
-    DigitsSource,
-    FolderSource,
-    MirflickrTagsSource,
-    NpySource,
-    SyntheticSource,
-    TarStore,
-    WikiSource,
-    _plain_members,
-    open_source,
-)
+from graphhash.data.sources import SOURCES, SyntheticSource, open_source
+from graphhash.data.sources.images import Cifar10Source, DigitsSource, FolderSource
+from graphhash.data.sources.paired import MirflickrTagsSource, WikiSource
+from graphhash.data.sources.vectors import NpySource
+from graphhash.data.storage import TarStore, _plain_members
 from graphhash.errors import GraphhashError
 from graphhash.params import validate
 from graphhash.params.prepare import PrepareParams

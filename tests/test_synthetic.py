@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from graphhash.data.images import BadItemError
-from graphhash.data.sources import SYNTHETIC_BLOCK, SyntheticSource, open_source
+from graphhash.data.sources import SyntheticSource, open_source
+from graphhash.data.sources.vectors import SYNTHETIC_BLOCK
 from graphhash.errors import GraphhashError
 from graphhash.files.features import read_features
 from graphhash.files.manifest import Manifest

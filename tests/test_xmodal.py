@@ -16,12 +16,13 @@ from graphhash.errors import GraphhashError
 from graphhash.files.codes import code_file, read_codes, unpack
 from graphhash.files.features import open_features, read_features, write_features
 from graphhash.graphs.knn import joint_features
+from graphhash.nrdh.encoder import ItemEncoder, load_hash_network
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
 from graphhash.params.represent import RepresentParams
 from graphhash.pipeline.baselines import baseline_codes
-from graphhash.pipeline.hash import encode_features, hash_codes, load_hash_network
+from graphhash.pipeline.hash import hash_codes
 from graphhash.pipeline.neighbours import find_neighbours
 from graphhash.pipeline.represent import represent
 
@@ -130,7 +131,7 @@ def test_every_modality_gets_its_own_network_and_codes_in_one_hamming_space(pair
             folder = hashed / "models" / str(bits) / modality
             _, config = load_hash_network(folder)
             assert config["modality"] == modality and config["bits"] == bits and config["training"]["dropout"] == 0.2
-            again = encode_features(folder, paired_file)
+            again = ItemEncoder.load(folder, paired_file).encode_file(paired_file)[0]
             np.testing.assert_array_equal(again[fs.query], unpack(codes.query, bits))
             np.testing.assert_array_equal(again[fs.database], unpack(codes.database, bits))
 

@@ -44,25 +44,27 @@ def _encode(args: argparse.Namespace) -> None:
 
     from graphhash.files.atomic import write_bytes
     from graphhash.files.codes import pack
+    from graphhash.nrdh.encoder import ItemEncoder, load_hash_network
+    from graphhash.retrieval.retriever import run_paths
 
     inputs = [Path(name) for name in args.inputs]
+    root = Path(args.root)
     if len(inputs) == 1 and inputs[0].suffix.lower() in (".h5", ".hdf5"):
-        from graphhash.pipeline.hash import encode_features
-
-        codes, what = pack(encode_features(Path(args.model), inputs[0])), f"the rows of {inputs[0]}"
+        network, config = load_hash_network(args.model)  # the file's own training items form the graph
+        found, _ = ItemEncoder(network, config, features=inputs[0]).encode_file(inputs[0])
+        what = f"the rows of {inputs[0]}"
     else:
         from graphhash.data.images import decode
         from graphhash.params import PARAMS_FILE, load_params
         from graphhash.params.extract import ExtractParams
-        from graphhash.retrieval.hasher import QueryHasher
-        from graphhash.retrieval.retriever import run_paths
 
         files = _query_files(args.inputs)
-        root = Path(args.root)
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
-        hasher = QueryHasher.open(args.model, run_paths(root)["features"], extract)
-        codes = hasher.encode_images([decode(f.read_bytes(), str(f)) for f in files])
+        encoder = ItemEncoder.load(args.model, run_paths(root)["features"], weights=extract.weights,
+                                   weights_path=extract.weights_path)  # fmt: skip
+        found = encoder.encode_images([np.asarray(decode(f.read_bytes(), str(f))) for f in files])
         what = f"{len(files)} images (files as named, each folder's images sorted by path)"
+    codes = pack(found)
     buffer = io.BytesIO()
     np.save(buffer, codes)
     write_bytes(args.out, buffer.getvalue())
@@ -189,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         "Images are hashed as the run hashed its own items: with hash.network mlp through the run's backbone "
         "(params.yaml's extract section, checked against the features file), with cnn end to end; with "
         "hash.input: graph each joins its nearest training items of the run's features file. A features file "
-        "(mlp only) is hashed row by row, its own training items forming the graph.",
+        "(mlp only) is hashed row by row, its own training items forming the graph (each leaving itself out): the "
+        "run's own features file gives the run's codes.",
     )
     encode.add_argument("model", help="the model's folder, e.g. models/nrdh-gcn/64/image")
     encode.add_argument("inputs", nargs="+", help="image files or folders of images; or one features file (.h5)")

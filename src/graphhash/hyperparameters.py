@@ -5,6 +5,9 @@ signature. ``@checked`` enforces them when the object is built (a bool is never 
 ``graphhash.params`` builds the matching params.yaml section from the same signature (``declared``), so a
 default or a range has one home. A rule across several hyperparameters is the class's ``check``
 classmethod, raising ``HyperparameterError``; both the constructor and the params schema call it.
+
+The types below are the constraints that hyperparameters share, declared once: a signature or a params section
+names them (``bits: Bits``) instead of restating a range.
 """
 
 from __future__ import annotations
@@ -12,11 +15,24 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, validate_call
+from pydantic import ConfigDict, Field, validate_call
 
 checked = validate_call(config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+Bits = Annotated[int, Field(ge=1, le=4096)]  # a code length
+Seed = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=1)]
+Positive = Annotated[float, Field(gt=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]  # a weight or a probability, 0 and 1 included
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]  # 0 and 1 excluded
+Iterations = Annotated[int, Field(ge=1, le=10_000)]  # rounds of an alternating or iterative fit
+Steps = Annotated[int, Field(ge=1, le=10_000_000)]  # optimiser steps, whatever the number of items
+BatchSize = Annotated[int, Field(ge=2, le=1_000_000)]  # items per optimiser step (batch norm needs two)
+LearningRate = Annotated[float, Field(gt=0.0, le=10.0)]
+Width = Annotated[int, Field(ge=1, le=65_536)]  # a layer's width
 
 
 class Configurable:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+import torch
 from torch import nn
 
 from graphhash.files.atomic import file_sha256
+from graphhash.runtime import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,7 +23,9 @@ class Backbone(ABC):
     ``mean``/``std``, to features (B, ``dim``); images are resized for it with ``interpolation``.
 
     ``weights`` records what was loaded (written into the features file). Subclasses build themselves with
-    ``load``; ``weights: none`` gives a fixed-seed random initialisation, for tests only.
+    ``load``; ``weights: none`` gives a fixed-seed random initialisation, for tests only. ``inputs`` turns pixels
+    into what the model takes, and ``embed`` pixels into features, on any device: what extraction, the CNN hash
+    network and a search query all do.
     """
 
     dim: ClassVar[int]
@@ -30,6 +36,33 @@ class Backbone(ABC):
     def __init__(self, model: nn.Module, weights: str):
         self.model = model.eval().requires_grad_(False)
         self.weights = weights
+
+    @classmethod
+    def inputs(
+        cls, pixels: torch.Tensor, device: torch.device, adjust: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """uint8 pixels (B, S, S, 3) -> the model's input (B, 3, S, S), float on ``device``: x / 255 normalised by
+        ``mean`` and ``std``, as one scale and one shift in place, channels-last in memory (NHWC is that layout).
+        ``adjust`` changes the values in [0, 255] first (the CNN hash network's colour jitter)."""
+        std = torch.tensor(cls.std, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(cls.mean, device=device).view(1, 3, 1, 1)
+        x = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if adjust is not None:
+            x = adjust(x)
+        return x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
+
+    def to(self, device: torch.device) -> Backbone:
+        """The model moved to ``device``, channels-last (the layout it runs fastest in)."""
+        self.model.to(device, memory_format=torch.channels_last)
+        return self
+
+    @torch.inference_mode()
+    def embed(self, pixels: torch.Tensor, device: torch.device) -> np.ndarray:
+        """Features (B, dim) float32 of uint8 pixels (B, S, S, 3), on ``device`` (bf16 autocast with CUDA); the
+        model must be there already (``to``)."""
+        with autocast(device):
+            features = self.model(self.inputs(pixels, device))
+        return features.float().cpu().numpy()
 
     @abstractmethod
     def stages(self) -> list[nn.Module]:

@@ -6,7 +6,7 @@ class per item) or (N, L) bool (a 0/1 multi-label matrix: relevance is a shared 
 (N,) distinct strings; ``query`` (N,) bool, the dataset's test items (the queries; the others are the database and
 training set), or None for a dataset with no published split (``prepare`` draws the queries).
 
-``graphhash.data.sources`` serves these as the ``wiki`` and ``mirflickr_tags`` sources of the pipeline.
+``graphhash.data.sources.paired`` serves these as the ``wiki`` and ``mirflickr_tags`` sources of the pipeline.
 
 Readers keep the files as published (``scipy.io.loadmat`` for MATLAB files) and check them: a missing file, a
 modality whose row count or ids differ from the others', or a NaN or infinite feature is one line naming the

@@ -1,1 +1,1 @@
-"""Scoring codes: retrieval metrics (Hamming ranking with the tie rule), the classical baselines, figures."""
+"""Scoring codes: retrieval metrics (Hamming ranking with the tie rule) and figures; no hasher lives here."""

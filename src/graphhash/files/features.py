@@ -151,7 +151,18 @@ def open_features(path: str | Path) -> Iterator[FeatureSet]:
 
 
 def read_features(path: str | Path) -> FeatureSet:
-    """Load a features file written by ``write_features`` (everything into memory)."""
+    """Load a features file written by ``write_features`` (everything into memory).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "features.h5"
+    >>> query = np.array([True, False, False])
+    >>> write_features(path, [{"image": np.eye(3, 4, dtype=np.float32)}], dims={"image": 4}, ids=["a", "b", "c"],
+    ...                labels=np.array([0, 1, 1]), masks={"query": query, "database": ~query, "train": ~query},
+    ...                attrs={"backbone": "none"})
+    >>> fs = read_features(path)
+    >>> fs.features.shape, fs.ids_where(fs.query), fs.labels.tolist()
+    ((3, 4), ['a'], [0, 1, 1])
+    """
     with open_features(path) as fs:
         return fs.with_views({modality: view[()] for modality, view in fs.views.items()})
 

@@ -24,6 +24,10 @@ class Neighbours:
     indices: np.ndarray  # (N, K) int64, rows of the training items
     similarities: np.ndarray  # (N, K) float32
 
+    def __getitem__(self, rows: np.ndarray) -> Neighbours:
+        """The neighbours of the items ``rows`` selects (a mask or indices)."""
+        return Neighbours(self.indices[rows], self.similarities[rows])
+
 
 def write_neighbours(dest: str | Path, found: Neighbours) -> None:
     with NEIGHBOURS.write(dest) as f:

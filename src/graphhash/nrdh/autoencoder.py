@@ -12,8 +12,10 @@ Layers (Table 1), for a graph with propagation matrix U' (G, M, M) and node feat
     L_w = 1/2 * sum over encoder and decoder layers of ||W||_F^2   (Eq. 7)
 
 The filter (``codes.filters``) swaps U' X W for another graph filter (``graphhash.graphs.filters``); L_w then
-covers all of the layers' parameters (weight matrices and responses). Training runs for ``represent.steps``
-Adam steps whatever the number of items, so that its length carries from one dataset to another.
+covers all of the layers' parameters (weight matrices and responses). Training runs for ``steps`` Adam steps
+whatever the number of items, so that its length carries from one dataset to another. ``RepresentationLearner``
+holds the hyperparameters (params.yaml's ``represent`` section is built from its signature) and trains;
+``Graphs`` says how nodes become graphs (the ``graph`` section).
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from graphhash.errors import GraphhashError
 from graphhash.graphs.batch import adjacency, epoch_graphs
-from graphhash.graphs.filters import FILTERS, Graph, GraphFilter, build_filter
+from graphhash.graphs.filters import Graph, GraphFilter, build_filter
 from graphhash.graphs.knn import knn_graphs
-from graphhash.params.graph import GraphParams
-from graphhash.params.represent import RepresentParams
+from graphhash.hyperparameters import Configurable, Count, NonNegative, Positive, Seed, Steps, Width, checked
 from graphhash.runtime import single_threaded
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,17 @@ MANY_NODES = 256
 # Graphs prepared together in knn mode: bounds the (graphs, M, D) copy of their features (4096 x 10 x 1280 floats
 # = 210 MB) while keeping the batched preparation.
 KNN_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Graphs:
+    """How nodes become graphs (Eqs. 2-4; params.yaml's ``graph`` section): ``kind`` batch, M = ``nodes`` random
+    training nodes (the paper), or knn, a node and its M - 1 nearest training items; an edge links two nodes whose
+    cosine similarity is above ``rho`` (Eq. 3)."""
+
+    kind: Literal["batch", "knn"]
+    nodes: int
+    rho: float
 
 
 class GraphAutoencoder(nn.Module):
@@ -64,6 +79,11 @@ class GraphAutoencoder(nn.Module):
         dims = [in_dim, hidden, hidden, bits]
         self.encoder = nn.ModuleList(layer(a, b) for a, b in itertools.pairwise(dims))
         self.decoder = nn.ModuleList(layer(a, b) for a, b in itertools.pairwise(dims[::-1]))
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether its filter is defined on graphs of one size only (``GraphFilter.fixed_size``)."""
+        return self.encoder[0].fixed_size
 
     def prepare(self, features: torch.Tensor) -> Graph:
         """Everything weight-free about the batch graphs of ``features`` (G, M, D), for all six layers."""
@@ -89,25 +109,13 @@ class GraphAutoencoder(nn.Module):
         return 0.5 * sum(parameter.pow(2).sum() for parameter in self.parameters())
 
 
-def build_autoencoder(
-    in_dim: int, bits: int, filter_name: str, represent: RepresentParams, graph: GraphParams
-) -> GraphAutoencoder:
-    """The autoencoder with filter ``filter_name`` and its hyperparameters from ``represent.<filter>``."""
-    options = represent.options(filter_name)
-
-    def layer(a: int, b: int) -> GraphFilter:
-        return build_filter(filter_name, a, b, graph.nodes, options)
-
-    return GraphAutoencoder(in_dim, bits, layer, represent.hidden, graph.rho)
-
-
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """L_r of Eq. 6: the mean over nodes of the squared Euclidean reconstruction error."""
     return (x - x_hat).pow(2).sum(dim=-1).mean()
 
 
 def _graphs(
-    order: torch.Tensor, graph: GraphParams, fixed_size: bool, neighbours: torch.Tensor | None
+    order: torch.Tensor, graph: Graphs, fixed_size: bool, neighbours: torch.Tensor | None
 ) -> list[tuple[torch.Tensor, int]]:
     """The epoch's (block of graphs, own nodes per graph) pairs, graphs in the order of the nodes in ``order``.
 
@@ -129,49 +137,103 @@ def _graphs(
     return epoch_graphs(order, size, fixed_size)
 
 
-def train_autoencoder(
-    features: torch.Tensor,
-    bits: int,
-    filter_name: str,
-    represent: RepresentParams,
-    graph: GraphParams,
-    neighbours: torch.Tensor | None = None,
-) -> tuple[GraphAutoencoder, list[dict[str, float]]]:
-    """Train on the training nodes ``features`` (N, D); return the model and one loss record per epoch.
+class RepresentationLearner(Configurable):
+    """NRDH's stage 1: trains the graph autoencoder on the training nodes (section 3.1, Table 1).
 
-    Every epoch shuffles the nodes (seeded) into graphs (``_graphs``: random batches of ``graph.nodes``
-    nodes, or each node's kNN graph from ``neighbours``), prepares the graphs (propagation matrices,
-    eigendecompositions...) in batched calls, then takes one Adam step per ``graphs_per_step`` graphs (1 in
-    the paper: one graph, one step), for ``represent.steps`` steps in all: the last epoch stops where the
-    steps run out. For a filter defined on one graph size with batch graphs, the remainder graph is completed
-    with nodes of the epoch's first graph, which only lend it their links: the loss counts its own nodes.
+    ``filter_options``: each filter's hyperparameters by its name (``represent.<filter>``; a filter missing from
+    it takes its defaults).
+
+    >>> x = torch.randn(40, 12)
+    >>> model, history = RepresentationLearner(steps=8).fit(x, 4, "gcn", Graphs("batch", nodes=10, rho=0.4))
+    >>> node_representations(model, x, Graphs("batch", nodes=10, rho=0.4), seed=0).shape
+    torch.Size([40, 4])
+
+    Args:
+        hidden: width of the two hidden graph convolutions (Table 1)
+        latent: the representation's size: max(latent, code length); 0: the code length (the paper); wider than the
+            code, hash.target rotated fits the bits to its leading principal directions
+        alpha: weight of the reconstruction loss (Eq. 8)
+        beta: weight of the 1/2 sum ||W||^2 penalty (Eq. 8)
+        steps: Adam steps, whatever the dataset's size
+        lr: Adam's learning rate
+        graphs_per_step: graphs per Adam step (the paper: 1)
+        seed: initialisation, node order, and the graphs of the final representations
     """
-    torch.manual_seed(represent.seed)
-    model = build_autoencoder(features.shape[1], bits, filter_name, represent, graph)
-    # L1 = alpha * L_r + beta * L_w (Eq. 8). The gradient of beta * L_w = beta/2 sum ||W||^2 is beta * W,
-    # which is exactly what Adam's (coupled) weight decay adds to every gradient; applying it there saves
-    # about twenty tiny tensor operations per step, and steps are many (one per graph of 10 nodes).
-    optimiser = torch.optim.Adam(model.parameters(), lr=represent.lr, weight_decay=represent.beta, foreach=True)
-    order_rng = torch.Generator().manual_seed(represent.seed)
-    fixed_size = FILTERS[filter_name].fixed_size
-    history: list[dict[str, float]] = []
-    # Steps on a few small graphs are too small to split across threads (runtime.single_threaded); from a few
-    # hundred nodes per step on, two threads win (CIFAR-10, kNN graphs of 10 nodes, 2 cores: 128 graphs per
-    # step 9.3 s per epoch on one thread, 5.6 s on two).
-    many = represent.graphs_per_step * graph.nodes >= MANY_NODES
-    with nullcontext() if many else single_threaded():
-        step = 0
-        while step < represent.steps:
-            order = torch.randperm(len(features), generator=order_rng)
-            blocks = _graphs(order, graph, fixed_size, neighbours)
-            record = _epoch(model, optimiser, features, blocks, represent, represent.steps - step)
-            step += record["steps"]
-            history.append({"epoch": len(history) + 1, "step": step, **record})
-            log.info("represent: epoch %d, step %d/%d, loss %.5f", len(history), step, represent.steps, record["loss"])
-            if not math.isfinite(record["loss"]):
-                raise GraphhashError(f"represent: the loss became {record['loss']} in epoch {len(history)} (step "
-                                     f"{step}); lower represent.lr, or check the features")  # fmt: skip
-    return model, history
+
+    @checked
+    def __init__(
+        self,
+        filter_options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        hidden: Width = 64,
+        latent: Annotated[int, Field(ge=0, le=65536)] = 64,
+        alpha: NonNegative = 0.999,
+        beta: NonNegative = 0.001,
+        steps: Steps = 800,
+        lr: Positive = 0.001,
+        graphs_per_step: Count = 32,
+        seed: Seed = 0,
+    ):
+        self.filter_options = dict(filter_options or {})
+        self.hidden, self.latent, self.alpha, self.beta = hidden, latent, alpha, beta
+        self.steps, self.lr, self.graphs_per_step, self.seed = steps, lr, graphs_per_step, seed
+
+    def size(self, bits: int) -> int:
+        """The representation's size for a code of ``bits`` bits: max(latent, bits)."""
+        return max(self.latent, bits)
+
+    def build(self, in_dim: int, bits: int, filter_name: str, graph: Graphs) -> GraphAutoencoder:
+        """The autoencoder of ``bits`` wide representations with filter ``filter_name`` (and its options)."""
+        options = self.filter_options.get(filter_name, {})
+
+        def layer(a: int, b: int) -> GraphFilter:
+            return build_filter(filter_name, a, b, graph.nodes, options)
+
+        return GraphAutoencoder(in_dim, bits, layer, self.hidden, graph.rho)
+
+    def fit(
+        self,
+        features: torch.Tensor,
+        bits: int,
+        filter_name: str,
+        graph: Graphs,
+        neighbours: torch.Tensor | None = None,
+    ) -> tuple[GraphAutoencoder, list[dict[str, float]]]:
+        """Train on the training nodes ``features`` (N, D); return the model and one loss record per epoch.
+
+        Every epoch shuffles the nodes (seeded) into graphs (``_graphs``: random batches of ``graph.nodes``
+        nodes, or each node's kNN graph from ``neighbours``), prepares the graphs (propagation matrices,
+        eigendecompositions...) in batched calls, then takes one Adam step per ``graphs_per_step`` graphs (1 in
+        the paper: one graph, one step), for ``steps`` steps in all: the last epoch stops where the steps run out.
+        For a filter defined on one graph size with batch graphs, the remainder graph is completed with nodes of
+        the epoch's first graph, which only lend it their links: the loss counts its own nodes.
+        """
+        torch.manual_seed(self.seed)
+        model = self.build(features.shape[1], bits, filter_name, graph)
+        # L1 = alpha * L_r + beta * L_w (Eq. 8). The gradient of beta * L_w = beta/2 sum ||W||^2 is beta * W,
+        # which is exactly what Adam's (coupled) weight decay adds to every gradient; applying it there saves
+        # about twenty tiny tensor operations per step, and steps are many (one per graph of 10 nodes).
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.beta, foreach=True)
+        order_rng = torch.Generator().manual_seed(self.seed)
+        history: list[dict[str, float]] = []
+        # Steps on a few small graphs are too small to split across threads (runtime.single_threaded); from a few
+        # hundred nodes per step on, two threads win (CIFAR-10, kNN graphs of 10 nodes, 2 cores: 128 graphs per
+        # step 9.3 s per epoch on one thread, 5.6 s on two).
+        many = self.graphs_per_step * graph.nodes >= MANY_NODES
+        with nullcontext() if many else single_threaded():
+            step = 0
+            while step < self.steps:
+                order = torch.randperm(len(features), generator=order_rng)
+                blocks = _graphs(order, graph, model.fixed_size, neighbours)
+                record = _epoch(model, optimiser, features, blocks, self.alpha, self.beta, self.graphs_per_step,
+                                self.steps - step)  # fmt: skip
+                step += record["steps"]
+                history.append({"epoch": len(history) + 1, "step": step, **record})
+                log.info("represent: epoch %d, step %d/%d, loss %.5f", len(history), step, self.steps, record["loss"])
+                if not math.isfinite(record["loss"]):
+                    raise GraphhashError(f"represent: the loss became {record['loss']} in epoch {len(history)} (step "
+                                         f"{step}); lower represent.lr, or check the features")  # fmt: skip
+        return model, history
 
 
 def _epoch(
@@ -179,13 +241,15 @@ def _epoch(
     optimiser: torch.optim.Optimizer,
     features: torch.Tensor,
     blocks: list[tuple[torch.Tensor, int]],
-    represent: RepresentParams,
+    alpha: float,
+    beta: float,
+    per_step: int,
     budget: int,
 ) -> dict[str, float]:
-    """One pass over the epoch's graphs, stopping after ``budget`` steps; the epoch's loss record."""
+    """One pass over the epoch's graphs, ``per_step`` graphs an Adam step, stopping after ``budget`` steps; the
+    epoch's loss record (alpha and beta weigh Eq. 8's terms)."""
     reconstruction_sum = torch.zeros((), dtype=torch.float64)
     counted = steps = 0  # nodes in the loss: every node once with batch graphs, M times with kNN graphs
-    per_step = represent.graphs_per_step
     for block, own in blocks:
         if steps == budget:  # the steps ran out: prepare no further graphs
             break
@@ -200,7 +264,7 @@ def _epoch(
                 xs, x_hat = xs[:, :own], x_hat[:, :own]
             reconstruction = reconstruction_loss(xs, x_hat)
             optimiser.zero_grad(set_to_none=True)
-            (represent.alpha * reconstruction).backward()
+            (alpha * reconstruction).backward()
             optimiser.step()
             reconstruction_sum += reconstruction.detach() * (xs.shape[0] * xs.shape[1])  # per node
             counted += xs.shape[0] * xs.shape[1]
@@ -208,7 +272,7 @@ def _epoch(
     mean_reconstruction = reconstruction_sum.item() / counted
     with torch.no_grad():
         penalty = model.weight_penalty().item()  # at the end of the epoch
-    loss = represent.alpha * mean_reconstruction + represent.beta * penalty
+    loss = alpha * mean_reconstruction + beta * penalty
     return {"steps": steps, "loss": loss, "reconstruction": mean_reconstruction, "weight_penalty": penalty}
 
 
@@ -216,8 +280,7 @@ def _epoch(
 def node_representations(
     model: GraphAutoencoder,
     features: torch.Tensor,
-    filter_name: str,
-    graph: GraphParams,
+    graph: Graphs,
     seed: int,
     neighbours: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -226,7 +289,7 @@ def node_representations(
     A node's representation depends on the graph it sits in, so it is computed the way training saw
     nodes. With kNN graphs that is the node's own graph, so it is unique. With batch graphs it is random
     graphs of ``graph.nodes`` nodes built by the same rule, the grouping drawn from a generator seeded with
-    ``seed`` (``represent.seed``), so the representations, and everything fitted to them, are reproducible;
+    ``seed`` (the learner's), so the representations, and everything fitted to them, are reproducible;
     for a filter defined on one graph size the remainder graph is completed as in training.
     """
     if graph.kind == "knn":
@@ -234,7 +297,7 @@ def node_representations(
     else:
         order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
     out = torch.empty(len(features), model.encoder[-1].out_dim)
-    for block, own in _graphs(order, graph, FILTERS[filter_name].fixed_size, neighbours):
+    for block, own in _graphs(order, graph, model.fixed_size, neighbours):
         x = features[block]
         z = model.encode(x, model.prepare(x))
         if graph.kind == "knn":  # the node is the first of its own graph

@@ -39,6 +39,11 @@ class Section(BaseModel):
         options = getattr(self, name, None)
         return options.model_dump() if isinstance(options, Section) else {}
 
+    def hyperparameters(self, cls: type) -> dict[str, Any]:
+        """This section's values of ``cls``'s hyperparameters (``declared``): what the stage builds ``cls`` with,
+        ``cls(**section.hyperparameters(cls))``."""
+        return {key: getattr(self, key) for key in declared(cls)}
+
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_from_strings(cls, value: Any, info: Any) -> Any:
@@ -57,14 +62,6 @@ def distinct(values: list) -> list:
     return values
 
 
-Seed = Annotated[int, Field(ge=0)]
-Count = Annotated[int, Field(ge=1)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
-Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-Bits = Annotated[int, Field(ge=1, le=4096)]
-
-
 def names(choices: Any) -> Any:
     """A non-empty list of distinct names among ``choices`` (a ``Literal``)."""
     return Annotated[list[choices], Field(min_length=1), AfterValidator(distinct)]
@@ -72,20 +69,28 @@ def names(choices: Any) -> Any:
 
 def options_section(name: str, cls: type) -> type[Section] | None:
     """The sub-section of ``cls``'s hyperparameters (``declared``), checked by ``cls.check``; None if it has none."""
-    fields = declared(cls)
-    if not fields:
+    if not declared(cls):
         return None
+    return hyperparameters_section(cls, Section, f"{name}: the hyperparameters of {cls.__module__}.{cls.__name__}")
+
+
+def hyperparameters_section(cls: type, base: type[Section], doc: str | None = None, **extra: Any) -> type[Section]:
+    """A section (a subclass of ``base``, which names it) whose keys are ``cls``'s hyperparameters (``declared``:
+    types, ranges, defaults and descriptions, from its signature), checked by ``cls.check``, then the ``extra``
+    fields (``name=(type, Field(...))``, e.g. sub-sections)."""
+    fields = declared(cls)
 
     def check(self: Section) -> Section:
-        cls.check(**self.model_dump())
+        cls.check(**{key: getattr(self, key) for key in fields})
         return self
 
     return create_model(
-        f"{cls.__name__}Options",
-        __base__=Section,
-        __doc__=f"{name}: the hyperparameters of {cls.__module__}.{cls.__name__}",
+        base.__name__.lstrip("_") + ("Params" if base is not Section else f"{cls.__name__}Options"),
+        __base__=base,
+        __doc__=doc or base.__doc__,
         __validators__={"check": _model_validator(mode="after")(check)},
         **{key: (annotation, Field(default, description=text)) for key, (annotation, default, text) in fields.items()},
+        **extra,
     )
 
 

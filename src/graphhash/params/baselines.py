@@ -1,5 +1,5 @@
 """``baselines``: the classical hashers on the same features; ``baselines.<method>`` holds one's hyperparameters.
-The methods are those of ``graphhash.crossmodal.hashers.HASHERS``: single-modality hashers and cross-modal ones."""
+The methods are those of ``graphhash.hashers.HASHERS``: single-modality hashers and cross-modal ones."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import Field, create_model
 
-from graphhash.crossmodal.hashers import HASHERS
-from graphhash.evaluation.baselines import BASELINES
-from graphhash.params import Section, Seed, names, options_fields
+from graphhash.hashers import HASHERS
+from graphhash.hyperparameters import Seed
+from graphhash.params import Section, names, options_fields
 
 BaselineName = Literal[tuple(HASHERS)]
+SINGLE = [name for name, cls in HASHERS.items() if not cls.crossmodal]
+ACROSS = [name for name, cls in HASHERS.items() if cls.crossmodal]
 
 
 class _Baselines(Section):
@@ -21,8 +23,8 @@ class _Baselines(Section):
 
     methods: names(BaselineName) = Field(
         ["lsh", "pcah", "itq", "sh"],
-        description=f"{' | '.join(BASELINES)} (the peers agh, agh2, bihalf, greedyhash: `graphhash preset peers`); "
-        f"across modalities (paired data): {' | '.join(name for name in HASHERS if name not in BASELINES)} (gch: "
+        description=f"{' | '.join(SINGLE)} (the peers agh, agh2, bihalf, greedyhash: `graphhash preset peers`); "
+        f"across modalities (paired data): {' | '.join(ACROSS)} (gch: "
         "supervised, learns from the labels)",
     )
     seed: Seed = Field(

@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from graphhash.graphs.filters import FILTERS
-from graphhash.params import Bits, Section, names
+from graphhash.hyperparameters import Bits
+from graphhash.params import Section, names
 
 FilterName = Literal[tuple(FILTERS)]
 

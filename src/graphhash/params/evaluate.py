@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from graphhash.params import Count, Section, names
+from graphhash.hyperparameters import Count
+from graphhash.params import Section, names
 
 
 class EvaluateParams(Section):

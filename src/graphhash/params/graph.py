@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from graphhash.params import NonNegative, Section
+from graphhash.hyperparameters import NonNegative
+from graphhash.params import Section
 
 
 class GraphParams(Section):

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, create_model, field_validator
 
 from graphhash.data.sources import SOURCES, SyntheticSource
-from graphhash.params import Section, Seed, options_fields
+from graphhash.hyperparameters import Seed
+from graphhash.params import Section, options_fields
 
 SourceName = Literal[tuple(SOURCES)]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graphhash.crossmodal.hashers import HASHERS, is_crossmodal
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import code_file, encode_splits, write_codes
 from graphhash.files.features import open_features, read_rows
+from graphhash.hashers import HASHERS
 from graphhash.params.baselines import BaselinesParams
 
 
@@ -22,7 +22,7 @@ def baseline_codes(features_path: Path, bits: int, params: BaselinesParams, out:
         train = {modality: read_rows(view, fs.train) for modality, view in fs.views.items()}
         for method in params.methods:
             cls, options = HASHERS[method], params.options(method)
-            if is_crossmodal(method):
+            if cls.crossmodal:
                 if len(train) < 2:
                     raise GraphhashError(f"baselines.methods: {method} hashes across modalities, but {features_path} "
                                          f"holds one ({', '.join(train)})")  # fmt: skip

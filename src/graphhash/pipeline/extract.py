@@ -23,30 +23,30 @@ backbone), stops the stage with one line naming it, or is left out under ``extra
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 import logging
 import os
 import platform
-import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from graphhash.backbones import Backbone, load_backbone
-from graphhash.data.images import to_batch
-from graphhash.data.sources import Source, open_source
+from graphhash.data.items import ItemDataset
+from graphhash.data.sources import open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.features import write_features
 from graphhash.files.hdf5 import json_attr
 from graphhash.files.manifest import SPLITS, Manifest
+from graphhash.files.resume import Resume, fingerprint
 from graphhash.params.extract import ExtractParams
 from graphhash.pipeline.ranks import Ranks, launch
 from graphhash.progress import Progress
+from graphhash.runtime import precision, resolve_device, resolve_workers
 
 log = logging.getLogger(__name__)
 
@@ -64,150 +64,41 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def resolve_workers(requested: int | str, device: torch.device) -> int:
-    """``auto``: no worker process on CPU, up to 8 with CUDA.
-
-    On CPU the model's threads already occupy every core, and a decoding process preempting one of them
-    stalls them all at their next synchronisation: on 2 cores, EfficientNet-Lite0 extraction ran at 140
-    images/s decoding in the main process and 111 with 2 workers (bench/extract_throughput.py).
-    """
-    if requested != "auto":
-        return int(requested)
-    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+def embedder(backbone: Backbone | None, device: torch.device) -> Callable[[list[torch.Tensor]], list[np.ndarray]]:
+    """Batches of items (``ItemDataset.collate``) to float32 features on ``device``, one array per modality: the
+    backbone's embedding of the pixels, or the vectors as they are for a vector source."""
+    if backbone is None:
+        return lambda batch: [view.numpy() for view in batch]
+    backbone.to(device)
+    return lambda batch: [backbone.embed(batch[0], device)]
 
 
-def resolve_device(requested: str, key: str = "extract.device") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without one is an error naming ``key``."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise GraphhashError(f"{key}: 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    return torch.device("cuda" if requested in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+class Chunks:
+    """Finished batches of one extraction (``graphhash.files.resume``): one ``.npz`` file per batch, named by the
+    batch's first row, holding its features in each modality and each item's error. Ranks save disjoint chunks."""
 
+    def __init__(self, resume: Resume):
+        self.resume = resume
 
-class ItemDataset(Dataset):
-    """Item i of ``ids`` as (i, arrays, error), one array per modality of the source: decoded uint8 pixels
-    (h, w, 3) of an image, or float32 vectors for vector sources; ``collate`` makes a batch of them, resizing the
-    images of one size together (``to_batch``).
-
-    An unreadable item yields blanks and its error message instead of raising inside a worker process,
-    so the main process decides what to do (fail or skip) and can name the file in one line.
-    """
-
-    def __init__(self, source: Source, ids: list[str], image_size: int, backbone: Backbone | None):
-        self.source, self.ids, self.image_size, self.backbone = source, ids, image_size, backbone
-        self.item_shapes = [(image_size, image_size, 3)] if backbone is not None else self._vector_shapes()
-
-    def _vector_shapes(self) -> list[tuple[int, ...]]:
-        for item_id in self.ids:
-            try:
-                return [vector.shape for vector in self.source.vectors(item_id)]
-            except GraphhashError:
-                continue
-        raise GraphhashError(f"extract: none of the {len(self.ids)} vectors of the source is readable")
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[int, tuple[np.ndarray, ...], str]:
-        item_id = self.ids[i]
-        try:
-            if self.backbone is None:
-                arrays = self.source.vectors(item_id)
-                for modality, array, shape in zip(self.source.modalities, arrays, self.item_shapes, strict=True):
-                    if array.shape != shape:
-                        raise GraphhashError(f"{self.source.where(item_id)}: {modality} vector of shape {array.shape}, "
-                                             f"expected {shape}")  # fmt: skip
-            else:
-                arrays = (np.asarray(self.source.image(item_id), dtype=np.uint8),)
-            return i, arrays, ""
-        except GraphhashError as exc:
-            if self.backbone is None:
-                return i, tuple(np.zeros(shape, np.float32) for shape in self.item_shapes), str(exc)
-            return i, (np.zeros((1, 1, 3), np.uint8),), str(exc)
-
-    def collate(self, batch: list[tuple[int, tuple[np.ndarray, ...], str]]) -> tuple[list[torch.Tensor], list[str]]:
-        """A batch per modality, (B, S, S, 3) uint8 or (B, D_m) float32, and each item's error ('' when read)."""
-        errors = [error for _, _, error in batch]
-        if self.backbone is None:
-            columns = zip(*(arrays for _, arrays, _ in batch), strict=True)
-            return [torch.from_numpy(np.stack(column)) for column in columns], errors
-        images = [arrays[0] for _, arrays, _ in batch]
-        return [torch.from_numpy(to_batch(images, self.image_size, self.backbone.interpolation))], errors
-
-
-@dataclass(frozen=True)
-class Encoder:
-    """Batches of items to float32 features on the chosen device, one array per modality (identity for vector
-    sources)."""
-
-    backbone: Backbone | None
-    device: torch.device
-
-    @property
-    def precision(self) -> str:
-        return "bf16" if self.device.type == "cuda" and self.backbone is not None else "fp32"
-
-    def __post_init__(self) -> None:
-        if self.backbone is not None:
-            self.backbone.model.to(self.device, memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def __call__(self, batch: list[torch.Tensor]) -> list[np.ndarray]:
-        if self.backbone is None:
-            return [view.numpy() for view in batch]
-        # (x / 255 - mean) / std as one scale and one shift, in place
-        std = torch.tensor(self.backbone.std, device=self.device).view(1, 3, 1, 1)
-        mean = torch.tensor(self.backbone.mean, device=self.device).view(1, 3, 1, 1)
-        x = batch[0].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory = channels-last
-        x = x.mul_(1.0 / (255.0 * std)).sub_(mean / std)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            features = self.backbone.model(x)
-        return [features.float().cpu().numpy()]
-
-
-class ChunkStore:
-    """Finished batches of one extraction, one ``.npz`` file per batch, named by the batch's first row.
-
-    The folder is named by the run's fingerprint; folders of other fingerprints are stale and removed
-    (``clean``: by one rank only, before any rank saves). Ranks write disjoint chunk files, never one file.
-    """
-
-    def __init__(self, parent: Path, fingerprint: str, clean: bool = True):
-        if clean and parent.is_dir():
-            for stale in parent.iterdir():
-                if stale.name != fingerprint:
-                    shutil.rmtree(stale, ignore_errors=True)
-        self.parent = parent
-        self.root = parent / fingerprint
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, start: int) -> Path:
-        return self.root / f"rows-{start:012d}.npz"
+    @staticmethod
+    def name(start: int) -> str:
+        return f"rows-{start:012d}.npz"
 
     def has(self, start: int) -> bool:
-        return self.path(start).is_file()
+        return self.resume.has(self.name(start))
 
     def save(self, start: int, features: list[np.ndarray], errors: list[str]) -> None:
-        """The batch from row ``start``: its features in each modality, in order, and each item's error."""
-        tmp = self.root / f".rows-{start:012d}.tmp.npz"
-        np.savez(tmp, *features, errors=np.array(errors, dtype=str))
-        tmp.replace(self.path(start))  # atomic: a chunk is either whole or absent
+        buffer = io.BytesIO()
+        np.savez(buffer, *features, errors=np.array(errors, dtype=str))
+        self.resume.save(self.name(start), buffer.getvalue())
 
     def errors(self, start: int) -> list[str]:
-        with np.load(self.path(start)) as chunk:
+        with np.load(self.resume.path(self.name(start))) as chunk:
             return chunk["errors"].tolist()
 
     def features(self, start: int) -> list[np.ndarray]:
-        with np.load(self.path(start)) as chunk:
+        with np.load(self.resume.path(self.name(start))) as chunk:
             return [chunk[f"arr_{m}"] for m in range(len(chunk.files) - 1)]
-
-    def remove(self) -> None:
-        shutil.rmtree(self.parent, ignore_errors=True)
-
-
-def fingerprint(manifest: Manifest, settings: dict) -> str:
-    """What determines the values of every chunk: the data, the ids, the model and the runtime."""
-    blob = json.dumps({"content": manifest.content_sha256, "ids": manifest.ids, **settings}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None:
@@ -219,7 +110,7 @@ def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None
     if params.ranks > 1 and not Ranks.launched():
         launch(params.ranks, extract, manifest, params, dest, key="extract.ranks")
         return
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "extract.device")
     ranks = Ranks.join(device)
     try:
         _extract(manifest, params, Path(dest), device, ranks)
@@ -238,8 +129,7 @@ def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torc
         held, listed = ", ".join(source.modalities), ", ".join(manifest.modalities)
         raise GraphhashError(f"{manifest.source}: its items hold the modalities {held}, but the manifest lists "
                              f"{listed}; rerun the prepare stage")  # fmt: skip
-    encoder = Encoder(backbone, device)
-    dataset = ItemDataset(source, manifest.ids, params.image_size, backbone)
+    dataset = ItemDataset(source, manifest.ids, params.image_size, backbone.interpolation if backbone else None)
     settings = {
         "backbone": backbone_name,
         "weights": backbone.weights if backbone else "none",
@@ -249,28 +139,34 @@ def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torc
         ),
         "batch_size": params.batch_size,
         "device": device.type,
-        "precision": encoder.precision,
+        "precision": precision(device) if backbone else "fp32",
         "versions": library_versions(),
     }
-    mine = fingerprint(manifest, settings)
+    mine = fingerprint({"content": manifest.content_sha256, "ids": manifest.ids, **settings})
     prints = ranks.gather(mine)
     if len(set(prints)) > 1:
         others = ", ".join(f"rank {r}: {p}" for r, p in enumerate(prints))
         raise GraphhashError(f"extract: the ranks were started with different params or manifests ({others}); "
                              "start every rank from the same params.yaml and manifest")  # fmt: skip
-    chunks = ChunkStore(dest.parent / f".{dest.name}.resume", mine, clean=ranks.rank == 0)
+    resume = Resume(dest, mine, clean=ranks.rank == 0)
     ranks.barrier()  # rank 0 has removed the chunks of other runs before any rank saves its own
+    where = f", {ranks} (pid {os.getpid()})" if ranks.world > 1 else ""
     log.info("extract: %d items with %s (%s) on %s, %s%s", len(manifest), settings["backbone"], settings["weights"],
-             device.type, encoder.precision, f", {ranks} (pid {os.getpid()})" if ranks.world > 1 else "")  # fmt: skip
-    _run_batches(dataset, encoder, chunks, params, ranks)
+             device.type, settings["precision"], where)  # fmt: skip
+    _run_batches(dataset, embedder(backbone, device), Chunks(resume), params, ranks, device)
     ranks.barrier()  # every shard is saved
     if ranks.rank == 0:
-        _write(manifest, chunks, params, settings, dest)
-        chunks.remove()
+        _write(manifest, Chunks(resume), params, settings, dest)
+        resume.remove()
 
 
 def _run_batches(
-    dataset: ItemDataset, encoder: Encoder, chunks: ChunkStore, params: ExtractParams, ranks: Ranks
+    dataset: ItemDataset,
+    embed: Callable[[list[torch.Tensor]], list[np.ndarray]],
+    chunks: Chunks,
+    params: ExtractParams,
+    ranks: Ranks,
+    device: torch.device,
 ) -> None:
     """Encode every batch of this rank's shard that has no chunk yet and save it as one."""
     count, step = len(dataset), params.batch_size
@@ -279,8 +175,7 @@ def _run_batches(
     who = f"{ranks}: " if ranks.world > 1 else ""
     if len(todo) < len(shard):
         log.info("%sresuming: %d of %d batches already done in %s", who, len(shard) - len(todo), len(shard),
-                 chunks.root)  # fmt: skip
-    device = encoder.device
+                 chunks.resume.root)  # fmt: skip
     loader = DataLoader(
         dataset,
         batch_sampler=[list(range(s, min(s + step, count))) for s in todo],
@@ -292,7 +187,7 @@ def _run_batches(
     initial = total - sum(min(step, count - s) for s in todo)
     with Progress(total, "items", f"{who}extract", initial=initial) as bar:
         for start, (batch, errors) in zip(todo, loader, strict=True):
-            features = encoder(batch)
+            features = embed(batch)
             for modality, view in zip(dataset.source.modalities, features, strict=True):
                 for row in np.flatnonzero(~np.isfinite(view).all(axis=1)):
                     if not errors[row]:
@@ -304,7 +199,7 @@ def _run_batches(
             bar.update(len(errors))
 
 
-def _write(manifest: Manifest, chunks: ChunkStore, params: ExtractParams, settings: dict, dest: Path) -> None:
+def _write(manifest: Manifest, chunks: Chunks, params: ExtractParams, settings: dict, dest: Path) -> None:
     """Stream the chunks' readable rows into the features file; unreadable items fail or are left out."""
     starts, step = range(0, len(manifest), params.batch_size), params.batch_size
     errors = [e for s in starts for e in chunks.errors(s)]

@@ -18,7 +18,7 @@ from graphhash.files.models import save_model
 from graphhash.files.neighbours import read_neighbours
 from graphhash.files.representations import Representations, write_representations
 from graphhash.graphs.knn import joint_features
-from graphhash.nrdh.autoencoder import node_representations, train_autoencoder
+from graphhash.nrdh.autoencoder import Graphs, RepresentationLearner, node_representations
 from graphhash.params.graph import GraphParams
 from graphhash.params.represent import RepresentParams
 
@@ -47,12 +47,14 @@ def represent(
     with open_features(features_path) as fs:  # the training rows only
         train = torch.from_numpy(read_rows(joint_features(fs, graph.weights), fs.train))
         neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
+    learner = RepresentationLearner(represent.filter_options(), **represent.hyperparameters(RepresentationLearner))
+    graphs = Graphs(graph.kind, graph.nodes, graph.rho)
     trained: dict[int, tuple] = {}  # by representation size: code lengths below represent.latent share one
     for g in bits:
-        size = max(represent.latent, g)
+        size = learner.size(g)
         if size not in trained:
-            autoencoder, history = train_autoencoder(train, size, filter_name, represent, graph, neighbours)
-            z = node_representations(autoencoder, train, filter_name, graph, represent.seed, neighbours)
+            autoencoder, history = learner.fit(train, size, filter_name, graphs, neighbours)
+            z = node_representations(autoencoder, train, graphs, learner.seed, neighbours)
             trained[size] = autoencoder, history, z
         autoencoder, history, z = trained[size]
         write_representations(out / f"{g}.h5", Representations(z.numpy(), fs.ids_where(fs.train), filter_name))

@@ -34,17 +34,15 @@ from PIL import Image
 from graphhash.data.images import decode
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, read_codes
-from graphhash.files.features import read_features
+from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, pack, read_codes
 from graphhash.files.index import INDEX, ITEMS_FILE, StoredIndex, read_index
 from graphhash.files.manifest import Manifest
 from graphhash.files.models import CONFIG
 from graphhash.index import build_index
+from graphhash.nrdh.encoder import HASH_MODELS, ItemEncoder
 from graphhash.params import PARAMS_FILE, load_params
 from graphhash.params.codes import CodesParams
 from graphhash.params.extract import ExtractParams
-from graphhash.pipeline.hash import HASH_MODELS
-from graphhash.retrieval.hasher import QueryHasher
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +130,14 @@ class Result:
 class Retriever:
     """A run's index, hash network and backbone, ready to search; built by ``from_run``."""
 
-    def __init__(self, stored: StoredIndex, hasher: QueryHasher, codes: CodeSet, source: Source | None):
-        """``stored``: the database's index; ``hasher`` and ``codes``: the queries' modality's hash network and code
+    def __init__(self, stored: StoredIndex, encoder: ItemEncoder, codes: CodeSet, source: Source | None):
+        """``stored``: the database's index; ``encoder`` and ``codes``: the queries' modality's hash network and code
         file (the codes of the run's own items, searched by id)."""
         if codes.database_ids != stored.ids:
             raise GraphhashError(f"the {codes.modality} code file and the {stored.modality} index list different "
                                  "database items; rerun the pipeline (dvc repro)")  # fmt: skip
-        self.stored, self.hasher = stored, hasher
-        self.features_attrs = hasher.features_attrs
+        self.stored, self.encoder = stored, encoder
+        self.features_attrs = encoder.features_attrs
         self.kind_index = build_index(stored.kind, stored.options)
         self.classes: list[str] = json.loads(self.features_attrs.get("classes", "[]"))
         self.rows = {item_id: row for row, item_id in enumerate(stored.ids)}
@@ -160,7 +158,15 @@ class Retriever:
     ) -> Retriever:
         """Open the run in ``root``. ``method`` defaults to NRDH with params.yaml's first filter, ``bits`` to
         the longest code length indexed for it, ``query_modality`` to the run's first modality and
-        ``database_modality`` to the queries' own."""
+        ``database_modality`` to the queries' own.
+
+        After ``dvc repro`` on the embedded digits, in the repository:
+
+        >>> retriever = Retriever.from_run(".", bits=64)  # doctest: +SKIP
+        >>> [result] = retriever.search_ids(["digits/0007"], k=3)  # doctest: +SKIP
+        >>> [(hit.rank, hit.class_name, hit.relevant) for hit in result.hits]  # doctest: +SKIP
+        [(1, '7', True), (2, '7', True), (3, '7', True)]
+        """
         root = Path(root)
         paths = run_paths(root)
         manifest = Manifest.load(paths["manifest"])
@@ -187,17 +193,18 @@ class Retriever:
         stored = read_index(indexes[(method, bits, database_modality)])
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
         model = _model_folder(paths["models"], method, bits, query_modality)
-        hasher = QueryHasher.open(model, paths["features"], extract, device)
-        if hasher.bits != stored.bits:
-            raise GraphhashError(f"{paths['models']}: the hash network makes {hasher.bits}-bit codes, the index "
+        encoder = ItemEncoder.load(model, paths["features"], weights=extract.weights, weights_path=extract.weights_path,
+                                   device=device)  # fmt: skip
+        if encoder.bits != stored.bits:
+            raise GraphhashError(f"{paths['models']}: the hash network makes {encoder.bits}-bit codes, the index "
                                  f"holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
         found = read_codes(_code_file(paths["codes"], method, bits, query_modality))
-        return cls(stored, hasher, found, open_source(manifest.source, manifest.path))
+        return cls(stored, encoder, found, open_source(manifest.source, manifest.path))
 
     @property
     def info(self) -> dict[str, Any]:
         attrs = self.features_attrs
-        return {"method": self.stored.method, "bits": self.stored.bits, "query_modality": self.hasher.modality,
+        return {"method": self.stored.method, "bits": self.stored.bits, "query_modality": self.encoder.modality,
                 "database_modality": self.stored.modality, "index": self.stored.kind,
                 "index_options": self.stored.options, "count": len(self.stored.ids),
                 "backbone": attrs.get("backbone"), "image_size": attrs.get("image_size"), "classes": self.classes,
@@ -224,8 +231,8 @@ class Retriever:
 
     def search_images(self, images: list[tuple[str, bytes]], k: int) -> list[Result]:
         """Search with encoded image files: (name, bytes) pairs; a file that is not an image is one line."""
-        decoded = [decode(data, name) for name, data in images]
-        codes = self.hasher.encode_images(decoded)
+        decoded = [np.asarray(decode(data, name), dtype=np.uint8) for name, data in images]
+        codes = pack(self.encoder.encode_images(decoded))
         return self._results([name for name, _ in images], codes, [None] * len(images), k)
 
     def search_ids(self, item_ids: list[str], k: int) -> list[Result]:
@@ -247,10 +254,10 @@ class Retriever:
     def search_features(self, path: str | Path, k: int) -> list[Result]:
         """Search with every row of a features file (as ``graphhash encode`` hashes them); rows of the run's
         classes keep their labels, for relevance marks."""
-        fs = read_features(path)
+        codes, fs = self.encoder.encode_file(path)
         same_classes = json.loads(fs.attrs.get("classes", "[]")) == self.classes
         labels = [label_of(label) if same_classes else None for label in fs.labels]
-        return self._results(fs.ids, self.hasher.encode_features(fs.view(self.hasher.modality)), labels, k)
+        return self._results(fs.ids, pack(codes), labels, k)
 
     def _results(self, names: list[str], codes: np.ndarray, labels: list, k: int) -> list[Result]:
         rows, distances = self.search_codes(codes, k)

@@ -1,0 +1,87 @@
+"""What every source is (``Source``) and what its listing holds (``Listing``), with the helpers that list a tree
+of class folders (``class_folders``, ``make_listing``), shared by the folder, CIFAR-10 and npy sources."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from graphhash.data.images import decode
+from graphhash.data.storage import Store
+from graphhash.errors import GraphhashError
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a source holds: ids sorted, labels (integer classes indexing ``classes``, or a (N, L) bool matrix whose
+    columns are the ``classes``), and its own query split."""
+
+    ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    native_query: np.ndarray | None  # True for the dataset's own test items; None when it has no split
+
+
+class Source(ABC):
+    """A dataset at ``path``: list it once, then read any item by id (also from DataLoader worker processes)."""
+
+    holds_vectors = False  # True when items are feature vectors rather than images
+    reads_path = True  # False when ``prepare.path`` is unused (the data is bundled or generated)
+    modalities: tuple[str, ...] = ("image",)  # what each item holds, one vector or image per modality
+
+    @abstractmethod
+    def __init__(self, path: str): ...
+
+    @classmethod
+    def open(cls, path: str) -> Source:
+        """The source at ``path``, the path the manifest records (a synthetic source reads its mixture from it)."""
+        return cls(path)
+
+    @abstractmethod
+    def listing(self) -> Listing: ...
+
+    @abstractmethod
+    def read(self, item_id: str) -> bytes:
+        """The item's raw bytes (what the manifest's content digest covers); BadItemError when unreadable."""
+
+    @abstractmethod
+    def where(self, item_id: str) -> str:
+        """A human-readable location of the item, for error messages."""
+
+    def image(self, item_id: str) -> Image.Image:
+        return decode(self.read(item_id), self.where(item_id))
+
+    def vector(self, item_id: str) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} holds images, not vectors")
+
+    def vectors(self, item_id: str) -> tuple[np.ndarray, ...]:
+        """The item's float32 vector in each modality, in ``modalities`` order (a vector source's)."""
+        return (self.vector(item_id),)
+
+
+def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> dict[str, list[str]]:
+    """Map each class folder under ``rel`` to its sorted files with one of ``extensions``."""
+    classes = store.subdirs(rel)
+    if not classes:
+        raise GraphhashError(f"{store.where(rel)}: no class folders (expected one sub-folder per class)")
+    grouped = {}
+    for cls in classes:
+        cls_rel = f"{rel}/{cls}" if rel else cls
+        files = sorted(f for f in store.files(cls_rel) if f.lower().endswith(extensions))
+        if not files:
+            raise GraphhashError(f"{store.where(cls_rel)}: class folder has no files ending in {', '.join(extensions)}")
+        grouped[cls] = files
+    return grouped
+
+
+def make_listing(grouped: dict[str, list[str]], native_query: set[str] | None = None) -> Listing:
+    """The listing of ``grouped`` (class -> its files), ids sorted; ``native_query``: the dataset's test files."""
+    classes = sorted(grouped)
+    pairs = sorted((f, label) for label, cls in enumerate(classes) for f in grouped[cls])
+    ids = [f for f, _ in pairs]
+    labels = np.array([label for _, label in pairs], dtype=np.int64)
+    query = None if native_query is None else np.array([f in native_query for f in ids], dtype=bool)
+    return Listing(ids=ids, labels=labels, classes=classes, native_query=query)
