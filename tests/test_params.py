@@ -35,6 +35,7 @@ VALID = {
         "train": "disjoint",
         "train_size": 3,
         "limit_per_class": 10,
+        "validation_size": 0.2,
         "synthetic": {"items": 500, "dimension": 32, "classes": 5, "noise": 2.0, "seed": 1},
     },
     "extract": {
@@ -216,6 +217,9 @@ def test_a_learning_rate_in_scientific_notation_loads_as_a_float(tmp_path, secti
         ("extract__num_workers", -1),
         ("prepare__seed", -1),
         ("prepare__limit_per_class", -5),
+        ("prepare__validation_size", -1),
+        ("prepare__validation_size", 1.0),
+        ("prepare__validation_size", 0.0),
     ],
 )
 def test_out_of_range_is_named(tmp_path, key, value):

@@ -109,6 +109,44 @@ def test_cifar10_random_split_limits_whole_classes(cifar_big):
     assert per_class(m, m.split.query) == [1, 1, 1]
 
 
+def test_a_validation_run_leaves_the_test_queries_out_and_draws_its_own(cifar_big):
+    """prepare.validation_size: the test queries (CIFAR-10's test/ items) are in no part of the manifest; the
+    queries are validation_size training items per class, out of the database and the training set; nothing else
+    changes (the other items, their labels and order)."""
+    test = prepare(params(cifar_big, source="cifar10"))
+    m = prepare(params(cifar_big, source="cifar10", validation_size=2))
+    assert m.ids == [i for i in test.ids if i.startswith("train/")]
+    assert np.array_equal(m.labels, test.labels[~test.split.query])
+    assert per_class(m, m.split.query) == [2, 2, 2] and per_class(m, m.split.database) == [3, 3, 3]
+    assert not (m.split.query & (m.split.database | m.split.train)).any()
+    assert np.array_equal(m.split.train, m.split.database)
+    again = prepare(params(cifar_big, source="cifar10", validation_size=2))
+    assert np.array_equal(again.split.query, m.split.query)  # seeded
+    other = prepare(params(cifar_big, source="cifar10", validation_size=2, seed=1))
+    assert not np.array_equal(other.split.query, m.split.query)
+
+
+def test_a_validation_run_of_a_random_split_and_of_a_disjoint_training_set(folder):
+    """Drawn test queries are left out the same way; with train: disjoint the validation queries come from the
+    database, and the training set stays disjoint from both."""
+    test = prepare(params(folder, query_size=1))
+    m = prepare(params(folder, query_size=1, validation_size=0.4))
+    assert m.ids == [i for i, q in zip(test.ids, test.split.query, strict=True) if not q]
+    assert per_class(m, m.split.query) == [2, 2, 2]  # 40% of each class's 5 remaining items
+    disjoint = prepare(params(folder, query_size=1, train="disjoint", train_size=2, validation_size=1))
+    assert per_class(disjoint, disjoint.split.train) == [2, 2, 2]
+    assert per_class(disjoint, disjoint.split.query) == [1, 1, 1]
+    assert per_class(disjoint, disjoint.split.database) == [2, 2, 2]
+    assert not (disjoint.split.train & (disjoint.split.query | disjoint.split.database)).any()
+
+
+def test_a_validation_run_too_large_for_a_class_is_one_line(folder):
+    with pytest.raises(GraphhashError, match=r"^prepare\.validation_size: 6 per class exceeds the 5 items"):
+        prepare(params(folder, query_size=1, validation_size=6))
+    with pytest.raises(GraphhashError, match=r"validation run's database set is empty"):
+        prepare(params(folder, query_size=1, validation_size=5))
+
+
 def test_content_digest_follows_the_bytes(folder):
     """The digest is stable when nothing changes, and changes when one image's bytes change."""
     before = prepare(params(folder)).content_sha256

@@ -2,7 +2,8 @@
 
 ``graphhash preset NAME...`` rewrites params.yaml as the schema's defaults with the presets applied in order,
 keeping the values of the sections that describe the data (``prepare``, ``extract``): switching presets never
-carries a value over from the previous one, and never forgets where the images are.
+carries a value over from the previous one, and never forgets where the images are. ``graphhash preset default``
+writes the defaults as the committed params.yaml holds them (after a new key, say).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def apply_presets(names: list[str], params_path: str | Path) -> dict[str, Any]:
         if name != DEFAULT:
             values = merged(values, read_preset(name, params_path))
     values = check(values, origin=str(params_path))
-    write_text(params_path, render(values, header=f"# Presets applied: {' '.join(names)}.\n{HEADER}"))
+    applied = [name for name in names if name != DEFAULT]  # none: the committed file's text, byte for byte
+    write_text(params_path, render(values, header=f"# Presets applied: {' '.join(applied)}.\n{HEADER}" if applied
+                                   else HEADER))  # fmt: skip
     base = flat(defaults())
     return {key: value for key, value in flat(values).items() if base[key] != value}

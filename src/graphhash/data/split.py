@@ -5,6 +5,9 @@ standard unsupervised protocol: hash functions are learnt on the items they will
 of the non-query items so that it is disjoint from the database. Sizes are per class: a count, or a
 fraction of each class. A dataset's own test split serves as the query set when it has one.
 
+A validation run (``validation_split``), for choosing settings without looking at the test queries, leaves them out
+altogether and draws its queries from the database, out of the database and the training set.
+
 Multi-label items (labels an (N, L) 0/1 matrix) belong to several classes at once, so a draw stratified by class
 does not apply: their sizes count items in all (a count, or a fraction of every item), drawn uniformly.
 """
@@ -79,3 +82,18 @@ def split_items(
     if train == "disjoint" and (split.train & split.database).any():
         raise AssertionError("split: train and database overlap although prepare.train is 'disjoint'")
     return split
+
+
+def validation_split(split: Split, labels: np.ndarray, size: int | float, rng: np.random.Generator,
+                     classes: list[str]) -> Split:  # fmt: skip
+    """The split of a validation run over the items of ``split`` that are not its queries (``split.query`` all
+    False): ``size`` database items per class (a count or a fraction; multi-label items: in all) become the
+    queries, and leave the database and the training set."""
+    if split.query.any():
+        raise AssertionError("split: a validation split starts from the items that are not test queries")
+    query = sample_per_class(labels, split.database, size, rng, classes, "prepare.validation_size")
+    validation = Split(query=query, database=split.database & ~query, train=split.train & ~query)
+    for name in SPLITS:
+        if not getattr(validation, name).any():
+            raise GraphhashError(f"prepare: the validation run's {name} set is empty; lower prepare.validation_size")
+    return validation

@@ -29,6 +29,11 @@ def size(value: int | float) -> int | float:
 Size = Annotated[int | float, AfterValidator(size)]
 
 
+def size_or_none(value: int | float) -> int | float:
+    """0, or a ``size``."""
+    return value if value == 0 and isinstance(value, int) else size(value)
+
+
 class _Prepare(Section):
     """The data: where it is, how much of it, and its split (queries and database always disjoint)."""
 
@@ -58,6 +63,12 @@ class _Prepare(Section):
     train_size: Size = Field(0.5, description="with train: disjoint, training items per class: count or fraction")
     limit_per_class: Annotated[int, Field(ge=0)] = Field(
         0, description="0: every item | N: a seeded sample of N items per class (per part for cifar10)"
+    )
+    validation_size: Annotated[int | float, AfterValidator(size_or_none)] = Field(
+        0,
+        description="0: the test protocol | a validation run, for choosing settings: the queries above are left "
+        "out altogether, and this many database items per class (count or fraction; multi-label items: in all) "
+        "become the queries, out of the database and the training set",
     )
 
     @field_validator("path")

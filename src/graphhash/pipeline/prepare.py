@@ -9,9 +9,9 @@ import numpy as np
 
 from graphhash.data.images import BadItemError
 from graphhash.data.sources import Source, open_source
-from graphhash.data.split import split_items
+from graphhash.data.split import split_items, validation_split
 from graphhash.errors import GraphhashError
-from graphhash.files.manifest import Manifest
+from graphhash.files.manifest import SPLITS, Manifest, Split
 from graphhash.params.prepare import PrepareParams
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,11 @@ def prepare(params: PrepareParams) -> Manifest:
         train_size=params.train_size,
         native_query=None if native is None else native[keep],
     )
+    if params.validation_size:  # the test queries are left out altogether; validation queries come from the rest
+        rest = ~split.query
+        ids, labels = [item_id for item_id, kept in zip(ids, rest, strict=True) if kept], labels[rest]
+        split = Split(**{name: getattr(split, name)[rest] for name in SPLITS})
+        split = validation_split(split, labels, params.validation_size, rng, listing.classes)
     log.info(
         "%s: %d items, %d classes: %d query, %d database, %d train",
         params.source,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,8 @@ def run_stage(main: Callable[[argparse.Namespace], None], description: str, **ar
     """Parse ``--<argument> value`` for each of ``arguments`` (all required), then run ``main(args)``.
 
     A GraphhashError becomes its message, one ``error:`` line per line, and exit status 2; Ctrl-C exit 130.
-    The closing log line names the stage and its non-path arguments (``represent gcn 16``), for benchmarks.
+    The closing log line names the stage and its non-path arguments (``represent gcn``), its time and its peak
+    memory, which the benchmarks read (``bench/common.py``).
     """
     parser = argparse.ArgumentParser(prog=Path(sys.argv[0]).name, description=description)
     for name, kind in arguments.items():
@@ -27,6 +29,12 @@ def run_stage(main: Callable[[argparse.Namespace], None], description: str, **ar
     args = parser.parse_args()
     label = " ".join([Path(sys.argv[0]).stem, *(str(v) for v in vars(args).values() if not isinstance(v, Path))])
     run(lambda: main(args), label)
+
+
+def peak_mib() -> float:
+    """The largest resident memory of this process or of any process it waited for (ranks), in MiB."""
+    usage = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return max(usage) / 1024  # Linux gives KiB
 
 
 def setup_logging() -> None:
@@ -49,4 +57,4 @@ def run(work: Callable[[], None], label: str) -> None:
     except KeyboardInterrupt:
         print("interrupted: rerun the stage to resume from the work already saved", file=sys.stderr)
         sys.exit(130)
-    log.info("%s finished in %.1f s", label, time.perf_counter() - start)  # read by bench/cifar10.py
+    log.info("%s finished in %.1f s, peak %.0f MiB", label, time.perf_counter() - start, peak_mib())  # read by bench/
