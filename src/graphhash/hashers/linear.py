@@ -4,11 +4,6 @@
 - ``PCAH``: the signs of the top ``bits`` principal components.
 - ``ITQ`` (Gong & Lazebnik, CVPR 2011): PCA to ``bits`` dimensions, then the orthogonal rotation that minimises
   the quantisation loss (``graphhash.quantisation.itq``).
-
->>> x = np.random.default_rng(0).standard_normal((100, 16))
->>> codes = ITQ(8, seed=0).fit(x).encode(x)
->>> codes.shape, codes.dtype
-((100, 8), dtype('bool'))
 """
 
 from __future__ import annotations
@@ -66,6 +61,12 @@ class PCAH(LinearHasher):
 
 class ITQ(LinearHasher):
     """PCA to ``bits`` dimensions, then alternating updates of the rotation.
+
+    >>> train = np.random.default_rng(0).standard_normal((100, 16))
+    >>> itq = ITQ(8, seed=0).fit(train)
+    >>> codes = itq.encode(train[:5])
+    >>> codes.shape, codes.dtype, bool(itq.losses_[-1] <= itq.losses_[0])
+    ((5, 8), dtype('bool'), True)
 
     Args:
         iterations: ITQ's rotation updates (Gong and Lazebnik: 50)
