@@ -5,15 +5,13 @@ Protocol: queries = the 10,000 test images, database = training set = the 50,000
 relevance = same class; EfficientNet-Lite0 features at 160 px; code lengths 16, 32, 64, 128; seeds 0, 1, 2
 (represent.seed, hash.seed and baselines.seed together).
 
-The script sets up a DVC project in ``bench/.work/cifar10`` (git-ignored): its own git repository with
-copies of dvc.yaml, stages/, src/ and presets/ (what the stages' deps hash; the stages import the installed
-graphhash, the same code) and a params.yaml of the defaults for CIFAR-10, read through the ``cifar10`` source
-from ``../shared/datasets/cifar10-jpeg.tar``. A configuration is a list of presets (``presets/*.yaml``, the
-files ``graphhash preset`` applies): every configuration and seed is one ``dvc exp run -S ...`` setting the
-presets' values on the committed params.yaml (restored before each run, so nothing leaks between runs).
-Prepare and extract run once and are cached by DVC, and each run reruns only what its params change.
-Each run's metrics.json, precision-recall curves and stage times (from the stages' log lines) are kept
-under ``runs/``, so an interrupted benchmark resumes where it stopped. ``--report`` then writes
+The pipeline runs as ``dvc repro`` in the DVC project ``bench/.work/cifar10`` (``common.Project``: the
+repository's dvc.yaml, stages and code, git-ignored), reading CIFAR-10 through the ``cifar10`` source from
+``../shared/datasets/cifar10-jpeg.tar``. A configuration is a list of presets (``presets/*.yaml``, the files
+``graphhash preset`` applies): every configuration and seed is one run of params.yaml's defaults with the presets'
+values and the seed. Prepare and extract run once and are cached by DVC, and each run reruns only what its params
+change. Each run's metrics.json, precision-recall curves and stage times and peak memory (from the stages' log
+lines) are kept under ``runs/``, so an interrupted benchmark resumes where it stopped. ``--report`` then writes
 ``docs/results/cifar10.json``, the tables in ``docs/results/cifar10.md`` and the PR figure.
 
     python bench/cifar10.py                # every configuration and seed, then the report
@@ -25,21 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from common import CIFAR_TAR, REPO, RESULTS, load_runs, write_report
+from common import CIFAR_TAR, RESULTS, Project, cifar_params, require, write_report
 
-from graphhash.params.all import defaults, render
-from graphhash.presets import flat, read_preset
-
-WORK = REPO / "bench" / ".work" / "cifar10"
 BITS = [16, 32, 64, 128]
 SEEDS = [0, 1, 2]
 FILTERS = ["gcn", "cheby", "lanczos", "spline", "fourier"]  # the ``filters`` preset's, in report order
@@ -56,111 +46,19 @@ PEERS = ["agh", "agh2", "bihalf", "greedyhash"]
 BEST = ("best", "nrdh-gcn")
 SWEEPS = [("graph.rho", v) for v in (0.2, 0.6)] + [("represent.gcn.p", v) for v in (0.5, 1.0)]
 FEATURES = "features"  # the record of prepare and extract
-STAGE_TIME = re.compile(r"graphhash\.pipeline\.stage: (.+) finished in ([\d.]+) s")
-GIT_ENV = {"GIT_AUTHOR_NAME": "graphhash bench", "GIT_AUTHOR_EMAIL": "bench@graphhash.invalid",
-           "GIT_COMMITTER_NAME": "graphhash bench", "GIT_COMMITTER_EMAIL": "bench@graphhash.invalid"}  # fmt: skip
 
 
-def preset_values(names: list[str]) -> dict:
-    """The ``section.key: value`` settings of presets applied in order."""
-    values: dict = {}
-    for name in names:
-        values.update(flat(read_preset(name, REPO / "params.yaml")))
-    return values
-
-
-def sh(*args: str, capture: bool = False) -> str:
-    env = {**os.environ, **GIT_ENV}
-    done = subprocess.run(args, cwd=WORK, env=env, check=True, text=True, capture_output=capture)
-    return done.stdout if capture else ""
-
-
-def set_up() -> None:
-    """The work project: code copies and CIFAR-10 params, committed (dvc exp needs a commit)."""
-    fresh = not (WORK / ".dvc").is_dir()
-    WORK.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        sh("git", "init", "-q")
-        sh("dvc", "init", "-q")
-    for folder in ("stages", "src", "presets", ".dvc/plots"):
-        shutil.rmtree(WORK / folder, ignore_errors=True)
-        shutil.copytree(REPO / folder, WORK / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, WORK / name)
-    params = defaults()
-    params["prepare"].update(source="cifar10", path=str(CIFAR_TAR), split="auto", limit_per_class=0)
-    params["codes"]["bits"] = BITS
-    params["evaluate"]["figure_queries"] = 0
-    (WORK / "params.yaml").write_text(render(params), encoding="utf-8")
-    (WORK / ".gitignore").write_text("__pycache__/\n/runs/\n", encoding="utf-8")
-    commit()
-
-
-def commit() -> None:
-    sh("git", "add", "-A")
-    if sh("git", "status", "--porcelain", capture=True).strip():
-        sh("git", "commit", "-q", "-m", "benchmark set-up")
-
-
-def curves(bits: int) -> str:
-    return (WORK / "metrics" / "curves" / "pr_rank" / f"{bits}.csv").read_text(encoding="utf-8")
-
-
-def dvc(name: str, command: list[str]) -> tuple[float, dict[str, float]]:
-    """Run a dvc command in the work project, its output kept in runs/<name>.log; wall time and stage times."""
-    start = time.perf_counter()
-    run = subprocess.run(command, cwd=WORK, env={**os.environ, **GIT_ENV}, text=True, capture_output=True)
-    (WORK / "runs").mkdir(exist_ok=True)
-    (WORK / "runs" / f"{name}.log").write_text(run.stdout + run.stderr, encoding="utf-8")
-    if run.returncode != 0:
-        sys.exit(f"{name}: {' '.join(command[:3])} failed; see {WORK / 'runs' / (name + '.log')}")
-    return time.perf_counter() - start, {m[1]: float(m[2]) for m in STAGE_TIME.finditer(run.stdout + run.stderr)}
-
-
-def features() -> None:
-    """prepare and extract once, committed, so that every experiment finds the features in DVC's cache."""
-    record_path = WORK / "runs" / f"{FEATURES}.json"
-    if not record_path.is_file():
-        print("prepare and extract (about 6 minutes on 2 cores)", flush=True)
-        seconds, stages = dvc(FEATURES, ["dvc", "repro", "extract"])
-        record_path.write_text(json.dumps({"seconds": seconds, "stages": stages}, indent=1), encoding="utf-8")
-    commit()
-
-
-def experiment(name: str, settings: dict) -> dict:
-    """One ``dvc exp run -S ...``; its metrics, curves and stage times, kept in runs/<name>.json."""
-    record_path = WORK / "runs" / f"{name}.json"
-    if record_path.is_file():
-        return json.loads(record_path.read_text(encoding="utf-8"))
-    subprocess.run(["dvc", "exp", "remove", name], cwd=WORK, capture_output=True)  # a failed earlier attempt
-    sh("git", "checkout", "--", "params.yaml")  # the committed defaults: no value leaks from the last run
-    command = ["dvc", "exp", "run", "-n", name]
-    for key, value in settings.items():
-        command += ["-S", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
-    print(f"{name}: {' '.join(command[4:])}", flush=True)
-    seconds, stages = dvc(name, command)
-    record = {
-        "settings": settings,
-        "seconds": seconds,
-        "stages": stages,
-        "metrics": json.loads((WORK / "metrics" / "metrics.json").read_text(encoding="utf-8")),
-        "pr_rank": {b: curves(b) for b in settings["codes.bits"]},
-    }
-    record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    print(f"{name}: {record['seconds']:.0f} s", flush=True)
-    return record
-
-
-def run_all(seeds: list[int], configs: list[str], sweeps: bool) -> None:
+def run_all(project: Project, seeds: list[int], configs: list[str], sweeps: bool) -> None:
+    project.run(FEATURES, cifar_params(), targets=("extract",))
     for seed in seeds:
         for config in configs:
-            seeded = {"represent.seed": seed, "hash.seed": seed, "baselines.seed": seed, "codes.bits": BITS}
-            experiment(f"{config}-s{seed}", {**preset_values(CONFIGS[config]), **seeded})
+            seeded = [f"{key}={seed}" for key in ("represent.seed", "hash.seed", "baselines.seed")]
+            project.run(f"{config}-s{seed}", cifar_params(*CONFIGS[config], changes=seeded, codes={"bits": BITS}))
     if sweeps:
         for key, value in SWEEPS:
             name = f"sweep-{key.rsplit('.', 1)[1]}-{value}"
-            experiment(name, {**preset_values(["paper"]), key: value, "codes.filters": ["gcn"], "codes.bits": [64],
-                              "represent.seed": 0, "hash.seed": 0, "baselines.seed": 0})  # fmt: skip
+            changes = [f"{key}={value}", "codes.filters=[gcn]", "codes.bits=[64]"]
+            project.run(name, cifar_params("paper", changes=changes))
 
 
 def results(runs: dict[str, dict]) -> dict:
@@ -209,8 +107,8 @@ def table(res: dict, metric: str) -> list[str]:
     return lines
 
 
-TIMES, SWEEP_HEADING = "#### Wall time per stage (seed 0, 2 CPU cores)", "#### rho and p sweeps (`dvc exp run -S`)"
-ROW = re.compile(r"^\| ([^|]+) \| ([^|]+) \| ([\d.]+) \|(?: ([\d.]+) \|)?$")
+TIMES, SWEEP_HEADING = "#### Wall time per stage (seed 0, 2 CPU cores)", "#### rho and p sweeps"
+ROW = re.compile(r"^\| ([^|]+) \| ([^|]+) \| ([\d.]+) \|(?: ([\d.,]*) \|)?$")
 
 
 def previous_rows(doc: str, heading: str) -> list[tuple[str, ...]]:
@@ -218,32 +116,32 @@ def previous_rows(doc: str, heading: str) -> list[tuple[str, ...]]:
     if heading not in doc:
         return []
     section = doc.split(heading, 1)[1].split("####", 1)[0].split("<!-- results:end -->", 1)[0]
-    return [tuple(c for c in m.groups() if c is not None) for line in section.splitlines() if (m := ROW.match(line))]
+    return [tuple(c or "" for c in m.groups()) for line in section.splitlines() if (m := ROW.match(line))]
 
 
 def stage_times(runs: dict[str, dict], doc: str) -> list[str]:
-    """Wall time of every stage that ran in the seed-0 runs (a stage restored from DVC's cache does not run);
-    a run not made this time keeps its rows from the previous report."""
-    old: dict[str, list[tuple[str, float]]] = {}
-    for name, stage, seconds in previous_rows(doc, TIMES):
-        old.setdefault(name, []).append((stage, float(seconds)))
-    rows: list[tuple[str, str, float]] = []
+    """Wall time and peak memory of every stage that ran in the seed-0 runs (a stage restored from DVC's cache does
+    not run); a run not made this time keeps its rows from the previous report."""
+    old: dict[str, list[tuple[str, float, str]]] = {}
+    for name, stage, seconds, peak in previous_rows(doc, TIMES):
+        old.setdefault(name, []).append((stage, float(seconds), peak))
+    rows: list[tuple[str, str, float, str]] = []
     for name, record in [("`dvc repro extract`", FEATURES), *((f"{c}-s0", f"{c}-s0") for c in CONFIGS)]:
         run = runs.get(record)
         if run:
-            rows += [(name, stage, seconds) for stage, seconds in run["stages"].items()]
-            rows += [(name, "whole `dvc exp run`", run["seconds"])] if record != FEATURES else []
+            rows += [(name, stage, ran["seconds"], f"{ran['peak_mib']:,.0f}") for stage, ran in run["stages"].items()]
+            rows += [(name, "whole `dvc repro`", run["seconds"], "")] if record != FEATURES else []
         else:
-            rows += [(name, stage, seconds) for stage, seconds in old.get(name, [])]
-    lines = ["| run | stage | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| {name} | {stage} | {seconds:.1f} |" for name, stage, seconds in rows]
+            rows += [(name, stage, seconds, peak) for stage, seconds, peak in old.get(name, [])]
+    lines = ["| run | stage | seconds | peak MiB |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {name} | {stage} | {seconds:.1f} | {peak} |" for name, stage, seconds, peak in rows]
     totals: dict[str, float] = {}
-    for name, stage, seconds in rows:
+    for name, stage, seconds, _ in rows:
         if name.endswith("-s0") and not stage.startswith(("prepare", "extract", "whole")):
             totals[name] = totals.get(name, 0.0) + seconds
     if "best-s0" in totals:
-        lines.append(f"| best-s0 | **every stage after extract, all code lengths** | **{totals['best-s0']:.1f}** |")
-    lines.append(f"| {' + '.join(totals)} | every stage after extract | {sum(totals.values()):.1f} |")
+        lines.append(f"| best-s0 | **every stage after extract, all code lengths** | **{totals['best-s0']:.1f}** | |")
+    lines.append(f"| {' + '.join(totals)} | every stage after extract | {sum(totals.values()):.1f} | |")
     return lines
 
 
@@ -306,10 +204,10 @@ def pr_figure(runs: dict[str, dict], bits: int, dest: Path) -> None:
     dest.write_text("\n".join([*parts, "</svg>", ""]), encoding="utf-8")
 
 
-def report() -> None:
+def report(project: Project) -> None:
     """cifar10.json, the tables and the figure from the runs made; a method, stage time or sweep without a run
     here keeps what the previous report wrote (a rerun of some configurations updates their rows only)."""
-    runs = load_runs(WORK)
+    runs = project.records()
     committed = RESULTS / "cifar10.json"
     made = results(runs)
     res = {**(json.loads(committed.read_text(encoding="utf-8")) if committed.is_file() else {}), **made}
@@ -319,8 +217,10 @@ def report() -> None:
         pr_figure(runs, 64, RESULTS / "cifar10-pr-64.svg")
     doc = RESULTS / "cifar10.md"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "<!-- results:start -->\n<!-- results:end -->\n"
-    seeds = sorted({seed for seed in SEEDS for config in CONFIGS if f"{config}-s{seed}" in runs})
-    lines = [f"Seeds: {', '.join(map(str, seeds))}; mean ± standard deviation over the seeds.", ""]
+    seeds = ", ".join(str(seed) for seed in SEEDS if any(f"{config}-s{seed}" in runs for config in CONFIGS))
+    if not seeds:  # no run made here: the previous report's seeds, as its rows are
+        seeds = text.split("Seeds: ", 1)[1].split(";", 1)[0] if "Seeds: " in text else ""
+    lines = [f"Seeds: {seeds}; mean ± standard deviation over the seeds.", ""]
     if kept := [method for method in ORDER if method in res and method not in made]:
         carried = "Rows carried over from the previous report (their configurations were not rerun in the latest run)"
         lines += [f"{carried}: {', '.join(kept)}.", ""]
@@ -339,13 +239,11 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
     if not args.report:
-        if not CIFAR_TAR.is_file():
-            print(f"skipped: {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)")
-            return
-        set_up()
-        features()
-        run_all(args.seeds, args.configs, args.sweeps)
-    report()
+        require(CIFAR_TAR, "the CIFAR-10 tar lives in ../shared/datasets")
+    project = Project("cifar10")
+    if not args.report:
+        run_all(project, args.seeds, args.configs, args.sweeps)
+    report(project)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ Codes (64 bits unless ``--bits``; 10,000 queries x 50,000 items unless told), se
 - ``clustered``: 10 classes, each a random centre code with every bit flipped with probability 0.2 per
   item (labels = classes: ties and class structure as in trained codes; mAP@all about 0.9).
 
+The command line and everything printed go into docs/benchmarks.md, between the ``evaluator_limit`` markers.
+
     python bench/evaluator_limit.py [--data random clustered] [--queries 10000] [--database 50000]
                                     [--bits 64] [--threads N] [--repeat 5] [--old-repeat 1] [--cold]
 """
@@ -31,7 +33,10 @@ Codes (64 bits unless ``--bits``; 10,000 queries x 50,000 items unless told), se
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -39,9 +44,17 @@ import time
 
 import numba
 import numpy as np
+from common import BENCHMARKS, write_report
 
 from graphhash.evaluation import metrics
 from graphhash.hamming import _popcount, in_blocks, thread_count, top_k, words
+
+REPORT: list[str] = []  # what ``say`` printed: the block of docs/benchmarks.md
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+    REPORT.extend(text.split("\n"))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -216,14 +229,14 @@ def run(kind: str, args: argparse.Namespace, threads: int) -> None:
     old_seconds, old_results = best_of(args.old_repeat, {"old": lambda: old_evaluate(q, db, ql, dl, args.bits)})
     limit_s, new_s, top_s, old_s = seconds["limit"], seconds["new"], seconds["top_k"], old_seconds["old"]
     new, old = results["new"], old_results["old"]
-    print(f"\n{kind} codes: {len(q)} queries x {len(db)} items, {args.bits} bits, {threads} threads")
-    print(f"  mAP@1000 {new['map@1000']:.17f}  mAP@all {new['map@all']:.17f}")
-    print(f"  {'':34}{'seconds':>9}{'x limit':>9}")
+    say(f"\n{kind} codes: {len(q)} queries x {len(db)} items, {args.bits} bits, {threads} threads")
+    say(f"  mAP@1000 {new['map@1000']:.17f}  mAP@all {new['map@all']:.17f}")
+    say(f"  {'':34}{'seconds':>9}{'x limit':>9}")
     for name, seconds in (("limit (bare XOR-popcount pass)", limit_s), ("new evaluator (mAP@1000 + mAP@all)", new_s),
                           ("old evaluator (previous, 1 thread)", old_s), ("top_k, k = 100", top_s)):  # fmt: skip
-        print(f"  {name:34}{seconds:>9.3f}{seconds / limit_s:>9.1f}")
-    print(f"  new vs old: {old_s / new_s:.1f}x faster; largest |new - old| over every metric: "
-          f"{largest_difference(new, old):.1e}")  # fmt: skip
+        say(f"  {name:34}{seconds:>9.3f}{seconds / limit_s:>9.1f}")
+    say(f"  new vs old: {old_s / new_s:.1f}x faster; largest |new - old| over every metric: "
+        f"{largest_difference(new, old):.1e}")  # fmt: skip
 
 
 def main() -> None:
@@ -242,11 +255,16 @@ def main() -> None:
         first_call(args.first_call)
         return
     threads = thread_count(args.threads)
-    print(f"threads: {threads} (numba.get_num_threads() = {numba.get_num_threads()}, {os.cpu_count()} CPUs)")
+    say(f"threads: {threads} (numba.get_num_threads() = {numba.get_num_threads()}, {os.cpu_count()} CPUs)")
     if args.cold:
-        print(f"cold first call (empty Numba cache): new {cold('new'):.1f} s, old {cold('old'):.1f} s")
+        say(f"cold first call (empty Numba cache): new {cold('new'):.1f} s, old {cold('old'):.1f} s")
     for kind in args.data:
         run(kind, args, threads)
+    command = shlex.join(["python", "bench/evaluator_limit.py", *sys.argv[1:]])
+    with contextlib.redirect_stdout(io.StringIO()):  # printed above, as measured
+        write_report(BENCHMARKS, ["```", f"$ {command}", *REPORT, "```"], "evaluator_limit")
+    trial = " (a trial run: into the copy in BENCH_DOCS)" if os.environ.get("BENCH_DOCS") else ""
+    print(f"docs/benchmarks.md: the evaluator_limit block written{trial}")
 
 
 if __name__ == "__main__":

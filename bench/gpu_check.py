@@ -11,22 +11,27 @@ Steps, each printed as soon as it is measured:
    bare), as images/s and their ratio (target >= 0.9). Images: CIFAR-10 from ../shared/datasets/cifar10-jpeg.tar
    when it is there, else the bundled digits (it says which). ViT-B/16 uses IMAGENET1K_V1 when the file is in
    the torch hub cache, else random weights (``extract.weights: none``), and says so;
-3. the represent and hash stages on the EfficientNet-Lite0 features of step 2, on CUDA and on the CPU where
-   the stage has a device setting (``hash.cnn.device``; a stage without one runs on the CPU only, and the
-   line says so), with the steps capped by ``--steps``; seconds and the CPU / CUDA ratio;
+3. the represent and hash stages as the pipeline runs them: ``dvc repro hash@gcn`` in a fresh scratch DVC project
+   (``common.Project``, ``bench/.work/gpu-check``) on the images of step 2 (EfficientNet-Lite0 at 160 px), each
+   stage timed by its own closing log line; ``hash.network: mlp``, then ``hash.network: cnn`` with
+   ``hash.cnn.device`` cuda and cpu (DVC reruns only the hash stage). ``represent`` and the MLP have no device
+   setting, so they run on the CPU only, and their lines say so. The represent and MLP steps are capped by
+   ``--steps``; seconds and the CPU / CUDA ratio;
 4. with two GPUs or more: ViT-B/16 extraction with ``extract.ranks: 2`` (one GPU each, nccl) against one
    rank on the same images, images/s, speed-up, and the largest difference between the two files' features.
 
 A time budget (``--budget-s``, default 420 s) is checked before every measurement: what would overrun it is
 skipped, with a line saying so, so that the run ends well under 8 minutes. The defaults take about 3-5 minutes
-on one H200. At the end a markdown block for docs/benchmarks.md (the GPU named, the date, the figures) is
-printed; paste it there by hand.
+on one H200. At the end a markdown block (the GPU named, the date, the figures) is written into
+docs/benchmarks.md, between the ``gpu_check`` markers (``common.write_report``, replacing the previous check's
+block), and printed.
 
     python bench/gpu_check.py [--images 4096] [--budget-s 420] [--steps 200] [--source auto|cifar10|digits]
 
 Without CUDA it prints one line and exits with status 2. ``--allow-cpu`` runs every step on the CPU at small
 sizes (batch 16, ViT-B/16 at 64 px with random weights, fewer steps): a smoke test of the script's code paths
-only, whose figures say nothing about any GPU. Exit status: 0, or 1 when a test or a step failed.
+only, whose figures say nothing about any GPU: its block is printed, not written into docs/benchmarks.md. Exit
+status: 0, or 1 when a test or a step failed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import datetime
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,9 +53,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import CIFAR_TAR, REPO, cifar_manifest
+from common import BENCHMARKS, CIFAR_TAR, REPO, WORK, Project, params, write_report
 from extract_throughput import bare_forward
-from nrdh_stages import sections
 
 from graphhash.backbones import load_backbone
 from graphhash.data.sources import open_source
@@ -59,15 +64,13 @@ from graphhash.params.extract import ExtractParams
 from graphhash.params.hash import HashParams
 from graphhash.params.prepare import PrepareParams
 from graphhash.params.represent import RepresentParams
-from graphhash.pipeline.extract import Encoder, extract
-from graphhash.pipeline.hash import hash_codes
-from graphhash.pipeline.neighbours import find_neighbours
+from graphhash.pipeline.extract import extract
 from graphhash.pipeline.prepare import prepare
-from graphhash.pipeline.represent import represent
 from graphhash.pixels import to_pixels
-from graphhash.runtime import tune_allocator
+from graphhash.runtime import precision, tune_allocator
 
 HARD_LIMIT_S = 480  # 8 minutes: the run is stopped there whatever the budget says
+PROJECT = "gpu-check"  # step 3's scratch DVC project, bench/.work/gpu-check, made afresh by every check
 
 
 def say(line: str = "") -> None:
@@ -163,14 +166,22 @@ def run_cuda_tests(setup: Setup, budget: Budget) -> None:
 # Step 2 -------------------------------------------------------------------------------------------------------
 
 
-def manifest_for(setup: Setup) -> tuple[Manifest, str]:
-    """CIFAR-10 (half train, half test, equal per class) when the tar is there, else the bundled digits."""
+def prepare_section(setup: Setup) -> dict:
+    """The ``prepare`` section of the images: CIFAR-10 (half train, half test, equal per class; what
+    ``common.cifar_manifest`` makes) when the tar is there, else the bundled digits."""
     if setup.source in ("auto", "cifar10") and CIFAR_TAR.is_file():
-        manifest = cifar_manifest(CIFAR_TAR, setup.images)
-        return manifest, f"{len(manifest)} CIFAR-10 images (JPEG, 32 px, from {CIFAR_TAR.name})"
+        return {"source": "cifar10", "path": str(CIFAR_TAR), "query_size": 1, "limit_per_class": setup.images // 20}
     if setup.source == "cifar10":
         raise SystemExit(f"gpu_check: {CIFAR_TAR} not found")
-    manifest = prepare(PrepareParams(source="digits", limit_per_class=max(2, setup.images // 10), query_size=1))
+    return {"source": "digits", "limit_per_class": max(2, setup.images // 10), "query_size": 1}
+
+
+def manifest_for(setup: Setup) -> tuple[Manifest, str]:
+    """The manifest of ``prepare_section``'s images, and what they are."""
+    section = prepare_section(setup)
+    manifest = prepare(PrepareParams(**section))
+    if section["source"] == "cifar10":
+        return manifest, f"{len(manifest)} CIFAR-10 images (JPEG, 32 px, from {CIFAR_TAR.name})"
     return manifest, f"{len(manifest)} digits images (8 px, bundled; the CIFAR-10 tar is not in ../shared/datasets)"
 
 
@@ -211,12 +222,13 @@ def extraction(setup: Setup, budget: Budget, manifest: Manifest) -> dict[str, tu
             continue
         params = extract_params(setup, name, weights, size)
         start = time.perf_counter()
-        encoder = Encoder(load_backbone(name, weights, "", size), torch.device(setup.device))
-        pixels = np.stack([to_pixels(source.image(i), size, encoder.backbone.interpolation) for i in manifest.ids])
+        device = torch.device(setup.device)
+        backbone = load_backbone(name, weights, "", size).to(device)
+        pixels = np.stack([to_pixels(source.image(i), size, backbone.interpolation) for i in manifest.ids])
         batches = [torch.from_numpy(pixels[s : s + setup.batch]) for s in range(0, len(pixels), setup.batch)]
-        say(f"  {name} ({described}) at {size} px, {encoder.precision}, {len(batches)} batches; model load "
+        say(f"  {name} ({described}) at {size} px, {precision(device)}, {len(batches)} batches; model load "
             f"and decoding beforehand {time.perf_counter() - start:.1f} s")  # fmt: skip
-        bares, stages = [bare_forward(encoder, batches)], []
+        bares, stages = [bare_forward(backbone, device, batches)], []
         say(f"    bare forward {bares[-1]:>9.1f} images/s")
         dest = setup.work / f"{name}.h5"
         for _ in range(setup.repeats):
@@ -225,10 +237,9 @@ def extraction(setup: Setup, budget: Budget, manifest: Manifest) -> dict[str, tu
             dest.unlink(missing_ok=True)
             stages.append(len(manifest) / time_stage(manifest, params, dest))
             say(f"    stage        {stages[-1]:>9.1f} images/s")
-            bares.append(bare_forward(encoder, batches))
+            bares.append(bare_forward(backbone, device, batches))
             say(f"    bare forward {bares[-1]:>9.1f} images/s")
-        encoder_precision = encoder.precision
-        del encoder, batches, pixels
+        del backbone, batches, pixels
         if setup.device == "cuda":
             torch.cuda.empty_cache()
         bare, stage = float(np.mean(bares)), len(stages) / float(np.sum([1 / s for s in stages]))
@@ -237,7 +248,7 @@ def extraction(setup: Setup, budget: Budget, manifest: Manifest) -> dict[str, tu
         say(f"  {name}: bare {bare:.0f} images/s, stage {stage:.0f} images/s, ratio {ratio:.3f} ({verdict})")
         setup.row(
             "extract",
-            f"{name} ({described}), {encoder_precision}",
+            f"{name} ({described}), {precision(device)}",
             f"{size}",
             f"{bare:,.0f}",
             f"{stage:,.0f}",
@@ -260,78 +271,61 @@ def stage_devices(section: type, nested: str | None = None) -> list[str]:
     return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
 
 
-def represent_and_hash(setup: Setup, budget: Budget, manifest: Manifest, lite: tuple[ExtractParams, Path]) -> None:
-    """represent, hash (mlp) and hash (cnn) on the EfficientNet-Lite0 features, per device where it has one."""
-    extract_section, features = lite
-    graph, represent_params, hash_params = sections(None)
-    name = "gcn"
-    represent_params = represent_params.model_copy(update={"steps": min(represent_params.steps, setup.steps)})
-    fs = read_features(features)
-    bits = 64 if fs.train.sum() >= 64 else 16  # the baselines need as many training items as bits
-    say(f"step 3: represent ({name}, {bits} bits, {represent_params.steps} steps) and hash on "
-        f"{len(fs.features)} x {fs.features.shape[1]} features ({int(fs.train.sum())} training items)")  # fmt: skip
-    manifest_path = setup.work / "manifest.json"
-    manifest.save(manifest_path)
-    neighbours = setup.work / "neighbours.h5"
-    find_neighbours(features, graph, neighbours)
-
-    represent_devices = stage_devices(RepresentParams)
-    if not represent_devices:
+def represent_and_hash(setup: Setup, budget: Budget, manifest: Manifest) -> None:
+    """represent, hash (mlp) and hash (cnn, per device) through ``dvc repro hash@gcn`` in a fresh scratch project."""
+    bits = 64 if manifest.split.train.sum() >= 64 else 16  # as the baselines need (as many training items as bits)
+    represent_steps = min(RepresentParams().steps, setup.steps)
+    mlp_steps = min(HashParams().steps, setup.steps)
+    base = params(
+        prepare=prepare_section(setup),
+        extract={"backbone": "efficientnet_lite0", "weights": "default", "image_size": 160, "batch_size": setup.batch,
+                 "device": setup.device},
+        codes={"bits": [bits], "filters": ["gcn"]},
+        represent={"steps": represent_steps},
+    )  # fmt: skip
+    say(f"step 3: dvc repro hash@gcn ({bits} bits; represent {represent_steps} steps, hash mlp {mlp_steps} steps, "
+        f"hash cnn {setup.cnn_steps} steps at {setup.cnn_size} px) on {len(manifest)} images "
+        f"({int(manifest.split.train.sum())} training items), in {WORK / PROJECT}")  # fmt: skip
+    if not stage_devices(RepresentParams):
         say("  represent: no device setting (represent.device), so it runs on the CPU only")
-        represent_devices = ["cpu"]
+    if not stage_devices(HashParams):
+        say("  hash mlp: no device setting (hash.device), so it runs on the CPU only")
+    cnn_devices = stage_devices(HashParams, "cnn") or ["cpu"]
+    shutil.rmtree(WORK / PROJECT, ignore_errors=True)  # no run cache from an earlier check: every stage runs
+    project = Project(PROJECT)
+    runs = [("hash mlp", "cpu", {"network": "mlp", "steps": mlp_steps}, 60)]
+    for device in cnn_devices:
+        # hash cnn on the CPU of a GPU machine trains at the GPU's sizes (96 px, 50 steps): allow it minutes; the
+        # smoke test's (32 px, 3 steps) took 5 s on 100 images, 2 cores, plus the stage's start
+        need = 40 if device == "cuda" else 240 if setup.device == "cuda" else 90
+        cnn = {"network": "cnn", "cnn": {"steps": setup.cnn_steps, "image_size": setup.cnn_size, "device": device}}
+        runs.append(("hash cnn", device, cnn, need))
     times: dict[str, dict[str, float]] = {}
-    for device in represent_devices:
-        if not budget.allows(f"represent on {device}", 40):
+    for label, device, section, need in runs:
+        if not budget.allows(f"{label} on {device}", need):
             continue
-        params = represent_params
-        if "device" in RepresentParams.model_fields:
-            params = params.model_copy(update={"device": device})
-        out = setup.work / f"repr-{device}"
-        start = time.perf_counter()
-        represent(
-            features, neighbours, name, [bits], params, graph, out=out, models=out / "models", losses=out / "loss"
-        )
-        times.setdefault("represent", {})[device] = time.perf_counter() - start
-        say(f"  represent on {device}: {times['represent'][device]:.1f} s")
-    representations = setup.work / f"repr-{represent_devices[-1]}"
-    if not (representations / f"{bits}.h5").is_file():
-        say("  hash: skipped (no representations)")
-        return
-
-    mlp = hash_params.model_copy(update={"network": "mlp", "steps": min(hash_params.steps, setup.steps)})
-    cnn_section = hash_params.cnn.model_copy(update={"image_size": setup.cnn_size})
-    cnn = hash_params.model_copy(update={"network": "cnn", "steps": setup.cnn_steps, "cnn": cnn_section})
-    kinds = [("hash mlp", mlp, stage_devices(HashParams)), ("hash cnn", cnn, stage_devices(HashParams, "cnn"))]
-    for label, params, devices in kinds:
-        if not devices:
-            say(f"  {label}: no device setting, so it runs on the CPU only")
-            devices = ["cpu"]
-        for device in devices:
-            # hash cnn on the CPU is slow (a backbone trained on 2 cores: minutes even for 3 steps), so it
-            # needs most of the budget; under --allow-cpu it is skipped unless --budget-s is raised
-            need = 40 if device == "cuda" or label == "hash mlp" else 240 if setup.device == "cuda" else 400
-            if not budget.allows(f"{label} on {device}", need):
+        name = f"{label.replace(' ', '-')}-{device}"
+        try:
+            record = project.run(name, params(**{**base, "hash": section}), targets=("hash@gcn",))
+        except SystemExit as exc:  # dvc failed: the project says where its log is
+            raise RuntimeError(str(exc.code)) from None
+        for stage, found in record["stages"].items():
+            kind = label if stage.startswith("hash") else stage.split()[0]
+            where = device if kind == label else "cpu"  # represent has no device setting
+            if kind not in ("represent", label) or where in times.get(kind, {}):
                 continue
-            if params.network == "cnn" and "device" in type(params.cnn).model_fields:
-                params = params.model_copy(update={"cnn": params.cnn.model_copy(update={"device": device})})
-            elif "device" in HashParams.model_fields:
-                params = params.model_copy(update={"device": device})
-            out = setup.work / f"{label.replace(' ', '-')}-{device}"
-            start = time.perf_counter()
-            hash_codes(features, neighbours, representations, name, [bits], params, graph, codes=out / "codes",
-                       models=out / "models", losses=out / "loss", extract=extract_section,
-                       manifest=manifest_path)  # fmt: skip
-            times.setdefault(label, {})[device] = time.perf_counter() - start
-            say(f"  {label} on {device} ({params.steps} steps): {times[label][device]:.1f} s")
+            times.setdefault(kind, {})[where] = found["seconds"]
+            say(f"  {stage} ({kind} on {where}): {found['seconds']:.1f} s, peak {found['peak_mib']:.0f} MiB")
 
     for label, found in times.items():
-        detail = {"represent": f"{represent_params.steps} steps", "hash mlp": f"{mlp.steps} steps",
-                  "hash cnn": f"{cnn.steps} steps, {cnn.cnn.image_size} px"}[label]  # fmt: skip
+        detail = {"represent": f"{represent_steps} steps", "hash mlp": f"{mlp_steps} steps",
+                  "hash cnn": f"{setup.cnn_steps} steps, {setup.cnn_size} px"}[label]  # fmt: skip
         on_cuda, on_cpu = found.get("cuda"), found.get("cpu")
         ratio = f"{on_cpu / on_cuda:.1f}" if on_cuda and on_cpu else "-"
         if on_cuda and on_cpu:
             say(f"  {label}: CPU / CUDA = {ratio}")
-        cuda_cell = f"{on_cuda:.1f}" if on_cuda else "no device setting" if len(found) == 1 else "-"
+        has_device = label == "hash cnn" and "device" in HashParams.model_fields["cnn"].annotation.model_fields
+        cuda_cell = f"{on_cuda:.1f}" if on_cuda else "-" if has_device else "no device setting"
         cpu_cell = f"{on_cpu:.1f}" if on_cpu else "-"
         setup.row("stages", f"{label} ({detail})", cuda_cell, cpu_cell, ratio)
 
@@ -390,7 +384,7 @@ def markdown(setup: Setup, machine: str, images: str) -> str:
              f"`python bench/gpu_check.py --images {setup.images}`: {machine}; {images}; batch {setup.batch}.",
              ""]  # fmt: skip
     if setup.device == "cpu":
-        lines[2:2] = ["CPU smoke test (--allow-cpu): these figures say nothing about a GPU; do not paste them.", ""]
+        lines[2:2] = ["CPU smoke test (--allow-cpu): these figures say nothing about a GPU.", ""]
     for key, (title, header) in TABLES.items():
         if key not in setup.rows:
             continue
@@ -440,10 +434,10 @@ def main() -> int:
             made.update(extraction(setup, budget, manifest))
 
         def step3() -> None:
-            if "efficientnet_lite0" not in made:
-                say("step 3: skipped (no EfficientNet-Lite0 features from step 2)")
+            if manifest is None:
+                say("step 3: skipped (no images from step 2)")
                 return
-            represent_and_hash(setup, budget, manifest, made["efficientnet_lite0"])
+            represent_and_hash(setup, budget, manifest)
 
         def step4() -> None:
             if manifest is not None:
@@ -459,8 +453,13 @@ def main() -> int:
                 setup.failures.append(f"{label}: {type(exc).__name__}: {exc}")
         signal.alarm(0)
         elapsed = time.perf_counter() - budget.start
-        say(f"\ndone in {elapsed:.0f} s; markdown for docs/benchmarks.md:\n")
-        say(markdown(setup, machine, images))
+        block = markdown(setup, machine, images).rstrip().splitlines()
+        if cuda:
+            say(f"\ndone in {elapsed:.0f} s; the gpu_check block of docs/benchmarks.md:\n")
+            write_report(BENCHMARKS, block, "gpu_check")
+        else:
+            say(f"\ndone in {elapsed:.0f} s; a CPU smoke test, so not written into docs/benchmarks.md:\n")
+            say("\n".join(block))
         for failure in setup.failures:
             say(f"FAILED: {failure}")
     return 1 if setup.failures else 0

@@ -8,7 +8,7 @@ Data: ``../shared/datasets/mirflickr25k-tags`` (20,015 items, a 1,386-d binary b
 NRDH runs at params.yaml's defaults, chosen on image features (digits, CIFAR-10): these tags are data it was never
 tuned on. Baselines: LSH, PCAH, ITQ, SH and the peers AGH, AGH2, BiHalf and GreedyHash at their defaults; cosine
 ranking of the tags; code lengths 16, 32, 64; seeds 0, 1, 2 (represent.seed, hash.seed, baselines.seed). Each run is
-the pipeline's stage functions on those params (``common.run_stages``), what ``dvc exp run`` runs:
+``dvc repro`` of the pipeline on those params (``common.Project``), as this ``dvc exp run`` would:
 
     dvc exp run -S prepare.source=mirflickr_tags -S prepare.path=../shared/datasets/mirflickr25k-tags \\
         -S prepare.split=random -S prepare.query_size=2000
@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import json
 
-from common import REPO, RESULTS, load_runs, results, seeded_benchmark, write_report
+from common import DATASETS, RESULTS, Project, params, seeded_benchmark, summarise, write_report
 
-from graphhash.params.all import defaults
-from graphhash.presets import merged, read_preset
-
-TAGS = REPO.parent / "shared" / "datasets" / "mirflickr25k-tags"
-WORK = REPO / "bench" / ".work" / "mirflickr"
+TAGS = DATASETS / "mirflickr25k-tags"
 SEEDS = [0, 1, 2]
 BITS = [16, 32, 64]
 ORDER = ["cosine", "lsh", "pcah", "sh", "itq", "agh", "agh2", "bihalf", "greedyhash", "nrdh-gcn"]
@@ -38,13 +34,9 @@ ORDER = ["cosine", "lsh", "pcah", "sh", "itq", "agh", "agh2", "bihalf", "greedyh
 
 def run_params(seed: int) -> dict:
     """The defaults with the peers, MIRFlickr's tags, 2,000 queries drawn in all, and the run's seed."""
-    values = merged(defaults(), read_preset("peers", REPO / "params.yaml"))
-    return merged(values, {
-        "prepare": {"source": "mirflickr_tags", "path": str(TAGS), "split": "random", "query_size": 2000},
-        "codes": {"bits": BITS},
-        "represent": {"seed": seed}, "hash": {"seed": seed}, "baselines": {"seed": seed},
-        "evaluate": {"figure_queries": 0},
-    })  # fmt: skip
+    return params("peers", prepare={"source": "mirflickr_tags", "path": str(TAGS), "split": "random",
+                                    "query_size": 2000}, codes={"bits": BITS}, represent={"seed": seed},
+                  hash={"seed": seed}, baselines={"seed": seed}, evaluate={"figure_queries": 0})  # fmt: skip
 
 
 def table(res: dict, metric: str) -> list[str]:
@@ -57,9 +49,9 @@ def table(res: dict, metric: str) -> list[str]:
     return lines
 
 
-def report() -> None:
-    runs = load_runs(WORK)
-    res = results(runs, lambda name: BITS)
+def report(project: Project) -> None:
+    runs = project.records()
+    res = summarise(runs, lambda name: BITS)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mirflickr.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     peers = ["agh", "agh2", "bihalf", "greedyhash", "itq", "lsh", "pcah", "sh"]
@@ -83,8 +75,8 @@ def report() -> None:
 
 
 def main() -> None:
-    seeded_benchmark(__doc__, WORK, TAGS / "mirflickr25k-yall.mat", lambda seed: {f"s{seed}": run_params(seed)}, report,
-                     SEEDS)  # fmt: skip
+    seeded_benchmark(__doc__, "mirflickr", TAGS / "mirflickr25k-yall.mat", lambda seed: {f"s{seed}": run_params(seed)},
+                     report, SEEDS)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Every item's 9 nearest training items (``graph.nodes: 10``) by cosine, as the stage finds them
 (``graphhash.graphs.search.search_neighbours``), on two kinds of data:
 
-- ``cifar10``: the benchmark's EfficientNet-Lite0 features of CIFAR-10 (60,000 items, 50,000 training items,
-  1280-d; ``bench/cifar_features.py`` caches them; skipped with a message when ``../shared`` is absent);
+- ``cifar10``: the benchmarks' EfficientNet-Lite0 features of CIFAR-10 (60,000 items, 50,000 training items,
+  1280-d; ``common.cifar_features`` extracts them once through the pipeline; skipped with a message when
+  ``../shared`` is absent);
 - ``mixture``: the ``synthetic`` source's labelled mixture (``graphhash.data.sources.SyntheticSource``) in 1280-d,
   every item training: 100 classes, each a random centre plus a Gaussian spread inside its own random 16-d
   subspace plus an isotropic noise of 0.5 per dimension (features of real images lie near low-dimensional sets;
@@ -16,18 +17,22 @@ only). ``exact`` runs in full up to ``--exact-up-to`` items; beyond that its tim
 by the rows (its cost is linear in the rows searched), marked ``est.``. Times are in one process, one after
 the other, on the machine's threads.
 
+The command line and a table of every measurement (a row per data set and size, a column per method) go into
+docs/benchmarks.md, between the ``neighbours`` markers (``neighbours-quick`` for ``--quick``).
+
     python bench/neighbours.py [--sizes 20000 100000 200000] [--exact-up-to 200000] [--methods ivf hnsw] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 
 import numpy as np
 import torch
-from cifar_features import CACHE, cifar_features
-from common import CIFAR_TAR
+from common import BENCHMARKS, CIFAR_TAR, cifar_features, write_report
 
 from graphhash.data.sources import SyntheticSource
 from graphhash.files.features import read_features
@@ -46,7 +51,8 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) / exact.shape[1] for a, b in zip(found, exact, strict=True)]))
 
 
-def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int, methods: list[str]) -> None:
+def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int, methods: list[str]) -> dict:
+    """Each method's row of the printed table; returns {method: (seconds, recall, estimated)}."""
     n_train = int(train.sum())
     sample = np.random.default_rng(1).choice(len(features), min(SAMPLE, len(features)), replace=False)
     start = time.perf_counter()
@@ -56,18 +62,38 @@ def measure(name: str, features: np.ndarray, train: np.ndarray, exact_up_to: int
     print(f"\n{name}: {len(features):,} items, {n_train:,} training items, {features.shape[1]}-d", flush=True)
     print("| method | seconds | recall@9 (1,000 rows) | time / exact |", flush=True)
     print("| --- | ---: | ---: | ---: |", flush=True)
-    exact_seconds = None
+    exact_seconds, found_by = None, {}
     for method in ["exact", *(m for m in methods if m != "exact")]:
         if method == "exact" and (len(features) > exact_up_to or "exact" not in methods):
             exact_seconds = sample_seconds * len(features) / len(sample)
             print(f"| exact | {exact_seconds:,.0f} (est.) | 1.000 | 1.00 |", flush=True)
+            found_by[method] = exact_seconds, 1.0, True
             continue
         start = time.perf_counter()
         found = search_neighbours(features, train, K, method)
         seconds = time.perf_counter() - start
         exact_seconds = seconds if method == "exact" else exact_seconds
-        print(f"| {method} | {seconds:,.1f} | {recall(found.indices[sample], truth.indices):.3f} | "
-              f"{seconds / exact_seconds:.2f} |", flush=True)  # fmt: skip
+        found_by[method] = seconds, recall(found.indices[sample], truth.indices), False
+        print(f"| {method} | {seconds:,.1f} | {found_by[method][1]:.3f} | {seconds / exact_seconds:.2f} |",
+              flush=True)  # fmt: skip
+    return found_by
+
+
+def table(rows: list[tuple[str, dict]], methods: list[str]) -> list[str]:
+    """docs/benchmarks.md's table: a row per data set and size, exact's seconds and each method's seconds and
+    recall (the word "recall" in the first row only)."""
+    columns = ["exact", *(m for m in methods if m != "exact")]
+    lines = [f"| data, items (training items) | {' | '.join(columns)} |", f"| --- |{' ---: |' * len(columns)}"]
+    for i, (data, found_by) in enumerate(rows):
+        cells = []
+        for method in columns:
+            seconds, found, estimated = found_by[method]
+            if method == "exact":
+                cells.append(f"{seconds:,.0f} s (estimated)" if estimated else f"{seconds:,.1f} s")
+            else:
+                cells.append(f"{seconds:,.1f} s, {'recall ' if i == 0 else ''}{found:.3f}")
+        lines.append(f"| {data} | {' | '.join(cells)} |")
+    return lines
 
 
 def main() -> None:
@@ -78,15 +104,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke test: 5,000 mixture items, no CIFAR-10")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}", flush=True)
+    rows = []
     if args.quick:
         pass
-    elif CACHE.is_file() or CIFAR_TAR.is_file():
+    elif CIFAR_TAR.is_file():
         fs = read_features(cifar_features())
-        measure("cifar10 (EfficientNet-Lite0 features)", fs.features, fs.train, args.exact_up_to, args.methods)
+        found_by = measure("cifar10 (EfficientNet-Lite0 features)", fs.features, fs.train, args.exact_up_to,
+                           args.methods)  # fmt: skip
+        rows.append((f"CIFAR-10, {len(fs.features):,} ({int(fs.train.sum()):,})", found_by))
     else:
         print(f"cifar10: skipped, {CIFAR_TAR} not found (the CIFAR-10 tar lives in ../shared/datasets)", flush=True)
     for n in [5_000] if args.quick else args.sizes:
-        measure("mixture", mixture(n), np.ones(n, dtype=bool), args.exact_up_to, args.methods)
+        rows.append((f"mixture, {n:,}", measure("mixture", mixture(n), np.ones(n, dtype=bool), args.exact_up_to,
+                                                args.methods)))  # fmt: skip
+    command = shlex.join(["python", "bench/neighbours.py", *sys.argv[1:]])
+    print()
+    write_report(BENCHMARKS, [f"    $ {command}", "", *table(rows, args.methods)],
+                 "neighbours-quick" if args.quick else "neighbours")  # fmt: skip
 
 
 if __name__ == "__main__":

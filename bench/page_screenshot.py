@@ -2,7 +2,9 @@
 
 Starts ``graphhash serve`` on a free port of 127.0.0.1 for the run (default: this repository, after
 ``dvc repro``), opens the page in headless Chromium (Debian's, through Playwright), clicks a query item of
-the run so that its results show with relevance marks, and saves the page. Needs ``chromium`` on the PATH.
+the run so that its results show with relevance marks, and saves the page. Needs ``chromium`` on the PATH and
+Playwright (the ``dev`` extra: ``pip install -e .[dev]``). It writes no table into docs/benchmarks.md: its figure
+is the image.
 
     python bench/page_screenshot.py [--run .] [--k 10] [--out docs/search-page.png]
 """

@@ -33,21 +33,29 @@ Part 2 and 3 run on the machine's threads (2 unless ``--threads``).
     python bench/search.py [--quick] [--threads 2] [--repeat 3]
 
 ``--quick`` (a smoke test, under a minute): 10k and 50k items in part 1, 2k to 20k in parts 2 and 3, fewer queries.
+
+The command line and everything printed go into docs/benchmarks.md, between the ``search`` markers (``search-quick``
+for ``--quick``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import io
 import math
 import os
+import shlex
 import statistics
+import sys
 import time
 
 import faiss
 import numba
 import numpy as np
 import psutil
+from common import BENCHMARKS, write_report
 
 from graphhash import hamming
 from graphhash.index import build_index
@@ -302,7 +310,33 @@ def recommend(rows: dict, table: dict, sizes: list[int]) -> None:
 # ---------------------------------------------------------------- main
 
 
+class Tee(io.StringIO):
+    """Kept text that also goes to ``out`` as it is written: the report is everything printed."""
+
+    def __init__(self, out: io.TextIOBase):
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        self.out.flush()
+        return super().write(text)
+
+
 def main() -> None:
+    printed = Tee(sys.stdout)
+    with contextlib.redirect_stdout(printed):
+        quick = measure()
+    block = "search-quick" if quick else "search"
+    command = shlex.join(["python", "bench/search.py", *sys.argv[1:]])
+    with contextlib.redirect_stdout(io.StringIO()):  # printed above, as measured
+        write_report(BENCHMARKS, ["```", f"$ {command}", *printed.getvalue().rstrip().splitlines(), "```"], block)
+    trial = " (a trial run: into the copy in BENCH_DOCS)" if os.environ.get("BENCH_DOCS") else ""
+    print(f"docs/benchmarks.md: the {block} block written{trial}")
+
+
+def measure() -> bool:
+    """Every part, printed; whether it was ``--quick``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small version, under a minute (smoke test)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="parts 2 and 3")
@@ -333,6 +367,7 @@ def main() -> None:
     table = growth(lab, plan["growth"], sorted(nprobes))
     recommend(rows, table, plan["growth"])
     print(f"\nwall time: {time.perf_counter() - started:.0f} s")
+    return args.quick
 
 
 if __name__ == "__main__":

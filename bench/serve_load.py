@@ -21,14 +21,18 @@ Against a run folder (``--run``, default this repository) with 64-bit codes (``-
    growing in the second round. A round stops by itself at ``--deadline`` seconds if it has not finished
    (said in the output), and the server is always stopped (terminate, then kill if it does not exit).
 
+The command line and everything printed go into docs/benchmarks.md, between the ``serve_load`` markers.
+
     python bench/serve_load.py [--run DIR] [--bits 64] [--queries 100] [--clients 8] [--requests 200] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -41,12 +45,12 @@ import httpx2
 import numpy as np
 import psutil
 import torch
+from common import BENCHMARKS, REPO, write_report
 
 from graphhash.data.images import decode
 from graphhash.files.codes import pack
 from graphhash.retrieval.retriever import Retriever
 
-REPO = Path(__file__).resolve().parents[1]
 K, WARM_UP = 10, 5
 
 
@@ -218,20 +222,25 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds: a load round stops there")
     args = parser.parse_args()
     started = time.perf_counter()
+    lines = ["```", f"$ {shlex.join(['python', 'bench/serve_load.py', *sys.argv[1:]])}"]
+
+    def say(text: str) -> None:  # printed as measured, and kept for the report
+        print(text, flush=True)
+        lines.extend(text.split("\n"))
 
     retriever = Retriever.from_run(args.run, bits=args.bits)
     info = retriever.info
     query_ids = sorted(retriever.query_rows)[: args.queries]
     images = [(f"{item_id.replace('/', '_')}.png", png(retriever, item_id)) for item_id in query_ids]
-    print(f"run {args.run}: {info['method']} at {info['bits']} bits, {info['index']} index of {info['count']:,} "
-          f"items, {info['backbone']} at {info['image_size']} px; {len(images)} query images (PNG, "
-          f"{np.mean([len(d) for _, d in images]):.0f} bytes on average), k = {K}; {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}")  # fmt: skip
+    say(f"run {args.run}: {info['method']} at {info['bits']} bits, {info['index']} index of {info['count']:,} "
+        f"items, {info['backbone']} at {info['image_size']} px; {len(images)} query images (PNG, "
+        f"{np.mean([len(d) for _, d in images]):.0f} bytes on average), k = {K}; {os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()}")  # fmt: skip
 
-    print(f"\n1. Direct, warm process ({WARM_UP} warm-up queries)\n{HEADER}")
+    say(f"\n1. Direct, warm process ({WARM_UP} warm-up queries)\n{HEADER}")
     split = direct(retriever, images)
     for name, s in split.items():
-        print(line(name, s))
+        say(line(name, s))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -240,37 +249,41 @@ def main() -> None:
         server = start_server(args.run, args.bits, port, log)
         try:
             ready = wait_ready(server, base, log)
-            print(f"\n2. Through the server ({base}, ready after {ready:.1f} s; {WARM_UP} warm-up POSTs)\n{HEADER}")
+            say(f"\n2. Through the server ({base}, ready after {ready:.1f} s; {WARM_UP} warm-up POSTs)\n{HEADER}")
             through = sequential(base, images, args.timeout)
-            print(line("POST /api/search (image, sequential)", through))
+            say(line("POST /api/search (image, sequential)", through))
             database_ids = list(retriever.stored.ids)[:: max(1, len(retriever.stored.ids) // 200)]
-            print(f"\n3. Load: {args.clients} clients x {args.requests} requests, half image uploads and half "
-                  f"JSON id searches, alternating; timeout {args.timeout:g} s per request; {args.rounds} rounds on "
+            say(f"\n3. Load: {args.clients} clients x {args.requests} requests, half image uploads and half "
+                f"JSON id searches, alternating; timeout {args.timeout:g} s per request; {args.rounds} rounds on "
                   "the same server (a leak would show as RSS still growing in round 2)")  # fmt: skip
-            print(f"{HEADER}{'req/s':>8}{'errors':>7}  RSS MiB first/max/last")
+            say(f"{HEADER}{'req/s':>8}{'errors':>7}  RSS MiB first/max/last")
             rounds = []
             for r in range(args.rounds):
                 result = load(base, server.pid, images, database_ids, args)
                 rss = result["rss"]
-                print(f"{line(f'round {r + 1}', result['latency'])}{result['rate']:>8.1f}{len(result['errors']):>7}  "
-                      f"{rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f}", flush=True)  # fmt: skip
+                say(f"{line(f'round {r + 1}', result['latency'])}{result['rate']:>8.1f}{len(result['errors']):>7}  "
+                    f"{rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f}")  # fmt: skip
                 if result["errors"]:
-                    print(f"  errors: {', '.join(sorted(set(result['errors']))[:3])}")
+                    say(f"  errors: {', '.join(sorted(set(result['errors']))[:3])}")
                 if not result["complete"]:
-                    print(f"  stopped at the deadline ({args.deadline:g} s) after {result['latency']['n']} requests")
+                    say(f"  stopped at the deadline ({args.deadline:g} s) after {result['latency']['n']} requests")
                 rounds.append(result)
         finally:
             stop_server(server)
     code = server.returncode
-    print(f"  server stopped: {f'signal {-code} (SIGTERM, as sent)' if code == -15 else f'exit status {code}'}")
+    say(f"  server stopped: {f'signal {-code} (SIGTERM, as sent)' if code == -15 else f'exit status {code}'}")
 
     first, load1 = next(iter(split.values())), rounds[0]
     latency, errors, wall = load1["latency"], sum(len(r["errors"]) for r in rounds), time.perf_counter() - started
     rss_first, rss_max, rss_last = rounds[0]["rss"][0], max(max(r["rss"]) for r in rounds), rounds[-1]["rss"][-1]
-    print(f"\nsummary: direct p50/p95 {first['p50']:.1f}/{first['p95']:.1f} ms; server p50/p95 {through['p50']:.1f}/"
-          f"{through['p95']:.1f} ms; load (round 1) {load1['rate']:.1f} req/s, p50/p95/max {latency['p50']:.0f}/"
-          f"{latency['p95']:.0f}/{latency['max']:.0f} ms; errors {errors} over {len(rounds)} rounds; server RSS "
-          f"first/max/last {rss_first:.0f}/{rss_max:.0f}/{rss_last:.0f} MiB; wall time {wall:.0f} s")  # fmt: skip
+    say(f"\nsummary: direct p50/p95 {first['p50']:.1f}/{first['p95']:.1f} ms; server p50/p95 {through['p50']:.1f}/"
+        f"{through['p95']:.1f} ms; load (round 1) {load1['rate']:.1f} req/s, p50/p95/max {latency['p50']:.0f}/"
+        f"{latency['p95']:.0f}/{latency['max']:.0f} ms; errors {errors} over {len(rounds)} rounds; server RSS "
+        f"first/max/last {rss_first:.0f}/{rss_max:.0f}/{rss_last:.0f} MiB; wall time {wall:.0f} s")  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):  # printed above, as measured
+        write_report(BENCHMARKS, [*lines, "```"], "serve_load")
+    trial = " (a trial run: into the copy in BENCH_DOCS)" if os.environ.get("BENCH_DOCS") else ""
+    print(f"docs/benchmarks.md: the serve_load block written{trial}")
 
 
 if __name__ == "__main__":

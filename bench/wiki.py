@@ -9,10 +9,10 @@ ties by database index). Code lengths 16, 32 and 64, and 8 bits, the one length 
 centred topic proportions span 9 dimensions: they refuse more bits); seeds 0, 1, 2 (represent.seed, hash.seed and
 baselines.seed together).
 
-Each run is the pipeline's stage functions, in order, on params.yaml's defaults with the crossmodal preset, the
-Wiki source and the run's code lengths, methods and seed: exactly what ``dvc exp run`` runs for those params
-(``docs/results/wiki.md`` gives the command). Runs are kept under ``bench/.work/wiki/runs`` (git-ignored), so an
-interrupted benchmark resumes; ``--report`` writes ``docs/results/wiki.json`` ({method: {bits: {direction:
+Each run is ``dvc repro`` of the pipeline (``common.Project``) on params.yaml's defaults with the crossmodal preset,
+the Wiki source and the run's code lengths, methods and seed (``docs/results/wiki.md`` gives the equivalent
+``dvc exp run``). Runs are kept under ``bench/.work/wiki/runs`` (git-ignored), so an interrupted benchmark
+resumes; ``--report`` writes ``docs/results/wiki.json`` ({method: {bits: {direction:
 {metric: {mean, std, runs}}}}}, the shape of cifar10.json with a level per direction) and the tables of
 ``docs/results/wiki.md``. About 25 minutes on 2 cores (GCH: about a minute per fit).
 
@@ -24,13 +24,8 @@ from __future__ import annotations
 
 import json
 
-from common import REPO, RESULTS, load_runs, results, seeded_benchmark, write_report
+from common import RESULTS, WIKI, Project, params, seeded_benchmark, summarise, write_report
 
-from graphhash.params.all import defaults
-from graphhash.presets import merged, read_preset
-
-WIKI = REPO.parent / "shared" / "datasets" / "wiki"
-WORK = REPO / "bench" / ".work" / "wiki"
 SEEDS = [0, 1, 2]
 UNSUPERVISED = ["cvh", "cmfh", "cca_itq"]
 # configuration: (code lengths, baselines.methods); the crossmodal preset's other values throughout
@@ -43,14 +38,9 @@ NAMES = {"nrdh-gcn": "xmodal-nrdh", "lsh": "LSH (per view)", "cvh": "CVH", "cmfh
 
 def run_params(bits: list[int], methods: list[str], seed: int) -> dict:
     """params.yaml's defaults with the crossmodal preset, the Wiki source, the run's lengths, methods and seed."""
-    values = merged(defaults(), read_preset("crossmodal", REPO / "params.yaml"))
-    return merged(values, {
-        "prepare": {"source": "wiki", "path": str(WIKI)},
-        "codes": {"bits": bits},
-        "represent": {"seed": seed}, "hash": {"seed": seed},
-        "baselines": {"methods": methods, "seed": seed},
-        "evaluate": {"map_at": [50], "figure_queries": 0},
-    })  # fmt: skip
+    return params("crossmodal", prepare={"source": "wiki", "path": str(WIKI)}, codes={"bits": bits},
+                  represent={"seed": seed}, hash={"seed": seed}, baselines={"methods": methods, "seed": seed},
+                  evaluate={"map_at": [50], "figure_queries": 0})  # fmt: skip
 
 
 BITS = sorted({b for lengths, _ in CONFIGS.values() for b in lengths})
@@ -82,9 +72,9 @@ def margins(res: dict) -> list[str]:
     return lines
 
 
-def report() -> None:
-    runs = load_runs(WORK)
-    res = results(runs, lambda name: CONFIGS[name.rsplit("-s", 1)[0]][0])
+def report(project: Project) -> None:
+    runs = project.records()
+    res = summarise(runs, lambda name: CONFIGS[name.rsplit("-s", 1)[0]][0])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "wiki.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     seeds = sorted({int(name.rsplit("-s", 1)[1]) for name in runs})
@@ -106,7 +96,7 @@ def seed_runs(seed: int) -> dict[str, dict]:
 
 
 def main() -> None:
-    seeded_benchmark(__doc__, WORK, WIKI / "raw_features.mat", seed_runs, report, SEEDS)
+    seeded_benchmark(__doc__, "wiki", WIKI / "raw_features.mat", seed_runs, report, SEEDS)
 
 
 if __name__ == "__main__":
