@@ -81,6 +81,20 @@ def test_an_image_file_is_embedded_and_hashed_as_the_run_did_its_own_items(retri
         assert [h.distance for h in result.hits] == sorted(h.distance for h in result.hits)
 
 
+def test_the_run_s_own_features_hash_to_its_stored_codes(retriever, search_run):
+    """Every row of the run's own features file is hashed as the hash stage hashed it: the query items join the
+    graph as new items, and a training item, known by its id, leaves itself out of its neighbours, as in the run;
+    so every code is the stored one. Without the ids a training item would be its own nearest neighbour."""
+    found = codes_of(search_run, 24)
+    codes, fs = retriever.encoder.encode_file(search_run / "data" / "features.h5")
+    row = {item_id: i for i, item_id in enumerate(fs.ids)}
+    database, queries = [row[i] for i in found.database_ids], [row[i] for i in found.query_ids]
+    assert np.array_equal(pack(codes[database]), found.database)
+    assert np.array_equal(pack(codes[queries]), found.query)
+    as_new = retriever.encoder.encode_features(fs.view("image"))  # every row a new item
+    assert np.array_equal(as_new[queries], codes[queries]) and not np.array_equal(as_new[database], codes[database])
+
+
 def test_search_command_prints_a_table_json_and_a_contact_sheet(retriever, search_run, tmp_path):
     found = codes_of(search_run, 24)
     image = query_png(search_run, retriever, found.query_ids[0], tmp_path)
