@@ -14,7 +14,8 @@ the raw features as reference; mean ± standard deviation over the seeds.
 
     python bench/validation.py --dataset digits --sweep represent.steps=200,400,800,1600
     python bench/validation.py --dataset cifar10 --ablation            # from the paper's settings to the defaults
-    python bench/validation.py --dataset subset --baselines bihalf --sweep baselines.bihalf.steps=1000,3000,10000
+    python bench/validation.py --dataset subset --baselines bihalf agh --sweep baselines.bihalf.steps=1000,10000 \\
+        --sweep baselines.agh.anchors=100,1000
 
 Datasets (``--dataset``), each with its validation queries per class: ``digits`` (the embedded default, 16 per
 class), ``cifar10`` (all 60,000 CIFAR-10 images: 500 per class from the 50,000 training images) and ``subset``
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 
 import numpy as np
@@ -79,17 +81,20 @@ def cells(runs: list[dict], method: str, bits: list[int]) -> str:
 
 
 def rows(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """(name, changes) of every row: the ablation's walk, a sweep's values, or the changes alone."""
+    """(name, changes) of every row: the ablation's walk, or the sweeps' values and the named rows, or the changes
+    alone."""
     if args.ablation:
         walked, changes = [], list(args.changes)
         for name, step in ABLATION:
             changes = [*changes, *step]
             walked.append((name, changes))
         return walked
-    if args.sweep:
-        key, values = args.sweep.split("=", 1)
-        return [(f"{key}={v}", [*args.changes, f"{key}={v}"]) for v in values.split(",")]
-    return [(" ".join(args.changes) or "params.yaml", list(args.changes))]
+    swept = [sweep.split("=", 1) for sweep in args.sweep or []]
+    found = [(f"{key}={v}", [*args.changes, f"{key}={v}"]) for key, values in swept for v in values.split(",")]
+    for row in args.row or []:
+        name, _, changes = row.partition("=")
+        found.append((name, [*args.changes, *changes.split()]))
+    return found or [(" ".join(args.changes) or "params.yaml", list(args.changes))]
 
 
 def main() -> None:
@@ -97,7 +102,12 @@ def main() -> None:
     parser.add_argument("--dataset", choices=list(DATASETS), required=True)
     parser.add_argument("--preset", help="a preset applied over the defaults first, e.g. paper")
     parser.add_argument("changes", nargs="*", help="section.key=value changes, applied in order")
-    parser.add_argument("--sweep", help="section.key=v1,v2,...: one row per value, after the changes")
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        help="section.key=v1,v2,...: one row per value, after the changes (repeatable: the rows of every sweep)",
+    )
+    parser.add_argument("--row", action="append", help="'name=section.key=v section.key=v ...': a row of its own")
     parser.add_argument("--ablation", action="store_true", help="walk from the paper preset to the defaults")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run every row with each seed")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 64])
@@ -115,15 +125,16 @@ def main() -> None:
     sizes = f"{DATASETS[args.dataset][1]} validation queries per class"
     header = "| " + " | ".join(f"{b} bits mAP@1000 (mAP@all)" for b in args.bits) + " |"
     rule = "|" + " ---: |" * len(args.bits)
-    command = " ".join(["python bench/validation.py", *sys.argv[1:]])
+    command = shlex.join(["python", "bench/validation.py", *sys.argv[1:]])
     lines = [f"`{command}`: {args.dataset}, {sizes}, seeds {', '.join(map(str, args.seeds))}", "",
              f"| method, setting {header}", f"| --- {rule}",
              f"| cosine ranking of the raw features | {first[0]['cosine']['map@1000']:.4f} "
              f"({first[0]['cosine']['map@all']:.4f}) |" + " |" * (len(args.bits) - 1)]  # fmt: skip
-    baseline_sweep = bool(args.sweep) and args.sweep.startswith("baselines.")
-    for method in args.baselines or []:
+    baseline_sweep = bool(args.sweep) and all(sweep.startswith("baselines.") for sweep in args.sweep)
+    for method in args.baselines or []:  # a baseline sweep: the rows that change this baseline
         for name, runs in found.items() if baseline_sweep else [("params.yaml", first)]:
-            lines.append(f"| {method}, {name} | {cells(runs, method, args.bits)} |")
+            if not baseline_sweep or name.startswith(f"baselines.{method}."):
+                lines.append(f"| {method}, {name} | {cells(runs, method, args.bits)} |")
     if not baseline_sweep:
         lines += [f"| NRDH, {name} | {cells(runs, METHOD, args.bits)} |" for name, runs in found.items()]
     write_report(RESULTS / "validation.md", lines, args.name or f"validation {' '.join(sys.argv[1:])}")

@@ -18,7 +18,8 @@ if given, then the row's ``section.key=value`` changes, scored by the evaluate s
 cca_itq) run one per code length on the same split (one that refuses a code length, as CVH and CCA-ITQ refuse more
 bits than Wiki's 9 shared directions, is shown as "-"). Every row runs once per seed (``--seeds``: the split and
 represent.seed, hash.seed and baselines.seed together) and reports the mean over seeds; the table is written into
-``docs/results/validation.md`` between markers named by ``--name`` (by default the arguments).
+``docs/results/wiki.md`` (where the preset's choices are explained) between markers named by ``--name`` (by default
+the arguments).
 
     python bench/xmodal_validation.py --dataset wiki --preset crossmodal --sweep hash.dropout=0,0.2,0.5
     python bench/xmodal_validation.py --dataset digits --preset crossmodal --row "default settings="
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -98,7 +100,7 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=["cvh", "cmfh", "cca_itq"], help="baselines.methods names")
     parser.add_argument("--sweep", action="append", default=[], help="section.key=v1,v2,...: one row per value")
     parser.add_argument("--row", action="append", default=[], help="'name=section.key=v section.key=v ...'")
-    parser.add_argument("--name", help="the table's block in docs/results/validation.md (default: the arguments)")
+    parser.add_argument("--name", help="the table's block in docs/results/wiki.md (default: the arguments)")
     args = parser.parse_args()
     if args.dataset == "wiki":
         require(WIKI, "the Wikipedia features live in ../shared/datasets/wiki")
@@ -113,7 +115,8 @@ def main() -> None:
         name, _, changes = row.partition("=")
         rows.append((name, changes.split()))
     rows = rows or [("settings", [])]
-    lines = [f"`python bench/xmodal_validation.py {' '.join(sys.argv[1:])}`: {args.dataset}, {SHARE:.0%} of each "
+    command = shlex.join(["python", "bench/xmodal_validation.py", *sys.argv[1:]])
+    lines = [f"`{command}`: {args.dataset}, {SHARE:.0%} of each "
              f"category's training pairs as validation queries, seeds {', '.join(map(str, args.seeds))}; mAP@all "
              f"{' / '.join(WAYS)}, the mean over the seeds", "",
              "| method, setting | " + " | ".join(f"{b} bits" for b in args.bits) + " |",
@@ -130,7 +133,7 @@ def main() -> None:
         runs = [run(project, args, folder, changes, seed, codes={"bits": args.bits}, baselines={"methods": ["lsh"]})
                 for seed in args.seeds]  # fmt: skip
         lines.append(f"| xmodal-nrdh, {name} | " + " | ".join(cells(runs, "nrdh-gcn", b) for b in args.bits) + " |")
-    write_report(RESULTS / "validation.md", lines, args.name or f"xmodal_validation {' '.join(sys.argv[1:])}")
+    write_report(RESULTS / "wiki.md", lines, args.name or f"xmodal_validation {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":
