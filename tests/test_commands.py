@@ -190,3 +190,14 @@ def test_encode_to_an_existing_folder_is_one_line(model, tmp_path):
     lines = error_lines(graphhash("encode", str(folder), str(features), str(tmp_path / "out")))
     assert lines == [f"error: {tmp_path / 'out'}: is a folder; give the path of a file to write"]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_encode_refuses_features_holding_a_nan_naming_the_file_and_row(model, tmp_path):
+    """One NaN in row 4 would spread through the network into codes of all zeros (issue 30, 2)."""
+    folder, _ = model
+    x = np.random.default_rng(0).normal(size=(10, 12))
+    x[4, 7], x[8, 0] = np.nan, np.inf
+    features = features_file(tmp_path / "nan.h5", x)
+    lines = error_lines(graphhash("encode", str(folder), str(features), str(tmp_path / "codes.npy")))
+    assert lines == [f"error: {features}: NaN or infinite features in 2 rows, the first row 4"]
+    assert not (tmp_path / "codes.npy").exists()

@@ -167,3 +167,15 @@ def test_a_run_whose_artefacts_disagree_is_one_line(search_run, tmp_path):
         f.attrs["dims"] = '{"image": 768}'
     with pytest.raises(GraphhashError, match="image features of 768 dimensions, but the hash network takes 1280"):
         Retriever.from_run(work)
+
+
+def test_search_refuses_features_holding_a_nan(search_run, tmp_path):
+    """The run's own features with one NaN (hash.input: graph would spread it through the kNN graph inputs into
+    codes of all zeros): one line naming the file and the row (issue 30, 2)."""
+    bad = tmp_path / "nan.h5"
+    shutil.copy(search_run / "data" / "features.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        f["features/image"][5, 3] = np.nan
+    assert fails(search_run, "search", "--features", str(bad)) == (
+        f"error: {bad}: NaN or infinite features in row 5"
+    )

@@ -89,3 +89,61 @@ def autocast(device: torch.device) -> torch.autocast:
     import torch
 
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(device) == "bf16")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the kernel's estimate of what can be allocated without
+    swapping (``MemAvailable``), or less when a cgroup (a container, a CI job) caps the process; None where
+    neither can be read (not Linux)."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    for limit, usage in _CGROUP_FILES:
+        try:
+            with open(limit, encoding="ascii") as f:
+                cap = f.read().strip()
+            with open(usage, encoding="ascii") as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 1 << 60:  # "max" (v2) or a huge number (v1): no cap
+            found.append(max(int(cap) - used, 0))
+    return min(found) if found else None
+
+
+_CGROUP_FILES = (  # (the cap, what is in use): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def memory_shortfall(needed: int, what: str) -> str | None:
+    """Why ``needed`` bytes (for ``what``) cannot be held, in words, or None when they fit in ``available_memory``.
+
+    The one check of a size before it is allocated; callers name the key that set the size.
+    """
+    available = available_memory()
+    if available is None or needed <= available:
+        return None
+    return f"{what} would need {byte_size(needed)} of memory, more than the {byte_size(available)} available here"
+
+
+def require_memory(key: str, needed: int, what: str) -> None:
+    """Stop with one line naming ``key`` when ``needed`` bytes do not fit (``memory_shortfall``)."""
+    reason = memory_shortfall(needed, what)
+    if reason:
+        raise GraphhashError(f"{key}: {reason}")
+
+
+def byte_size(n: float) -> str:
+    """``n`` bytes for a reader: 512 B, 1.5 KiB, 21.9 GiB, 4.4 PiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} PiB"

@@ -62,6 +62,7 @@ class EfficientNetLite0(Backbone):
     mean = (127.0 / 255, 127.0 / 255, 127.0 / 255)
     std = (128.0 / 255, 128.0 / 255, 128.0 / 255)
     interpolation = "bicubic"
+    activations = 32
 
     def stages(self) -> list[nn.Module]:
         """The stem, the 16 MBConv blocks, and the head convolution with pooling: 18 stages."""

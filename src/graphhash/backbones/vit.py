@@ -47,6 +47,7 @@ class ViTB16(Backbone):
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
     interpolation = "bilinear"
+    activations = 24
 
     def stages(self) -> list[nn.Module]:
         """The embedding, the 12 encoder layers, and the final LayerNorm's class token: 14 stages."""

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from graphhash.errors import GraphhashError
+from graphhash.files.features import require_finite
 
 WIKI_FEATURES = "raw_features.mat"
 WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
@@ -64,11 +65,7 @@ def _finite(x: np.ndarray, where: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise GraphhashError(f"{where}: expected a 2-d feature matrix, found shape {x.shape}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise GraphhashError(f"{where}: NaN or infinite features (first in row {row})")
-    return x
+    return require_finite(x, where)
 
 
 def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:

@@ -42,6 +42,7 @@ from graphhash.files.hdf5 import (
     write_strings,
 )
 from graphhash.files.manifest import SPLITS
+from graphhash.runtime import memory_shortfall
 
 FEATURES = Contract("features", 2, stage="extract")
 
@@ -83,6 +84,15 @@ class FeatureSet:
     def with_views(self, views: dict[str, np.ndarray]) -> FeatureSet:
         """The same items with other features (the same modalities)."""
         return replace(self, views=views)
+
+    def require_memory(self, mask: np.ndarray | None, copies: float, stage: str) -> None:
+        """Stop, naming the file, before ``stage`` reads the rows of ``mask`` (every row: None) when ``copies`` float32
+        copies of them (of every modality) would not fit in memory (``runtime.memory_shortfall``)."""
+        rows = len(self.ids) if mask is None else int(np.count_nonzero(mask))
+        dim = sum(int(view.shape[1]) for view in self.views.values())
+        reason = memory_shortfall(int(copies * rows * dim * 4), f"{stage}: {rows:,} rows of {dim:,} dimensions")
+        if reason:
+            raise GraphhashError(f"{self.path or 'features'}: {reason}")
 
     def ids_where(self, mask: np.ndarray) -> list[str]:
         return [item_id for item_id, keep in zip(self.ids, mask, strict=True) if keep]
@@ -127,6 +137,17 @@ def read_features_attrs(path: str | Path) -> dict[str, Any]:
     """A features file's attributes only (backbone, image size, classes...), without loading its rows."""
     with FEATURES.read(path) as f:
         return plain_attrs(f)
+
+
+def require_finite(x: np.ndarray, where: str) -> np.ndarray:
+    """``x`` itself when every value is finite; else one line naming ``where`` and the first row holding a NaN or an
+    infinity (one such value spreads through everything computed from it, down to codes of all zeros)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+        found = f"{len(rows):,} rows, the first row {rows[0]}" if len(rows) > 1 else f"row {rows[0]}"
+        raise GraphhashError(f"{where}: NaN or infinite features in {found}")
+    return x
 
 
 # rows read at a time by ``read_rows``: 64 MiB of 1280-d float32 features

@@ -29,7 +29,7 @@ import torch
 
 from graphhash.backbones import BACKBONES, Backbone, load_backbone
 from graphhash.errors import GraphhashError
-from graphhash.files.features import FeatureSet, read_features, read_features_attrs
+from graphhash.files.features import FeatureSet, read_features, read_features_attrs, require_finite
 from graphhash.files.models import load_model, load_weights
 from graphhash.files.neighbours import Neighbours
 from graphhash.graphs.knn import TrainingSet
@@ -198,10 +198,16 @@ class ItemEncoder:
         return training.nearest(features, self.graph.neighbours, own)
 
     def encode_features(
-        self, features: np.ndarray, *, neighbours: Neighbours | None = None, ids: list[str] | None = None
+        self,
+        features: np.ndarray,
+        *,
+        neighbours: Neighbours | None = None,
+        ids: list[str] | None = None,
+        where: str = "features",
     ) -> np.ndarray:
         """Bool codes (n, bits) of feature rows (n, D) in the network's modality (``mlp``); ``neighbours``: their
-        nearest training items when known, else searched (``ids`` name rows that are items of the run)."""
+        nearest training items when known, else searched (``ids`` name rows that are items of the run). Rows holding
+        a NaN or an infinity are refused, naming ``where`` (the file they came from) and the first such row."""
         if isinstance(self.network, HashCNN):
             raise GraphhashError("the run's hash network is a CNN (hash.network: cnn): it hashes images, not "
                                  "features; give images or item ids")  # fmt: skip
@@ -209,6 +215,7 @@ class ItemEncoder:
         if features.ndim != 2 or features.shape[1] != self.head.in_dim:
             raise GraphhashError(f"features of shape {features.shape}: the hash network takes {self.head.in_dim} "
                                  "dimensions")  # fmt: skip
+        require_finite(features, where)
         if self.graph:
             neighbours = neighbours if neighbours is not None else self.neighbours(features, ids)
             features = self.graph.inputs(self.training, features, neighbours)
@@ -222,7 +229,7 @@ class ItemEncoder:
         if view.shape[1] != self.head.in_dim:
             raise GraphhashError(f"{path}: {self.modality} features of {view.shape[1]} dimensions, but the hash "
                                  f"network takes {self.head.in_dim} (features of another backbone?)")  # fmt: skip
-        return self.encode_features(view, ids=fs.ids), fs
+        return self.encode_features(view, ids=fs.ids, where=str(path)), fs
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """Frozen-backbone features (n, D) of RGB images (uint8 arrays of any size), as ``extract`` made the run's."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from graphhash.backbones import BACKBONES
+from graphhash.hyperparameters import HyperparameterError
 from graphhash.params import Section
+from graphhash.runtime import memory_shortfall
 
 BackboneName = Literal[tuple(BACKBONES)]
 
@@ -43,3 +45,13 @@ class ExtractParams(Section):
     on_bad_image: Literal["fail", "skip"] = Field(
         "fail", description="an unreadable item or non-finite features: fail, naming it | skip it and record its id"
     )
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ExtractParams:
+        """A batch must fit in memory: its pixels and the backbone's activations (``Backbone.forward_bytes``)."""
+        size = f"{self.image_size} x {self.image_size}"
+        needed = BACKBONES[self.backbone].forward_bytes(self.batch_size, self.image_size)
+        reason = memory_shortfall(needed, f"a forward pass of {self.batch_size:,} images of {size} ({self.backbone})")
+        if reason:
+            raise HyperparameterError("batch_size", reason)
+        return self

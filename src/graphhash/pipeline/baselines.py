@@ -19,6 +19,7 @@ from graphhash.params.baselines import BaselinesParams
 def baseline_codes(features_path: Path, bits: int, params: BaselinesParams, out: Path) -> None:
     """Write ``<out>/<method>-<bits>-<modality>.h5`` for every method and modality."""
     with open_features(features_path) as fs:  # the training rows in memory, float32; the rest read to be encoded
+        fs.require_memory(fs.train, 3, "the training rows and a float64 copy of them")
         train = {modality: read_rows(view, fs.train) for modality, view in fs.views.items()}
         for method in params.methods:
             cls, options = HASHERS[method], params.options(method)

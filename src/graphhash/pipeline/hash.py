@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphhash.backbones import Backbone, load_backbone
+from graphhash.backbones import BACKBONES, Backbone, load_backbone
 from graphhash.data.sources import open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.atomic import write_csv
@@ -41,7 +41,7 @@ from graphhash.nrdh.hashnet import HashLearner, HashNet, Targets
 from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
 from graphhash.params.hash import HashParams
-from graphhash.runtime import precision
+from graphhash.runtime import precision, require_memory
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def hash_codes(
     learner = HashLearner(**params.hyperparameters(HashLearner))
     graph_input = GraphInput(graph.rho, learner.input_p, graph.nodes - 1) if learner.input == "graph" else None
     with open_features(features_path) as fs:  # rows read as they are needed, never the matrix and a copy
+        fs.require_memory(None, 2, "every item's network inputs and the training rows")
         trainers = {modality: _trainer(fs, modality, neighbours_path, graph_input, params, learner, features_path,
                                        extract, manifest) for modality in fs.modalities}  # fmt: skip
         method = nrdh_method(filter_name)
@@ -150,6 +151,12 @@ class CnnTrainer:
         source = open_source(manifest.source, manifest.path)
         if source.holds_vectors:
             raise GraphhashError(f"hash.network: cnn trains on images, but the {manifest.source} items are vectors")
+        batch, size = cnn.batch_size, cnn.image_size
+        require_memory(
+            "hash.cnn.batch_size",
+            2 * BACKBONES[extract.backbone].forward_bytes(batch, size),
+            f"training on {batch:,} images of {size} x {size} ({extract.backbone}, with gradients)",
+        )
         self.fs, self.features_path, self.extract, self.params = fs, features_path, extract, params
         self.learner, self.cnn = learner, cnn
         backbone = self._backbone()

@@ -21,6 +21,7 @@ from graphhash.graphs.knn import joint_features
 from graphhash.nrdh.autoencoder import Graphs, RepresentationLearner, node_representations
 from graphhash.params.graph import GraphParams
 from graphhash.params.represent import RepresentParams
+from graphhash.runtime import require_memory
 
 AUTOENCODER = "nrdh-graph-autoencoder"
 
@@ -45,6 +46,13 @@ def represent(
     """For each code length g: ``<out>/<g>.h5`` (the representations, max(represent.latent, g) wide), the
     ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
     with open_features(features_path) as fs:  # the training rows only
+        fs.require_memory(fs.train, 2, "the training rows and their representations")
+        width = sum(int(view.shape[1]) for view in fs.views.values()) + graph.nodes  # a node's features and edges
+        require_memory(
+            "represent.graphs_per_step",
+            3 * represent.graphs_per_step * graph.nodes * width * 4,
+            f"{represent.graphs_per_step:,} graphs of {graph.nodes:,} nodes per step, with gradients",
+        )
         train = torch.from_numpy(read_rows(joint_features(fs, graph.weights), fs.train))
         neighbours = training_neighbours(neighbours_path, fs, graph) if graph.kind == "knn" else None
     learner = RepresentationLearner(represent.filter_options(), **represent.hyperparameters(RepresentationLearner))

@@ -18,6 +18,7 @@ from graphhash.data.sources.base import Listing, Source
 from graphhash.data.sources.images import FolderSource
 from graphhash.errors import GraphhashError
 from graphhash.hyperparameters import Configurable, HyperparameterError, checked, declared
+from graphhash.runtime import memory_shortfall
 
 NPY_EXTENSIONS = (".npy",)
 NPY_MAGIC = b"\x93NUMPY"
@@ -54,6 +55,7 @@ class NpySource(FolderSource):
 # Rows of a synthetic source made together, by one generator: 64, the default extract.batch_size, so that
 # DataLoader workers, which read whole batches, each make blocks of their own rather than all the same ones.
 SYNTHETIC_BLOCK = 64
+LISTED_ITEM_BYTES = 100  # about what an item's id (a str), its place in the listing and its label take
 SYNTHETIC_RANK = 16  # the dimension of each class's subspace (at most D)
 CLASS_STREAM, BLOCK_STREAM = 0, 1  # the seeds' second word: a class's parameters, or a block of rows
 
@@ -115,7 +117,7 @@ class SyntheticSource(Source, Configurable):
         noise: Annotated[float, Field(ge=0.0)] = 0.5,
         seed: Annotated[int, Field(ge=0)] = 0,
     ):
-        self.check(items=items, classes=classes)
+        self.check(items=items, dimension=dimension, classes=classes)
         self.items, self.dimension, self.classes, self.seed = items, dimension, classes, seed
         self.noise = float(noise)  # noise=1 and noise=1.0 are one mixture, with one address
         self.rank = min(SYNTHETIC_RANK, dimension)
@@ -124,9 +126,13 @@ class SyntheticSource(Source, Configurable):
         self._last_classes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the last block's: c -> (mu_c, B_c)
 
     @classmethod
-    def check(cls, *, items: int, classes: int, **others: Any) -> None:
+    def check(cls, *, items: int, dimension: int, classes: int, **others: Any) -> None:
         if classes > items:
             raise HyperparameterError("classes", f"must be <= items ({classes:,} > {items:,})")
+        what = f"{items:,} items of {dimension:,} dimensions (their float32 rows, which later stages hold, and ids)"
+        reason = memory_shortfall(items * (4 * dimension + LISTED_ITEM_BYTES), what)
+        if reason:
+            raise HyperparameterError("items", reason)
 
     @property
     def address(self) -> str:
