@@ -19,7 +19,9 @@ from graphhash.files.manifest import Manifest, Split
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.codes import CodesParams
 from graphhash.params.evaluate import EvaluateParams
+from graphhash.params.prepare import PrepareParams
 from graphhash.pipeline.evaluate import code_files, cosine_queries, evaluate_codes
+from graphhash.pipeline.prepare import prepare
 
 DIGIT_IDS = [f"digits/{i:04d}" for i in range(150)]  # real items, so the retrieval figures can show them
 
@@ -301,3 +303,34 @@ def test_paired_codes_are_scored_in_every_direction_against_brute_force(tmp_path
     assert cell in table.split("## text->image")[1].split("## image->image")[0]
     rank = read_csv(out / "curves" / "pr_rank" / "8.csv")
     assert sorted({row["method"] for row in rank}) == sorted(f"{m} {way}" for m in ("itq", "nrdh-gcn") for way in ways)
+
+
+def test_one_class_writes_no_label_metrics(features, codes_dir, tmp_path, caplog, make_tree):
+    """Every item of one class is relevant to every query, so every mAP would be 1.0000: say so in one line and
+    write none (issue 30, 3), from prepare (a folder whose images sit in one class folder) and from evaluate."""
+    path, _, _, query = features
+    manifest = tmp_path / "one.json"
+    Manifest(
+        source="npy",
+        path=str(tmp_path),
+        modalities=["image"],
+        classes=["cats"],
+        ids=DIGIT_IDS,
+        labels=np.zeros(150, dtype=np.int64),
+        split=Split(query, ~query, ~query),
+        content_sha256="-",
+    ).save(manifest)
+    with caplog.at_level("WARNING", logger="graphhash"):
+        out, metrics = run_evaluate(tmp_path, path, manifest, codes_dir[0])
+    assert metrics == {} and json.loads((out / "metrics.json").read_text()) == {}
+    assert "None: the items have one class (cats)" in (out / "results.md").read_text()
+    assert list((out / "curves").iterdir()) == [] and list((out / "retrieval").iterdir()) == []
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("evaluate: the items have one class (cats), so every item is relevant to every query")
+    caplog.clear()
+    folder = make_tree(tmp_path / "photos", [f"holiday/{i}.png" for i in range(6)])
+    with caplog.at_level("WARNING", logger="graphhash"):
+        prepare(PrepareParams(source="folder", path=str(folder), query_size=1))
+    assert [r.getMessage()[:45] for r in caplog.records if r.levelname == "WARNING"] == [
+        "prepare: the items have one class (holiday), "
+    ]

@@ -176,6 +176,4 @@ def test_search_refuses_features_holding_a_nan(search_run, tmp_path):
     shutil.copy(search_run / "data" / "features.h5", bad)
     with h5py.File(bad, "r+") as f:
         f["features/image"][5, 3] = np.nan
-    assert fails(search_run, "search", "--features", str(bad)) == (
-        f"error: {bad}: NaN or infinite features in row 5"
-    )
+    assert fails(search_run, "search", "--features", str(bad)) == (f"error: {bad}: NaN or infinite features in row 5")

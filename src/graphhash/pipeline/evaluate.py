@@ -29,7 +29,7 @@ from graphhash.evaluation.metrics import RECALL_GRID, cosine_map, evaluate
 from graphhash.files.atomic import write_bytes, write_csv, write_json, write_text
 from graphhash.files.codes import CodeSet, find_code_files, nrdh_method, read_codes
 from graphhash.files.features import open_features
-from graphhash.files.manifest import Manifest
+from graphhash.files.manifest import Manifest, no_label_metrics
 from graphhash.graphs.knn import unit_features
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.codes import CodesParams
@@ -87,6 +87,14 @@ def evaluate_codes(
 ) -> dict:
     """Evaluate the code files the params name; write the metrics, tables, curves and figures."""
     manifest = Manifest.load(manifest_path)
+    unlabelled = no_label_metrics(manifest.classes)
+    if unlabelled:
+        log.warning("evaluate: %s; no label metrics written", unlabelled)
+        curves.mkdir(parents=True, exist_ok=True)
+        figures.mkdir(parents=True, exist_ok=True)
+        write_json(metrics_path, {})
+        write_text(results_path, f"# Retrieval results\n\nNone: {unlabelled}.\n")
+        return {}
     ways = directions(manifest.modalities)
     methods = [*baselines.methods, *(nrdh_method(name) for name in codes.filters)]
     files = code_files(codes_folder, methods, codes.bits, manifest.modalities)

@@ -11,7 +11,7 @@ from graphhash.data.images import BadItemError
 from graphhash.data.sources import Source, open_source
 from graphhash.data.split import split_items, validation_split
 from graphhash.errors import GraphhashError
-from graphhash.files.manifest import SPLITS, Manifest, Split
+from graphhash.files.manifest import SPLITS, Manifest, Split, no_label_metrics
 from graphhash.params.prepare import PrepareParams
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ def prepare(params: PrepareParams) -> Manifest:
         ids, labels = [item_id for item_id, kept in zip(ids, rest, strict=True) if kept], labels[rest]
         split = Split(**{name: getattr(split, name)[rest] for name in SPLITS})
         split = validation_split(split, labels, params.validation_size, rng, listing.classes)
+    unlabelled = no_label_metrics(listing.classes)
+    if unlabelled:
+        log.warning("prepare: %s; evaluate will write no label metrics", unlabelled)
     log.info(
         "%s: %d items, %d classes: %d query, %d database, %d train",
         params.source,
