@@ -224,3 +224,27 @@ def test_an_error_in_a_rank_is_its_message_in_one_line_naming_the_rank(tmp_path)
     )
     assert "\n" not in message and "Traceback" not in message
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_ranks_beyond_the_cores_or_the_batches_are_refused_before_any_starts(tmp_path, monkeypatch):
+    """1,000 ranks on a 2-core machine were accepted and started (issue 30, 4): one line, nothing started, nothing
+    written; extract.oversubscribe allows more ranks than cores, never more than batches."""
+    manifest = digits(3)  # 30 items: 4 batches of 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    started = []
+    monkeypatch.setattr("graphhash.pipeline.extract.launch", lambda *args, **kwargs: started.append(args))
+    for ranks, oversubscribe, message in (
+        (
+            3,
+            False,
+            "extract.ranks: 3 ranks on 2 CPU cores; set extract.oversubscribe: true to run more ranks than cores",
+        ),
+        (1000, True, "extract.ranks: 1000 ranks for 30 items in 4 batches of 8: at most one rank per batch"),
+        (5, True, "extract.ranks: 5 ranks for 30 items in 4 batches of 8: at most one rank per batch"),
+    ):
+        with pytest.raises(GraphhashError) as info:
+            extract(manifest, ExtractParams(**EXTRACT, ranks=ranks, oversubscribe=oversubscribe), tmp_path / "f.h5")
+        assert str(info.value) == message
+    assert started == [] and list(tmp_path.iterdir()) == []
+    extract(manifest, ExtractParams(**EXTRACT, ranks=4, oversubscribe=True), tmp_path / "f.h5")
+    assert len(started) == 1  # within both limits: launched

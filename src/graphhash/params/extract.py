@@ -39,6 +39,9 @@ class ExtractParams(Section):
         description="processes on this machine, each embedding a disjoint shard (gloo on CPU, one GPU each with "
         "nccl); several machines: start stages/extract.py with torchrun (README)",
     )
+    oversubscribe: bool = Field(
+        False, description="allow more ranks on the CPU than it has cores (each rank then gets one thread)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when present (bf16, channels-last), else CPU"
     )

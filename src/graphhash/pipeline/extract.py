@@ -107,15 +107,32 @@ def extract(manifest: Manifest, params: ExtractParams, dest: str | Path) -> None
     Started by torchrun, this process is one rank of several (``Ranks``); with ``extract.ranks`` > 1 and no
     launcher it starts that many ranks on this machine, each of which comes back here.
     """
+    device = resolve_device(params.device, "extract.device")
     if params.ranks > 1 and not Ranks.launched():
+        check_ranks(params, device, len(manifest.ids))
         launch(params.ranks, extract, manifest, params, dest, key="extract.ranks")
         return
-    device = resolve_device(params.device, "extract.device")
     ranks = Ranks.join(device)
     try:
         _extract(manifest, params, Path(dest), device, ranks)
     finally:
         ranks.leave()
+
+
+def check_ranks(params: ExtractParams, device: torch.device, items: int) -> None:
+    """``extract.ranks`` within what this machine and the items can use: at most one rank per GPU, or per CPU core
+    unless ``extract.oversubscribe``, and no more ranks than batches (a rank without a batch only costs memory)."""
+    batches = -(-items // params.batch_size)
+    if params.ranks > batches:
+        raise GraphhashError(f"extract.ranks: {params.ranks} ranks for {items:,} items in {batches:,} batches of "
+                             f"{params.batch_size}: at most one rank per batch")  # fmt: skip
+    if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if params.ranks > gpus:
+            raise GraphhashError(f"extract.ranks: {params.ranks} ranks on {gpus} GPUs: at most one rank per GPU")
+    elif params.ranks > (cores := os.cpu_count() or 1) and not params.oversubscribe:
+        raise GraphhashError(f"extract.ranks: {params.ranks} ranks on {cores} CPU cores; set extract.oversubscribe: "
+                             "true to run more ranks than cores")  # fmt: skip
 
 
 def _extract(manifest: Manifest, params: ExtractParams, dest: Path, device: torch.device, ranks: Ranks) -> None:
