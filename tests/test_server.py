@@ -21,7 +21,7 @@ def retriever(search_run) -> Retriever:
 
 @pytest.fixture(scope="module")
 def client(retriever) -> TestClient:
-    return TestClient(create_app(retriever, max_bytes=200_000))
+    return TestClient(create_app(retriever, max_bytes=200_000), base_url="http://127.0.0.1")
 
 
 def png(image: Image.Image) -> bytes:
@@ -73,7 +73,7 @@ def test_database_pages_and_thumbnails(client, retriever):
     ("request_args", "status", "message"),
     [
         ({"content": b"just text", "headers": {"Content-Type": "image/png"}}, 400, "cannot decode image"),
-        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "the request body is empty"),
+        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "the upload is empty"),
         ({"content": b"\x89PNG" + bytes(300_000), "headers": {"Content-Type": "image/png"}}, 413, "over the limit"),
         ({"json": {"id": "digits/nope", "k": 5}}, 404, "not a query or database item"),
         ({"json": {"id": "digits/0001", "k": 0}}, 400, "k: must be an integer between 1 and 200"),

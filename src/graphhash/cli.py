@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import socket
 from pathlib import Path
 
 from graphhash.errors import GraphhashError
@@ -62,7 +63,7 @@ def _encode(args: argparse.Namespace) -> None:
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
         encoder = ItemEncoder.load(args.model, run_paths(root)["features"], weights=extract.weights,
                                    weights_path=extract.weights_path)  # fmt: skip
-        found = encoder.encode_images([np.asarray(decode(f.read_bytes(), str(f))) for f in files])
+        found = encoder.encode_images([np.asarray(decode(f.read_bytes(), str(f), args.max_pixels)) for f in files])
         what = f"{len(files)} images (files as named, each folder's images sorted by path)"
     codes = pack(found)
     buffer = io.BytesIO()
@@ -102,7 +103,7 @@ def _search(args: argparse.Namespace) -> None:
     results = []
     files = _query_files(args.queries)
     if files:
-        results += retriever.search_images([(str(p), p.read_bytes()) for p in files], args.k)
+        results += retriever.search_images([(str(p), p.read_bytes()) for p in files], args.k, args.max_pixels)
     if args.id:
         results += retriever.search_ids(args.id, args.k)
     if args.features:
@@ -133,22 +134,33 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from graphhash.retrieval.retriever import Retriever
-    from graphhash.retrieval.server import create_app
+    from graphhash.retrieval.server import LOOPBACK_HOSTS, create_app
 
     if args.threads < 1:
         raise GraphhashError(f"--threads: must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)  # requests run one at a time; see --threads
-    app = create_app(
-        Retriever.from_run(
-            args.root,
-            method=args.method,
-            bits=args.bits,
-            query_modality=args.query_modality,
-            database_modality=args.database_modality,
-        )
-    )
+    retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits, query_modality=args.query_modality,
+                                   database_modality=args.database_modality)  # fmt: skip
+    hosts = [*LOOPBACK_HOSTS, args.host, *args.allowed_hosts]
+    app = create_app(retriever, allowed_hosts=hosts, max_pixels=args.max_pixels)
+    listening = _listen(args.host, args.port)  # bound before the address is printed
     print(f"graphhash serve: http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.allowed_hosts:
+        print(f"graphhash serve: requests may name the hosts {', '.join(dict.fromkeys(hosts))}")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port``; one line when the address cannot be had (in use, not this machine's)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(family, kind, proto)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise GraphhashError(f"--host {host} --port {port}: cannot listen there: {reason}") from None
+    return listening
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +173,16 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         "the queries')")  # fmt: skip
 
 
+def _port(text: str) -> int:
+    """A TCP port number, or an argument error."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number between 1 and 65535, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from graphhash.data.images import MAX_PIXELS
+
     parser = argparse.ArgumentParser(prog="graphhash", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -216,10 +237,16 @@ def main(argv: list[str] | None = None) -> None:
     _run_options(search)
     serve = command("serve", _serve, "a web page to search a run's index and browse its database")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
+    serve.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
+                       help="Host names requests may carry besides the --host and loopback names (a server bound "
+                       "beyond this machine is reached by them); '*' accepts any")  # fmt: skip
     threads = "torch threads embedding an upload (default 1: steady latency when other work shares the cores)"
     serve.add_argument("--threads", type=int, default=1, help=threads)
     _run_options(serve)
+    for images in (encode, search, serve):
+        images.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse query images of more pixels, "
+                            f"read from their header before decoding (default {MAX_PIXELS:,})")  # fmt: skip
     args = parser.parse_args(argv)
     run(lambda: args.run(args), f"graphhash {args.command}")
 

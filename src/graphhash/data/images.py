@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -13,11 +14,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
+# The most pixels a query image may have (``graphhash search``, ``encode``, ``serve``: ``--max-pixels``): a 40 MP
+# photo decodes to 120 MB of RGB; a small file can declare far more (a 343 KB PNG of 13,300 x 13,300 16-bit pixels
+# decodes to 1 GB), and Pillow itself refuses only above 179 MP.
+MAX_PIXELS = 40_000_000
+
+
 class BadItemError(GraphhashError):
     """An item that cannot be read or decoded (a corrupt, truncated, empty or unreadable file, a bad vector).
 
     ``extract`` fails on it or leaves it out, as ``extract.on_bad_image`` says.
     """
+
+
+class TooManyPixelsError(BadItemError):
+    """An image whose header declares more pixels than the limit asked for: refused before it is decoded."""
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -37,10 +48,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode(data: bytes, name: str) -> Image.Image:
-    """Decode encoded image bytes to RGB; ``name`` is the file that errors name."""
+def decode(data: bytes, name: str, max_pixels: int | None = None) -> Image.Image:
+    """Decode encoded image bytes to RGB; ``name`` is the file that errors name. With ``max_pixels``, an image whose
+    header declares more pixels is refused (``TooManyPixelsError``) before its pixels are decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():  # Pillow's own warning above 89 MP: the limit below is the one that counts
+            if max_pixels is not None:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        with img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise TooManyPixelsError(f"{name}: {width:,} x {height:,} pixels ({width * height / 1e6:,.1f} MP) "
+                                         f"is over the limit of {max_pixels / 1e6:g} MP (--max-pixels)")  # fmt: skip
             img.load()  # decode now: a truncated file fails here, not later in a worker
             return to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

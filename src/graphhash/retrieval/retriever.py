@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from graphhash.data.images import decode
+from graphhash.data.images import MAX_PIXELS, decode
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, pack, read_codes
@@ -229,9 +229,12 @@ class Retriever:
         """Database rows (q, k) and Hamming distances (q, k) of the first ``k`` items for packed codes (q, B)."""
         return self.kind_index.search(self.stored.index, self.stored.codes, codes, k)
 
-    def search_images(self, images: list[tuple[str, bytes]], k: int) -> list[Result]:
-        """Search with encoded image files: (name, bytes) pairs; a file that is not an image is one line."""
-        decoded = [np.asarray(decode(data, name), dtype=np.uint8) for name, data in images]
+    def search_images(
+        self, images: list[tuple[str, bytes]], k: int, max_pixels: int | None = MAX_PIXELS
+    ) -> list[Result]:
+        """Search with encoded image files: (name, bytes) pairs; a file that is not an image, or of more than
+        ``max_pixels`` pixels, is one line."""
+        decoded = [np.asarray(decode(data, name, max_pixels), dtype=np.uint8) for name, data in images]
         codes = pack(self.encoder.encode_images(decoded))
         return self._results([name for name, _ in images], codes, [None] * len(images), k)
 

@@ -4,16 +4,23 @@
     GET  /api/info              the run: method, code length, index kind, items, classes; the request limits
     GET  /api/items?offset&limit   a page of database items (row, id, class), in database order
     GET  /api/image/{id}        an item's thumbnail (PNG), read from the run's data source
-    POST /api/search?k=K        body: an image file (any Content-Type but JSON), or JSON {"id": ..., "k": ...}
+    POST /api/search?k=K        body: an image file (its bytes, any Content-Type but JSON; or a file field of
+                                multipart/form-data, as HTML forms and ``curl -F file=@x.jpg`` send it), or
+                                JSON {"id": ..., "k": ...}
 
-Bad requests (a body that is not an image, an empty body, an image over ``max_bytes``, an unknown id, k out
-of range, a page out of range) get a 4xx with ``{"detail": "<one line>"}`` and the server keeps serving.
-Nothing is written to disk: uploads are read into memory (no multipart spooling), with their size checked
-while they arrive; thumbnails are encoded in memory. Searches run one at a time (a lock around the model).
+Bad requests (a body that is not an image, an empty body, an image over ``max_bytes`` or ``max_pixels``, an
+unknown id, k out of range, a page out of range) get a 4xx with ``{"detail": "<one line>"}`` and the server keeps
+serving; a request naming a Host outside ``allowed_hosts`` gets 400 (a page on another site that resolves its name
+to this machine, DNS rebinding, cannot read the API). Nothing is written to disk: uploads are read into memory
+(multipart bodies too: parsed from memory, not spooled), with their size checked while they arrive, and an image's
+header is read before its pixels are decoded; thumbnails are encoded in memory. Searches run one at a time (a lock
+around the model). A client that disconnects mid-upload ends its request without a word.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import io
 import json
 import threading
@@ -24,8 +31,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
-from graphhash.data.images import BadItemError
+from graphhash.data.images import MAX_PIXELS, BadItemError, TooManyPixelsError
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.figures import thumbnail
 from graphhash.retrieval.retriever import Result, Retriever, label_of
@@ -34,11 +43,22 @@ MAX_K = 200  # results per query
 MAX_BYTES = 10 * 1024 * 1024  # an uploaded image
 MAX_PAGE = 500  # database items per page
 THUMB_SIZES = (48, 96, 160)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # the Host names of a server bound to this machine only
+MULTIPART_OVERHEAD = 64 * 1024  # a multipart body's boundaries and part headers, beyond the file itself
+UPLOAD_FORMS = "send the image file's bytes as the body, or as a file field of multipart/form-data"
 
 
-def create_app(retriever: Retriever, *, max_bytes: int = MAX_BYTES, max_k: int = MAX_K) -> FastAPI:
-    """The app serving ``retriever``'s run."""
+def create_app(
+    retriever: Retriever,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_k: int = MAX_K,
+    max_pixels: int = MAX_PIXELS,
+    allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS,
+) -> FastAPI:
+    """The app serving ``retriever``'s run to requests that name one of ``allowed_hosts`` (``"*"``: any)."""
     app = FastAPI(title="graphhash", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     lock = threading.Lock()
     page = files("graphhash.retrieval").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -89,7 +109,7 @@ def create_app(retriever: Retriever, *, max_bytes: int = MAX_BYTES, max_k: int =
 
     @app.post("/api/search")
     async def search(request: Request, k: int | None = None) -> dict[str, Any]:
-        if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+        if content_type(request) == "application/json":
             query = _json_body(await _body(request, 64 * 1024))
             k = query.get("k", k if k is not None else 10)
             _check_k(k, max_k)
@@ -99,15 +119,39 @@ def create_app(retriever: Retriever, *, max_bytes: int = MAX_BYTES, max_k: int =
         else:
             k = 10 if k is None else k
             _check_k(k, max_k)
-            data = await _body(request, max_bytes)
-            if not data:
-                raise HTTPException(400, "image: the request body is empty; send the image file's bytes")
             name = request.headers.get("x-filename", "upload")[:200]
-            results = await run_in_threadpool(_run, locked, retriever.search_images, [(name, data)], k, 400)
+            if content_type(request) == "multipart/form-data":
+                form = await _body(request, max_bytes + MULTIPART_OVERHEAD)
+                name, data = _multipart_file(form, request.headers["content-type"], max_bytes)
+            else:
+                data = await _body(request, max_bytes)
+            if not data:
+                raise HTTPException(400, f"image: the upload is empty; {UPLOAD_FORMS}")
+            results = await run_in_threadpool(_run, locked, retriever.search_images, [(name, data)], k, 400,
+                                              max_pixels)  # fmt: skip
         return {"run": {key: retriever.info[key] for key in ("method", "bits", "index", "count")},
                 **results[0].as_dict()}  # fmt: skip
 
     return app
+
+
+def content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _multipart_file(body: bytes, declared: str, limit: int) -> tuple[str, bytes]:
+    """The first file of a multipart/form-data ``body`` (its file name and bytes), parsed in memory."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + declared.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    for part in parts:
+        if part.get_filename() is not None or part.get_content_maintype() == "image":
+            data = part.get_payload(decode=True) or b""
+            if len(data) > limit:
+                raise HTTPException(413, f"body: the file is over the limit of {limit:,} bytes")
+            return (part.get_filename() or "upload")[:200], data
+    raise HTTPException(400, f"body: a multipart/form-data request without a file field; {UPLOAD_FORMS}")
 
 
 def _check_k(k: Any, max_k: int) -> None:
@@ -131,18 +175,27 @@ async def _body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body: {int(declared):,} bytes is over the limit of {limit:,}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"body: over the limit of {limit:,} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(413, f"body: over the limit of {limit:,} bytes")
+    except ClientDisconnect:  # nobody is left to answer: end the request quietly
+        raise HTTPException(400, "body: the client disconnected during the upload") from None
     return bytes(body)
 
 
-def _run(locked, search, queries: list, k: int, status: int) -> list[Result]:
-    """``search(queries, k)`` under the lock; a query the run cannot take is ``status`` with its one line."""
+def _run(locked, search, queries: list, k: int, status: int, *options: Any) -> list[Result]:
+    """``search(queries, k, *options)`` under the lock; a query the run cannot take is ``status`` with its one line
+    (an image over the pixel limit 413, a file that is not an image 400, naming the forms an upload may take)."""
     try:
-        return locked(search, queries, k)
+        return locked(search, queries, k, *options)
+    except TooManyPixelsError as exc:
+        raise HTTPException(
+            413, str(exc).splitlines()[0].replace("--max-pixels", "the server's --max-pixels")
+        ) from None
     except BadItemError as exc:
-        raise HTTPException(400, str(exc).splitlines()[0]) from None
+        line = str(exc).splitlines()[0]
+        raise HTTPException(400, f"{line}; {UPLOAD_FORMS}" if "cannot decode image" in line else line) from None
     except GraphhashError as exc:
         raise HTTPException(status, str(exc).splitlines()[0]) from None
