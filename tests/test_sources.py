@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
+import sys
 import tarfile
 from pathlib import Path
 
@@ -14,15 +16,18 @@ from conftest import CIFAR_CLASSES, cifar_paths, make_tar
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from graphhash.cli import _query_files
 from graphhash.data.images import BadItemError
 from graphhash.data.sources import SOURCES, SyntheticSource, open_source
 from graphhash.data.sources.images import Cifar10Source, DigitsSource, FolderSource
 from graphhash.data.sources.paired import MirflickrTagsSource, WikiSource
 from graphhash.data.sources.vectors import NpySource
-from graphhash.data.storage import TarStore, _plain_members
+from graphhash.data.storage import TarStore, _plain_members, is_hidden
 from graphhash.errors import GraphhashError
+from graphhash.files.manifest import Manifest
 from graphhash.params import validate
 from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline.prepare import prepare
 
 # -- folder ---------------------------------------------------------------------------------------------
 
@@ -485,3 +490,48 @@ def test_unknown_source_name_is_refused_by_the_params():
     with pytest.raises(GraphhashError, match=r"prepare\.source") as info:
         validate({"prepare": {"source": "imagenet", "path": "/data"}}, (PrepareParams,))
     assert "\n" not in str(info.value)
+
+
+def test_files_left_out_are_counted_by_why(tmp_path, make_tree, caplog):
+    """200 of 230 listed without a word (issue 30, 14): the loose images beside the class folders and the files of
+    other kinds in them are counted, in the log and in the manifest; hidden files are not listed, nor counted."""
+    more = ["Mango/m2.jpg", "Mango/m3.jpg", "apple/w.png"]  # so that every class has a query and a database item
+    tree = make_tree(tmp_path / "photos", [*FOLDER_FILES, *more, "loose-1.jpg", "loose-2.png", ".DS_Store"])
+    listing = FolderSource(str(tree)).listing()
+    assert listing.ids == sorted([*FOLDER_IDS, *more])
+    assert listing.left_out == {"beside the class folders, in no class": 3,  # README.txt and the two images
+                                "in class folders, not ending in .jpg, .jpeg, .png, .bmp, .webp": 1}  # fmt: skip
+    with caplog.at_level("WARNING", logger="graphhash"):
+        manifest = prepare(PrepareParams(source="folder", path=str(tree), query_size=1))
+    assert [r.getMessage() for r in caplog.records] == [
+        "prepare: 3 files left out: beside the class folders, in no class",
+        "prepare: 1 files left out: in class folders, not ending in .jpg, .jpeg, .png, .bmp, .webp",
+    ]
+    manifest.save(tmp_path / "manifest.json")
+    assert Manifest.load(tmp_path / "manifest.json").left_out == listing.left_out
+    clean = make_tree(tmp_path / "clean", ["a/1.png", "a/2.png", "b/3.png", "b/4.png"])
+    manifest = prepare(PrepareParams(source="folder", path=str(clean), query_size=1))
+    manifest.save(tmp_path / "clean.json")
+    assert "left_out" not in json.loads((tmp_path / "clean.json").read_text())  # manifests as before
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
+def test_a_file_name_that_is_not_utf8_is_one_line_naming_it(tmp_path, make_tree):
+    """A UnicodeEncodeError traceback in content_digest before (issue 30, 10); now prepare refuses at listing."""
+    tree = make_tree(tmp_path / "photos", ["cats/a.png", "dogs/b.png"])
+    (tree / "cats" / "a.png").rename(os.fsdecode(bytes(tree / "cats") + b"/caf\xe9.png"))
+    with pytest.raises(GraphhashError) as info:
+        prepare(PrepareParams(source="folder", path=str(tree), query_size=1))
+    assert str(info.value) == f"{tree}/cats/caf\\xe9.png: the file name is not UTF-8; rename it (e.g. with convmv)"
+
+
+def test_hidden_files_follow_one_rule_in_sources_and_query_folders(tmp_path, make_tree):
+    """macOS's ._photo.jpg (not an image) beside photo.jpg: skipped by a source and by graphhash search (issue 30,
+    13)."""
+    tree = make_tree(tmp_path / "q", ["photo.png", "inner/two.png"])
+    (tree / "._photo.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (tree / ".thumbs").mkdir()
+    (tree / ".thumbs" / "t.png").write_bytes(b"not an image")
+    assert _query_files([str(tree)]) == [tree / "inner" / "two.png", tree / "photo.png"]
+    assert [is_hidden(name) for name in ("._photo.png", ".git/x", "a/.b/c", "./a", "a.b", "a/../b")] == [
+        True, True, True, False, False, False]  # fmt: skip

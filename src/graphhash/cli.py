@@ -75,12 +75,13 @@ def _encode(args: argparse.Namespace) -> None:
 def _query_files(paths: list[str]) -> list[Path]:
     """Image files named, and the image files under folders named (sorted); anything else is one line."""
     from graphhash.data.images import IMAGE_EXTENSIONS
+    from graphhash.data.storage import visible_files
 
     found: list[Path] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            inside = [p for p in visible_files(path) if p.suffix.lower() in IMAGE_EXTENSIONS]
             if not inside:
                 raise GraphhashError(f"{path}: a folder with no image files ({', '.join(IMAGE_EXTENSIONS)})")
             found += inside

@@ -15,8 +15,16 @@ from graphhash.data.images import BadItemError
 from graphhash.errors import GraphhashError
 
 
-def _is_hidden(path: str) -> bool:
-    return any(part.startswith(".") for part in path.split("/"))
+def is_hidden(path: str) -> bool:
+    """The one rule for every listing of a folder (a source's, ``graphhash search``'s query folders): a file or folder
+    whose name starts with a dot (``.git``, ``.DS_Store``, the ``._photo.jpg`` macOS writes beside a photo on other
+    file systems) is not listed."""
+    return any(part.startswith(".") and part not in (".", "..") for part in path.split("/"))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every file below ``folder`` that ``is_hidden`` does not hide, sorted."""
+    return sorted(folder / rel for rel in FolderStore(folder).files(""))
 
 
 class FolderStore:
@@ -30,15 +38,15 @@ class FolderStore:
 
     def subdirs(self, rel: str) -> list[str]:
         base = self.root / rel
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not is_hidden(p.name))
 
     def files(self, rel: str) -> list[str]:
         """Every non-hidden file below ``rel`` (recursively), relative to the root."""
         found = []
         for dirpath, dirnames, filenames in os.walk(self.root / rel):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = [d for d in dirnames if not is_hidden(d)]
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-            found += [f"{rel_dir}/{f}" for f in filenames if not f.startswith(".")]
+            found += [f"{rel_dir}/{f}".removeprefix("./") for f in filenames if not is_hidden(f)]
         return found
 
     def read(self, rel: str) -> bytes:
@@ -90,11 +98,11 @@ class TarStore:
     def subdirs(self, rel: str) -> list[str]:
         base = f"{self.prefix}{rel}/" if rel else self.prefix
         names = {d[len(base) :].split("/")[0] for d in self._dirs if d.startswith(base)}
-        return sorted(n for n in names if n and not n.startswith("."))
+        return sorted(n for n in names if n and not is_hidden(n))
 
     def files(self, rel: str) -> list[str]:
         base = f"{self.prefix}{rel}/"
-        return [f[len(self.prefix) :] for f in self._files if f.startswith(base) and not _is_hidden(f)]
+        return [f[len(self.prefix) :] for f in self._files if f.startswith(base) and not is_hidden(f)]
 
     def read(self, rel: str) -> bytes:
         offset, size = self._files[self.prefix + rel]

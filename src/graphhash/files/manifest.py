@@ -3,13 +3,14 @@
 One JSON file lists every item (id = path relative to the dataset root, and its label: an integer class, or for
 multi-label data a 0/1 row over the classes), the class names, the modalities every item holds (``image``; ``image``
 and ``text`` for paired data), the split masks, where the data lives, and a SHA-256 digest of every item's
-content, so that changed files change the manifest and DVC reruns what depends on it.
+content, so that changed files change the manifest and DVC reruns what depends on it. When the source saw files
+it did not list (an image beside the class folders, a text file in one), ``left_out`` counts them by why.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ class Manifest:
     labels: np.ndarray  # (N,) int64 classes, or (N, L) bool for multi-label data
     split: Split
     content_sha256: str
+    left_out: dict[str, int] = field(default_factory=dict)  # files the source saw and did not list: {why: how many}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -59,6 +61,7 @@ class Manifest:
                 "ids": self.ids,
                 "labels": (self.labels.astype(np.uint8) if self.labels.ndim == 2 else self.labels).tolist(),
                 **masks,
+                **({"left_out": self.left_out} if self.left_out else {}),  # only when files were left out
             },
         )
 
@@ -83,6 +86,7 @@ class Manifest:
                 labels=labels,
                 split=Split(**masks),
                 content_sha256=raw["content_sha256"],
+                left_out=dict(raw.get("left_out", {})),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise GraphhashError(f"{src}: not a valid manifest ({exc}); rerun the prepare stage") from exc

@@ -82,6 +82,8 @@ def prepare(params: PrepareParams) -> Manifest:
         ids, labels = [item_id for item_id, kept in zip(ids, rest, strict=True) if kept], labels[rest]
         split = Split(**{name: getattr(split, name)[rest] for name in SPLITS})
         split = validation_split(split, labels, params.validation_size, rng, listing.classes)
+    for why, count in listing.left_out.items():
+        log.warning("prepare: %d files left out: %s", count, why)
     unlabelled = no_label_metrics(listing.classes)
     if unlabelled:
         log.warning("prepare: %s; evaluate will write no label metrics", unlabelled)
@@ -103,4 +105,5 @@ def prepare(params: PrepareParams) -> Manifest:
         labels=labels,
         split=split,
         content_sha256=content_digest(source, ids),
+        left_out=listing.left_out,
     )

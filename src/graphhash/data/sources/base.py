@@ -3,8 +3,10 @@ of class folders (``class_folders``, ``make_listing``), shared by the folder, CI
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -23,6 +25,7 @@ class Listing:
     labels: np.ndarray
     classes: list[str]
     native_query: np.ndarray | None  # True for the dataset's own test items; None when it has no split
+    left_out: dict[str, int] = field(default_factory=dict)  # files seen and not listed: {why: how many}
 
 
 class Source(ABC):
@@ -62,26 +65,50 @@ class Source(ABC):
         return (self.vector(item_id),)
 
 
-def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> dict[str, list[str]]:
-    """Map each class folder under ``rel`` to its sorted files with one of ``extensions``."""
+def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> tuple[dict[str, list[str]], Counter]:
+    """Map each class folder under ``rel`` to its sorted files with one of ``extensions``, and count the files left
+    out, by why: beside the class folders (in no class), or of another kind. Hidden files and folders (a name
+    starting with a dot: ``.DS_Store``, macOS's ``._photo.jpg``) are not listed at all (``storage.is_hidden``)."""
     classes = store.subdirs(rel)
     if not classes:
         raise GraphhashError(f"{store.where(rel)}: no class folders (expected one sub-folder per class)")
+    kinds = ", ".join(extensions)
+    left_out: Counter = Counter()
+    beside = [f for f in store.files(rel) if "/" not in f.removeprefix(f"{rel}/" if rel else "")]
+    if beside:
+        left_out["beside the class folders, in no class"] += len(beside)
     grouped = {}
     for cls in classes:
         cls_rel = f"{rel}/{cls}" if rel else cls
-        files = sorted(f for f in store.files(cls_rel) if f.lower().endswith(extensions))
+        found = store.files(cls_rel)
+        for name in (cls_rel, *found):
+            _require_utf8(store, name)
+        files = sorted(f for f in found if f.lower().endswith(extensions))
         if not files:
-            raise GraphhashError(f"{store.where(cls_rel)}: class folder has no files ending in {', '.join(extensions)}")
+            raise GraphhashError(f"{store.where(cls_rel)}: class folder has no files ending in {kinds}")
+        if len(files) < len(found):
+            left_out[f"in class folders, not ending in {kinds}"] += len(found) - len(files)
         grouped[cls] = files
-    return grouped
+    return grouped, left_out
 
 
-def make_listing(grouped: dict[str, list[str]], native_query: set[str] | None = None) -> Listing:
-    """The listing of ``grouped`` (class -> its files), ids sorted; ``native_query``: the dataset's test files."""
+def _require_utf8(store: Store, name: str) -> None:
+    """Ids are UTF-8 text (the manifest, the HDF5 files): a file name that is not is one line naming it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # the OS's undecodable bytes, kept by Python as lone surrogates
+        shown = os.fsencode(store.where(name)).decode("utf-8", "backslashreplace")
+        raise GraphhashError(f"{shown}: the file name is not UTF-8; rename it (e.g. with convmv)") from None
+
+
+def make_listing(
+    grouped: dict[str, list[str]], native_query: set[str] | None = None, left_out: Counter | None = None
+) -> Listing:
+    """The listing of ``grouped`` (class -> its files), ids sorted; ``native_query``: the dataset's test files;
+    ``left_out``: the files not listed, by why."""
     classes = sorted(grouped)
     pairs = sorted((f, label) for label, cls in enumerate(classes) for f in grouped[cls])
     ids = [f for f, _ in pairs]
     labels = np.array([label for _, label in pairs], dtype=np.int64)
     query = None if native_query is None else np.array([f in native_query for f in ids], dtype=bool)
-    return Listing(ids=ids, labels=labels, classes=classes, native_query=query)
+    return Listing(ids=ids, labels=labels, classes=classes, native_query=query, left_out=dict(left_out or {}))

@@ -58,7 +58,8 @@ class FolderSource(Source):
         self.store = FolderStore(root)
 
     def listing(self) -> Listing:
-        return make_listing(class_folders(self.store, "", self.extensions))
+        grouped, left_out = class_folders(self.store, "", self.extensions)
+        return make_listing(grouped, left_out=left_out)
 
     def read(self, item_id: str) -> bytes:
         return self.store.read(item_id)
@@ -88,12 +89,13 @@ class Cifar10Source(Source):
             raise GraphhashError(f"{where}: not the CIFAR-10 layout: no {' or '.join(missing)} folder")
 
     def listing(self) -> Listing:
-        train = class_folders(self.store, "train", IMAGE_EXTENSIONS)
-        test = class_folders(self.store, "test", IMAGE_EXTENSIONS)
+        train, train_left_out = class_folders(self.store, "train", IMAGE_EXTENSIONS)
+        test, test_left_out = class_folders(self.store, "test", IMAGE_EXTENSIONS)
         if sorted(train) != sorted(test):
             raise GraphhashError(f"{self.store.where('')}: train and test hold different class folders")
         grouped = {cls: train[cls] + test[cls] for cls in train}
-        return make_listing(grouped, native_query={f for files in test.values() for f in files})
+        native_query = {f for files in test.values() for f in files}
+        return make_listing(grouped, native_query, train_left_out + test_left_out)
 
     def read(self, item_id: str) -> bytes:
         return self.store.read(item_id)
