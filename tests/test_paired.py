@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 
 from graphhash.data.paired import PairedSet, read_mirflickr_tags, read_wiki
 from graphhash.data.sources.paired import MirflickrTagsSource, WikiSource
@@ -75,6 +76,24 @@ def test_the_wiki_source_lists_pairs_by_id_with_the_test_pairs_as_queries(tmp_pa
         (lambda folder: write_wiki(folder, I_te=np.full((3, 5), np.nan)), r"I_te: NaN or infinite features"),
         (lambda folder: write_wiki(folder, T_tr=np.ones((5, 3))), r"T_tr has 5 rows, but trainset.* lists 6"),
         (lambda folder: (folder / "trainset_txt_img_cat.list").write_text("t0 i0 11\n"), r":1: expected"),
+        # issue 30, 11: each of these was a traceback
+        (lambda folder: (folder / "raw_features.mat").write_bytes(b""), r"raw_features\.mat: an empty file"),
+        (
+            lambda folder: write_wiki(folder, I_tr=np.ones((6, 128)), I_te=np.ones((3, 127))),
+            r"I_te has 127 columns, but I_tr has 128: both parts' image features must match",
+        ),
+        (
+            lambda folder: write_wiki(folder, T_tr=np.array([["a", "b", "c"]] * 6)),
+            r"raw_features\.mat: T_tr: not a numeric matrix \(it holds str32 values\)",
+        ),
+        (
+            lambda folder: (folder / "testset_txt_img_cat.list").write_bytes(b"t100 i100 1\nt101 caf\xe9 2\n"),
+            r"testset_txt_img_cat\.list:2: not UTF-8 text \(byte 0xe9\)",
+        ),
+        (
+            lambda folder: write_wiki(folder, T_te=np.ones((3, 3)) * (1 + 1j)),
+            r"T_te: complex-valued features \(dtype complex128\)",
+        ),
     ],
 )
 def test_wiki_bad_files_are_one_line_naming_the_file(tmp_path, change, message):
@@ -108,7 +127,8 @@ SHARED_MIRFLICKR = SHARED_WIKI.parent / "mirflickr25k-tags"
 def write_mirflickr(folder: Path, items: int = 50, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     tags = (rng.random((items, 12)) < 0.3).astype(np.uint8)
-    labels = (rng.random((items, 4)) < 0.4).astype(np.uint8) if labels is None else labels
+    if labels is None:  # each item at least one label, as in the dataset
+        labels = ((rng.random((items, 4)) < 0.4) | (np.arange(4) == np.arange(items)[:, None] % 4)).astype(np.uint8)
     scipy.io.savemat(folder / "mirflickr25k-yall.mat", {"YAll": tags})
     scipy.io.savemat(folder / "mirflickr25k-lall.mat", {"LAll": labels})
     return tags, labels
@@ -134,9 +154,20 @@ def test_mirflickr_bad_files_are_one_line(tmp_path):
     write_mirflickr(tmp_path, labels=np.full((50, 4), 2, dtype=np.uint8))
     with pytest.raises(GraphhashError, match=r"LAll must be a 0/1 matrix"):
         read_mirflickr_tags(tmp_path)
+    labels = np.eye(50, 4, dtype=np.uint8)  # rows 4 to 49 have no label (issue 30, 11)
+    write_mirflickr(tmp_path, labels=labels)
+    with pytest.raises(GraphhashError, match=r"LAll: 46 items have no label \(the first: row 4\)"):
+        read_mirflickr_tags(tmp_path)
     (tmp_path / "mirflickr25k-yall.mat").unlink()
     with pytest.raises(GraphhashError, match=r"mirflickr25k-yall\.mat: not found"):
         read_mirflickr_tags(tmp_path)
+
+
+def test_mirflickr_tags_stored_as_a_sparse_matrix_read_as_the_dense_one(tmp_path):
+    """YAll saved sparse (as MATLAB does for a sparse matrix): the same features as dense (issue 30, 11)."""
+    tags, _ = write_mirflickr(tmp_path)
+    scipy.io.savemat(tmp_path / "mirflickr25k-yall.mat", {"YAll": scipy.sparse.csr_matrix(tags)})
+    np.testing.assert_array_equal(read_mirflickr_tags(tmp_path).views["tags"], tags)
 
 
 @pytest.mark.skipif(not SHARED_MIRFLICKR.is_dir(), reason=f"{SHARED_MIRFLICKR} not found (it lives in ../shared)")

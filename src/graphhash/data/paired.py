@@ -61,11 +61,20 @@ class PairedSet:
             raise GraphhashError(f"paired data: {len(self.ids) - len(set(self.ids))} item ids are listed twice")
 
 
-def _finite(x: np.ndarray, where: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+def _finite(x, where: str) -> np.ndarray:
+    """A matrix of a MATLAB file as float64 features (a sparse one made dense), or one line saying what it is."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(x):
+        x = x.toarray()
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        raise GraphhashError(f"{where}: complex-valued features (dtype {x.dtype}); features are real numbers")
+    if x.dtype.kind not in "biuf":
+        raise GraphhashError(f"{where}: not a numeric matrix (it holds {x.dtype.name} values)")
     if x.ndim != 2:
         raise GraphhashError(f"{where}: expected a 2-d feature matrix, found shape {x.shape}")
-    return require_finite(x, where)
+    return require_finite(x.astype(np.float64), where)
 
 
 def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:
@@ -73,7 +82,7 @@ def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise GraphhashError(f"{path}: not found (the Wiki dataset needs {', '.join(WIKI_LISTS.values())})")
     ids, labels = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -84,15 +93,27 @@ def _wiki_list(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray(labels, dtype=np.int64)
 
 
+def _text(path: Path) -> str:
+    """A text file of the dataset, or one line naming it and its first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise GraphhashError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
 def _load_mat(path: Path, what: str) -> dict[str, np.ndarray]:
     """The variables of the MATLAB file ``path`` (``what`` it holds, for the message), or one line."""
     import scipy.io  # here: scipy's loader only where MATLAB files are read
 
     if not path.is_file():
         raise GraphhashError(f"{path}: not found ({what})")
+    if path.stat().st_size == 0:
+        raise GraphhashError(f"{path}: an empty file ({what})")
     try:
         return scipy.io.loadmat(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, scipy.io.matlab.MatReadError) as exc:
         raise GraphhashError(f"{path}: not a MATLAB file scipy can read ({exc})") from None
 
 
@@ -109,10 +130,15 @@ def read_mirflickr_tags(folder: str | Path) -> PairedSet:
     (tags_file, tags_name), (labels_file, labels_name) = MIRFLICKR_FILES.values()
     tags = _finite(_mat_variable(folder / tags_file, tags_name, "MIRFlickr-25K's tags"),
                    f"{folder / tags_file}: {tags_name}")  # fmt: skip
-    labels = np.asarray(_mat_variable(folder / labels_file, labels_name, "MIRFlickr-25K's labels"))
+    labels = _finite(_mat_variable(folder / labels_file, labels_name, "MIRFlickr-25K's labels"),
+                     f"{folder / labels_file}: {labels_name}")  # fmt: skip
     if labels.ndim != 2 or len(labels) != len(tags) or not np.isin(labels, (0, 1)).all():
         raise GraphhashError(f"{folder / labels_file}: {labels_name} must be a 0/1 matrix with a row for each of "
                              f"the {len(tags)} items of {tags_file}, found shape {labels.shape}")  # fmt: skip
+    unlabelled = np.flatnonzero(~labels.any(axis=1))
+    if len(unlabelled):  # relevant to nothing: such a query would count 0 whatever the method
+        raise GraphhashError(f"{folder / labels_file}: {labels_name}: {len(unlabelled)} items have no label (the "
+                             f"first: row {unlabelled[0]}); every item needs at least one")  # fmt: skip
     digits = len(str(len(tags) - 1))
     return PairedSet({"tags": tags}, labels.astype(bool), [f"mirflickr/{i:0{digits}d}" for i in range(len(tags))],
                      None, [f"label-{c:02d}" for c in range(labels.shape[1])])  # fmt: skip
@@ -135,6 +161,9 @@ def read_wiki(folder: str | Path) -> PairedSet:
             if len(block) != len(parts[part][0]):
                 raise GraphhashError(f"{path}: {name} has {len(block)} rows, but {WIKI_LISTS[part]} lists "
                                      f"{len(parts[part][0])} pairs")  # fmt: skip
+            if blocks and block.shape[1] != blocks[0].shape[1]:
+                raise GraphhashError(f"{path}: {name} has {block.shape[1]} columns, but {prefix}_tr has "
+                                     f"{blocks[0].shape[1]}: both parts' {modality} features must match")  # fmt: skip
             blocks.append(block)
         views[modality] = np.concatenate(blocks)
     ids = parts["train"][0] + parts["test"][0]
@@ -147,7 +176,7 @@ def _wiki_categories(path: Path) -> list[str]:
     """The ten category names of ``categories.list`` (one per line), or their numbers 1-10 without it."""
     if not path.is_file():
         return [str(number) for number in range(1, 11)]
-    names = path.read_text().split()
+    names = _text(path).split()
     if len(names) != 10:
         raise GraphhashError(f"{path}: expected the 10 category names, found {len(names)}")
     return names
