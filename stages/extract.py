@@ -15,4 +15,6 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, manifest=Path, features=Path)
+    run_stage(
+        main, __doc__, manifest=Path, features=Path, saves="the batches it embedded (chunks beside the features file)"
+    )

@@ -21,4 +21,5 @@ def main(args) -> None:
 
 if __name__ == "__main__":
     run_stage(main, __doc__, filter=str, manifest=Path, features=Path, neighbours=Path, representations=Path,
-              codes=Path, models=Path, losses=Path)  # fmt: skip
+              codes=Path, models=Path, losses=Path,
+              saves="the CNN's last checkpoint (hash.network: cnn; an MLP starts over)")  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
-from graphhash.files.codes import pack
+from graphhash.files.codes import CodeSet, pack, write_codes
 from graphhash.files.index import FAISS_FILE, ITEMS_FILE, StoredIndex, read_index, write_index
 from graphhash.hamming import top_k
 from graphhash.hashers.linear import ITQ, LSH
@@ -15,6 +15,7 @@ from graphhash.index import INDEXES, build_index, resolve_kind
 from graphhash.index.binary import AUTO_IVF_FROM
 from graphhash.params import validate
 from graphhash.params.index import IndexParams
+from graphhash.pipeline.index import index_codes
 
 
 def reference_ranking(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +182,27 @@ def test_search_time_options_come_from_the_params_not_from_the_saved_index(digit
     index = hnsw.build(database)
     hnsw.search(index, database, queries, 50)
     assert index.hnsw.efSearch == 50
+
+
+def test_the_index_records_the_cells_it_was_built_with(tmp_path, digit_codes, caplog):
+    """index.ivf.nlist 1000 over 51 codes: FAISS needs 39 training codes a cell, so 1 cell is built; that is what
+    the folder records (and search reports), with a warning saying so (issue 30, 12)."""
+    queries, database = digit_codes[16]
+    ids = np.array([f"digits/{i}" for i in range(len(queries) + 51)])
+    labels = np.arange(len(ids)) % 10
+    q, d = slice(0, len(queries)), slice(len(queries), None)
+    write_codes(tmp_path / "codes" / "nrdh-gcn-16-image.h5", CodeSet("nrdh-gcn", 16, "image", queries, database[:51],
+                list(ids[q]), list(ids[d]), labels[q], labels[d]))  # fmt: skip
+    (params,) = validate({"index": {"kind": "ivf", "ivf": {"nlist": 1000, "nprobe": 16}}}, (IndexParams,))
+    with caplog.at_level("WARNING", logger="graphhash"):
+        index_codes(tmp_path / "codes", "gcn", 16, params, tmp_path / "index")
+    stored = read_index(tmp_path / "index" / "image")
+    assert stored.index.nlist == 1 and stored.options == {"nlist": 1, "nprobe": 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        "index: ivf asked for index.ivf.nlist 1,000, index.ivf.nprobe 16, but 51 codes allow nlist 1, nprobe 1: "
+        "built and recorded with those"
+    ]
+    caplog.clear()
+    (params,) = validate({"index": {"kind": "ivf", "ivf": {"nlist": 1, "nprobe": 1}}}, (IndexParams,))
+    index_codes(tmp_path / "codes", "gcn", 16, params, tmp_path / "index")
+    assert caplog.records == []  # as asked: nothing to say

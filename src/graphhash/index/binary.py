@@ -46,8 +46,13 @@ class BinaryIndex(Configurable):
     ``index.<kind>``)."""
 
     def options(self) -> dict[str, int]:
-        """The hyperparameters, as saved with the index."""
+        """The hyperparameters asked for."""
         return {}
+
+    def used(self, index: faiss.IndexBinary) -> dict[str, int]:
+        """The hyperparameters ``index`` was built with (what is saved with it): those asked for, unless the
+        database's size changed them."""
+        return self.options()
 
     def exhaustive(self, index: faiss.IndexBinary) -> bool:
         """True when a search compares the query with every code: then it returns the evaluator's ranking."""
@@ -147,6 +152,9 @@ class IVF(BinaryIndex):
 
     def options(self) -> dict[str, int]:
         return {"nlist": self.nlist, "nprobe": self.nprobe}
+
+    def used(self, index: faiss.IndexBinary) -> dict[str, int]:
+        return {"nlist": int(index.nlist), "nprobe": min(self.nprobe, int(index.nlist))}  # ``cells`` caps nlist
 
     def exhaustive(self, index: faiss.IndexBinary) -> bool:
         return self.nprobe >= index.nlist  # every cell visited

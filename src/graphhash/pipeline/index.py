@@ -39,7 +39,17 @@ def index_codes(codes_folder: Path, filter_name: str, bits: int, params: IndexPa
         index = kind_index.build(codes.database)
         log.info("index: %s over %d %s codes of %d bits built in %.2f s", kind, len(codes.database), modality, bits,
                  time.perf_counter() - start)  # fmt: skip
+        asked, used = kind_index.options(), kind_index.used(index)
+        changed = {key: value for key, value in asked.items() if value and value != used[key]}  # 0: "by the size"
+        if changed:
+            log.warning("index: %s asked for %s, but %d codes allow %s: built and recorded with those", kind,
+                        _pairs({key: asked[key] for key in changed}, f"index.{kind}."), len(codes.database),
+                        _pairs({key: used[key] for key in changed}))  # fmt: skip
         stored = StoredIndex(index=index, codes=codes.database, ids=codes.database_ids, labels=codes.database_labels,
                              method=codes.method, bits=codes.bits, modality=modality, kind=kind,
-                             options=kind_index.options())  # fmt: skip
+                             options=used)  # fmt: skip
         write_index(out / modality, stored)
+
+
+def _pairs(values: dict[str, int], prefix: str = "") -> str:
+    return ", ".join(f"{prefix}{key} {value:,}" for key, value in values.items())

@@ -16,10 +16,13 @@ from graphhash.runtime import tune_allocator
 log = logging.getLogger(__name__)
 
 
-def run_stage(main: Callable[[argparse.Namespace], None], description: str, **arguments: type) -> None:
+def run_stage(
+    main: Callable[[argparse.Namespace], None], description: str, *, saves: str = "", **arguments: type
+) -> None:
     """Parse ``--<argument> value`` for each of ``arguments`` (all required), then run ``main(args)``.
 
-    A GraphhashError becomes its message, one ``error:`` line per line, and exit status 2; Ctrl-C exit 130.
+    A GraphhashError becomes its message, one ``error:`` line per line, and exit status 2; Ctrl-C exit 130, saying
+    what a rerun resumes from (``saves``: the work the stage keeps as it goes) or that it starts over.
     The closing log line names the stage and its non-path arguments (``represent gcn``), its time and its peak
     memory, which the benchmarks read (``bench/common.py``).
     """
@@ -28,7 +31,7 @@ def run_stage(main: Callable[[argparse.Namespace], None], description: str, **ar
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, required=True)
     args = parser.parse_args()
     label = " ".join([Path(sys.argv[0]).stem, *(str(v) for v in vars(args).values() if not isinstance(v, Path))])
-    run(lambda: main(args), label)
+    run(lambda: main(args), label, saves)
 
 
 def peak_mib() -> float:
@@ -43,7 +46,7 @@ def setup_logging() -> None:
     logging.getLogger("graphhash").setLevel(logging.INFO)
 
 
-def run(work: Callable[[], None], label: str) -> None:
+def run(work: Callable[[], None], label: str, saves: str = "") -> None:
     """Run ``work`` with logging set up, the allocator tuned and errors turned into one line each."""
     setup_logging()
     tune_allocator()
@@ -55,6 +58,7 @@ def run(work: Callable[[], None], label: str) -> None:
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted: rerun the stage to resume from the work already saved", file=sys.stderr)
+        rerun = f"rerun it to resume from {saves}" if saves else "rerun it to start over (it saves no partial work)"
+        print(f"interrupted: {label} left nothing half-written; {rerun}", file=sys.stderr)
         sys.exit(130)
     log.info("%s finished in %.1f s, peak %.0f MiB", label, time.perf_counter() - start, peak_mib())  # read by bench/

@@ -35,7 +35,7 @@ from graphhash.data.images import MAX_PIXELS, decode
 from graphhash.data.sources import Source, open_source
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, pack, read_codes
-from graphhash.files.index import INDEX, ITEMS_FILE, StoredIndex, read_index
+from graphhash.files.index import FAISS_FILE, INDEX, ITEMS_FILE, StoredIndex, read_index
 from graphhash.files.manifest import Manifest
 from graphhash.files.models import CONFIG
 from graphhash.index import build_index
@@ -61,7 +61,14 @@ def run_paths(root: str | Path = ".") -> dict[str, Path]:
 
 
 def _indexes(folder: Path) -> dict[tuple[str, int, str], Path]:
-    """Every index folder below ``folder``, by the (method, bits, modality) its items file records."""
+    """Every index folder below ``folder``, by the (method, bits, modality) its items file records. A folder holding
+    one of the index's two files (an index stage killed between them) is one line naming it and its stage: the other
+    indexes are not searched in its place."""
+    for part in sorted({*folder.glob(f"*/*/{ITEMS_FILE}"), *folder.glob(f"*/*/{FAISS_FILE}")}):
+        missing = [name for name in (FAISS_FILE, ITEMS_FILE) if not (part.parent / name).is_file()]
+        if missing:
+            raise GraphhashError(f"{part.parent}: an incomplete index (no {missing[0]}); rerun its stage: dvc repro "
+                                 f"index@{part.parent.parent.name}")  # fmt: skip
     found = {}
     for items in sorted(folder.glob(f"*/*/{ITEMS_FILE}")):
         with INDEX.read(items) as f:
