@@ -46,6 +46,7 @@ VALID = {
         "batch_size": 16,
         "num_workers": 0,
         "ranks": 2,
+        "oversubscribe": True,
         "device": "cpu",
         "on_bad_image": "skip",
     },

@@ -67,8 +67,9 @@ def _indexes(folder: Path) -> dict[tuple[str, int, str], Path]:
     for part in sorted({*folder.glob(f"*/*/{ITEMS_FILE}"), *folder.glob(f"*/*/{FAISS_FILE}")}):
         missing = [name for name in (FAISS_FILE, ITEMS_FILE) if not (part.parent / name).is_file()]
         if missing:
+            stage = "index@" + part.parent.parent.name.removeprefix("nrdh-")  # index@gcn-64 writes nrdh-gcn-64/
             raise GraphhashError(f"{part.parent}: an incomplete index (no {missing[0]}); rerun its stage: dvc repro "
-                                 f"index@{part.parent.parent.name}")  # fmt: skip
+                                 f"{stage}")  # fmt: skip
     found = {}
     for items in sorted(folder.glob(f"*/*/{ITEMS_FILE}")):
         with INDEX.read(items) as f:
