@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +176,36 @@ def search_run(tmp_path_factory) -> Path:
     work = new_project(tmp_path_factory.mktemp("search") / "repo", SEARCH_RUN)
     run_in(work, "dvc", "repro", "-q")
     return work
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(run: Path, *options: str, output=subprocess.PIPE) -> Iterator[str]:
+    """``graphhash serve`` of ``run`` on a free port of 127.0.0.1 with ``options``, its output to ``output``; yields its
+    URL once ``/api/info`` answers (the process must not exit before), and stops it afterwards."""
+    import httpx2
+
+    port = free_port()
+    graphhash = str(Path(sys.executable).parent / "graphhash")
+    process = subprocess.Popen([graphhash, "serve", "--port", str(port), *options], cwd=run, stdout=output,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx2.get(f"{url}/api/info", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                time.sleep(0.1)
+            assert process.poll() is None, "graphhash serve exited before answering"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import REPO
+from conftest import REPO, serving
 
 from graphhash.files.codes import read_codes
 from graphhash.retrieval.retriever import Retriever
@@ -32,32 +27,11 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--n
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(search_run) -> Iterator[str]:
     """``graphhash serve`` on a free port of 127.0.0.1, stopped after the module."""
-    port = free_port()
-    graphhash = str(Path(sys.executable).parent / "graphhash")
-    process = subprocess.Popen([graphhash, "serve", "--port", str(port)], cwd=search_run,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx2.get(f"{url}/api/info", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-            assert process.poll() is None, process.stdout.read()
+    with serving(search_run) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from conftest import serving
 from PIL import Image
 
 from graphhash.data.images import TooManyPixelsError, decode
@@ -24,32 +25,12 @@ from graphhash.retrieval.retriever import Retriever
 GRAPHHASH = str(Path(sys.executable).parent / "graphhash")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(search_run, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """``graphhash serve`` on a free port of 127.0.0.1 (its output in a file), stopped after the module."""
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([GRAPHHASH, "serve", "--port", str(port), "--max-pixels", "1000000"],
-                                   cwd=search_run, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx2.get(f"{url}/api/info", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-            assert process.poll() is None, log.read_text()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as out, serving(search_run, "--max-pixels", "1000000", output=out) as url:
         yield url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def png_header_only(width: int, height: int) -> bytes:
