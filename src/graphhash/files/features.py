@@ -141,10 +141,14 @@ def read_features_attrs(path: str | Path) -> dict[str, Any]:
 
 def require_finite(x: np.ndarray, where: str) -> np.ndarray:
     """``x`` itself when every value is finite; else one line naming ``where`` and the first row holding a NaN or an
-    infinity (one such value spreads through everything computed from it, down to codes of all zeros)."""
-    bad = ~np.isfinite(x)
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+    infinity (one such value spreads through everything computed from it, down to codes of all zeros). Checked
+    ``READ_BLOCK`` rows at a time, so the check never holds a mask as large as ``x``."""
+    bad = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(x), READ_BLOCK):
+        block = np.asarray(x[start : start + READ_BLOCK])
+        bad.append(start + np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1)))
+    rows = np.concatenate(bad)
+    if len(rows):
         found = f"{len(rows):,} rows, the first row {rows[0]}" if len(rows) > 1 else f"row {rows[0]}"
         raise GraphhashError(f"{where}: NaN or infinite features in {found}")
     return x

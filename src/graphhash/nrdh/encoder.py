@@ -40,6 +40,10 @@ from graphhash.runtime import resolve_device
 
 HASH_MODELS = {"mlp": "nrdh-hashnet", "cnn": "nrdh-hashcnn"}  # the model kind saved for each hash.network
 IMAGE_BATCH = 256  # images hashed at a time
+# Feature rows hashed at a time: a million rows at once held their graph inputs and the network's activations
+# together (the hash stage peaked at 22 GiB on the 1M mixture). A row's code depends on that row alone, and a part
+# of up to this many rows (every part of the digits and CIFAR-10 runs) is one block, as before.
+ENCODE_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -216,10 +220,15 @@ class ItemEncoder:
             raise GraphhashError(f"features of shape {features.shape}: the hash network takes {self.head.in_dim} "
                                  "dimensions")  # fmt: skip
         require_finite(features, where)
-        if self.graph:
-            neighbours = neighbours if neighbours is not None else self.neighbours(features, ids)
-            features = self.graph.inputs(self.training, features, neighbours)
-        return self.network.codes(features)
+        codes = np.zeros((len(features), self.bits), dtype=bool)
+        for start in range(0, len(features), ENCODE_ROWS):  # row by row, so blocks give the codes of the whole
+            block = slice(start, start + ENCODE_ROWS)
+            x = features[block]
+            if self.graph:
+                found = neighbours[block] if neighbours is not None else self.neighbours(x, ids and ids[block])
+                x = self.graph.inputs(self.training, x, found)
+            codes[block] = self.network.codes(x)
+        return codes
 
     def encode_file(self, path: str | Path) -> tuple[np.ndarray, FeatureSet]:
         """Bool codes (N, bits) of every row of a features file in the network's modality (``mlp``), and the file;

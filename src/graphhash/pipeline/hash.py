@@ -36,7 +36,7 @@ from graphhash.files.resume import Resume, fingerprint
 from graphhash.graphs.knn import TrainingSet, nearest_training
 from graphhash.nrdh.cnn.model import HashCNN
 from graphhash.nrdh.cnn.training import CnnLearner, GraphParts
-from graphhash.nrdh.encoder import HASH_MODELS, GraphInput, ItemEncoder
+from graphhash.nrdh.encoder import ENCODE_ROWS, HASH_MODELS, GraphInput, ItemEncoder
 from graphhash.nrdh.hashnet import HashLearner, HashNet, Targets
 from graphhash.params.extract import ExtractParams
 from graphhash.params.graph import GraphParams
@@ -130,10 +130,13 @@ class MlpTrainer:
         config = {**config, **network.config}
         encoder = ItemEncoder(network, config, training=self.training)
         codes = np.zeros((len(fs.features), network.bits), dtype=bool)
-        for part in PARTS:  # each part encoded on its own, as the code files always were
-            mask = getattr(fs, part)
-            known = self.neighbours[mask] if self.neighbours is not None else None
-            codes[mask] = encoder.encode_features(read_rows(fs.features, mask), neighbours=known)
+        for part in PARTS:  # each part encoded on its own, as the code files always were, ENCODE_ROWS rows at a time
+            rows = np.flatnonzero(getattr(fs, part))
+            for start in range(0, len(rows), ENCODE_ROWS):
+                chunk = rows[start : start + ENCODE_ROWS]
+                x = np.asarray(fs.features[chunk[0] : chunk[-1] + 1], dtype=np.float32)[chunk - chunk[0]]
+                known = self.neighbours[chunk] if self.neighbours is not None else None
+                codes[chunk] = encoder.encode_features(x, neighbours=known)
         return network, history, codes, config
 
 
