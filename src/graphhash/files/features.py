@@ -85,11 +85,15 @@ class FeatureSet:
         """The same items with other features (the same modalities)."""
         return replace(self, views=views)
 
+    @property
+    def width(self) -> int:
+        """The dimensions of an item's features, every modality's together."""
+        return sum(int(view.shape[1]) for view in self.views.values())
+
     def require_memory(self, mask: np.ndarray | None, copies: float, stage: str) -> None:
         """Stop, naming the file, before ``stage`` reads the rows of ``mask`` (every row: None) when ``copies`` float32
         copies of them (of every modality) would not fit in memory (``runtime.memory_shortfall``)."""
-        rows = len(self.ids) if mask is None else int(np.count_nonzero(mask))
-        dim = sum(int(view.shape[1]) for view in self.views.values())
+        rows, dim = len(self.ids) if mask is None else int(np.count_nonzero(mask)), self.width
         reason = memory_shortfall(int(copies * rows * dim * 4), f"{stage}: {rows:,} rows of {dim:,} dimensions")
         if reason:
             raise GraphhashError(f"{self.path or 'features'}: {reason}")

@@ -47,7 +47,7 @@ def represent(
     ``<models>/<g>`` model folder and the ``<losses>/<g>.csv`` loss per epoch."""
     with open_features(features_path) as fs:  # the training rows only
         fs.require_memory(fs.train, 2, "the training rows and their representations")
-        width = sum(int(view.shape[1]) for view in fs.views.values()) + graph.nodes  # a node's features and edges
+        width = fs.width + graph.nodes  # a node's features and its edges
         require_memory(
             "represent.graphs_per_step",
             3 * represent.graphs_per_step * graph.nodes * width * 4,

@@ -128,7 +128,7 @@ def create_app(
             if not data:
                 raise HTTPException(400, f"image: the upload is empty; {UPLOAD_FORMS}")
             results = await run_in_threadpool(_run, locked, retriever.search_images, [(name, data)], k, 400,
-                                              max_pixels)  # fmt: skip
+                                              max_pixels, hint=UPLOAD_FORMS)  # fmt: skip
         return {"run": {key: retriever.info[key] for key in ("method", "bits", "index", "count")},
                 **results[0].as_dict()}  # fmt: skip
 
@@ -185,9 +185,9 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _run(locked, search, queries: list, k: int, status: int, *options: Any) -> list[Result]:
+def _run(locked, search, queries: list, k: int, status: int, *options: Any, hint: str = "") -> list[Result]:
     """``search(queries, k, *options)`` under the lock; a query the run cannot take is ``status`` with its one line
-    (an image over the pixel limit 413, a file that is not an image 400, naming the forms an upload may take)."""
+    (an image over the pixel limit 413, an item that cannot be read 400, followed by ``hint``: what to send instead)."""
     try:
         return locked(search, queries, k, *options)
     except TooManyPixelsError as exc:
@@ -196,6 +196,6 @@ def _run(locked, search, queries: list, k: int, status: int, *options: Any) -> l
         ) from None
     except BadItemError as exc:
         line = str(exc).splitlines()[0]
-        raise HTTPException(400, f"{line}; {UPLOAD_FORMS}" if "cannot decode image" in line else line) from None
+        raise HTTPException(400, f"{line}; {hint}" if hint else line) from None
     except GraphhashError as exc:
         raise HTTPException(status, str(exc).splitlines()[0]) from None
