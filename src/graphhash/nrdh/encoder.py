@@ -99,12 +99,11 @@ def load_hash_network(folder: str | Path) -> tuple[HashNet | HashCNN, dict[str, 
 
 class ItemEncoder:
     """A trained hash network and what its inputs need; see the module's text. Built by the hash stage from the
-    network it trained (``training``: the training items' features, for graph input), or by ``load`` from a run.
+    network it trained, or by ``load`` from a run.
 
     Args:
         network: the hash network, eval mode.
         config: its saved configuration (``modality``, ``graph_input``, ``image_size`` for a CNN...).
-        training: the training items' features in the network's modality (read from ``features`` when not given).
         features: the run's features file: its attributes name the backbone, weights and image size that made
             the features, and its training items are the graph's.
         weights, weights_path: the backbone's weights, as params.yaml's ``extract`` section names them (checked
@@ -121,7 +120,6 @@ class ItemEncoder:
         network: HashNet | HashCNN,
         config: dict[str, Any],
         *,
-        training: TrainingSet | None = None,
         features: str | Path | None = None,
         weights: str = "default",
         weights_path: str = "",
@@ -133,8 +131,6 @@ class ItemEncoder:
         self.graph = GraphInput.of(config.get("graph_input"))
         self.features_path = None if features is None else Path(features)
         self.weights, self.weights_path, self.device_name = weights, weights_path, device
-        if training is not None:
-            self.run_training = training, None
 
     @classmethod
     def load(cls, folder: str | Path, features: str | Path, *, weights: str = "default", weights_path: str = "",
@@ -227,8 +223,14 @@ class ItemEncoder:
             if self.graph:
                 found = neighbours[block] if neighbours is not None else self.neighbours(x, ids and ids[block])
                 x = self.graph.inputs(self.training, x, found)
-            codes[block] = self.network.codes(x)
+            codes[block] = self.encode_inputs(x)
         return codes
+
+    def encode_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Bool codes (n, bits) of rows that are already the network's inputs (n, D): the features themselves, or
+        with graph input the features propagated over their kNN graphs (``GraphInput.inputs``), as the hash stage
+        makes them once for every item of the run."""
+        return self.network.codes(inputs)
 
     def encode_file(self, path: str | Path) -> tuple[np.ndarray, FeatureSet]:
         """Bool codes (N, bits) of every row of a features file in the network's modality (``mlp``), and the file;

@@ -204,30 +204,35 @@ class HashLearner(Configurable):
         loss = self.mu * mse + self.omega * bce + self.similarity * similarity + self.gamma * pull
         return {"loss": loss, "mse": mse, "bce": bce, "similarity": similarity, "pull": pull}
 
-    def fit(self, features: torch.Tensor, targets: Targets) -> tuple[HashNet, list[dict[str, float]]]:
+    def fit(
+        self, features: torch.Tensor, targets: Targets, rows: torch.Tensor | None = None
+    ) -> tuple[HashNet, list[dict[str, float]]]:
         """Fit a HashNet on training features (N, D) to their ``targets`` (g bits); one record per epoch.
+        ``rows`` (N,): the training items' rows of a larger ``features`` (every item's inputs), read a batch at a
+        time instead of copied.
 
         Each epoch shuffles the items (seeded) into N // batch_size equal batches, one Adam step each, for
         ``steps`` steps in all: the last epoch stops where the steps run out.
         """
-        if len(features) < 2:
+        rows = torch.arange(len(features)) if rows is None else rows
+        if len(rows) < 2:
             raise GraphhashError("hash: batch normalisation needs at least 2 training items")
         torch.manual_seed(self.seed)
         model = HashNet(features.shape[1], targets.fit.shape[1], negative_slope=self.negative_slope,
                         dropout=self.dropout)  # fmt: skip
         optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
         order_rng = torch.Generator().manual_seed(self.seed)
-        batches = max(1, len(features) // self.batch_size)  # equal batches, none of a single item
+        batches = max(1, len(rows) // self.batch_size)  # equal batches, none of a single item
         history: list[dict[str, float]] = []
         model.train()
         step = 0
         while step < self.steps:
             sums = dict.fromkeys(LOSS_TERMS, 0.0)
             seen = 0
-            for index in torch.tensor_split(torch.randperm(len(features), generator=order_rng), batches):
+            for index in torch.tensor_split(torch.randperm(len(rows), generator=order_rng), batches):
                 if step == self.steps:
                     break
-                terms = self.loss(model(features[index]), targets[index])
+                terms = self.loss(model(features[rows[index]]), targets[index])
                 adam_step(optimiser, terms, sums, len(index))
                 seen += len(index)
                 step += 1

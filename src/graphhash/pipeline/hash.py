@@ -115,28 +115,41 @@ def _trainer(fs: FeatureSet, modality: str, neighbours_path: Path, graph_input: 
 
 
 class MlpTrainer:
-    """``hash.network: mlp``: Table 2's head on the (graph-propagated) features."""
+    """``hash.network: mlp``: Table 2's head on the (graph-propagated) features.
+
+    With graph input, every item's input is made once, a block of rows at a time, before any network is fitted:
+    then the training items' features are let go, the network trains on its rows of those inputs (no copy), and
+    the query and database items are encoded from them. Memory: the training rows and every item's inputs while
+    the inputs are made, the inputs alone afterwards.
+    """
 
     def __init__(self, fs: FeatureSet, learner: HashLearner, graph_input: GraphInput | None,
                  neighbours: Neighbours | None):  # fmt: skip
-        self.fs, self.learner, self.neighbours = fs, learner, neighbours
-        train = read_rows(fs.features, fs.train)
-        self.training = TrainingSet(train) if graph_input else None
-        self.inputs = graph_input.inputs(self.training, train, neighbours[fs.train]) if graph_input else train
+        self.fs, self.learner = fs, learner
+        self.inputs = None
+        if graph_input:
+            training = TrainingSet(read_rows(fs.features, fs.train))
+            self.inputs = graph_input.inputs(training, fs.features, neighbours)
 
     def fit(self, targets: Targets, models: Path, config: dict[str, Any]) -> tuple[HashNet, list, np.ndarray, dict]:
         fs = self.fs
-        network, history = self.learner.fit(torch.from_numpy(self.inputs), targets)
+        if self.inputs is None:
+            network, history = self.learner.fit(torch.from_numpy(read_rows(fs.features, fs.train)), targets)
+        else:
+            network, history = self.learner.fit(torch.from_numpy(self.inputs), targets,
+                                                torch.from_numpy(np.flatnonzero(fs.train)))  # fmt: skip
         config = {**config, **network.config}
-        encoder = ItemEncoder(network, config, training=self.training)
+        encoder = ItemEncoder(network, config)
         codes = np.zeros((len(fs.features), network.bits), dtype=bool)
         for part in PARTS:  # each part encoded on its own, as the code files always were, ENCODE_ROWS rows at a time
             rows = np.flatnonzero(getattr(fs, part))
             for start in range(0, len(rows), ENCODE_ROWS):
                 chunk = rows[start : start + ENCODE_ROWS]
-                x = np.asarray(fs.features[chunk[0] : chunk[-1] + 1], dtype=np.float32)[chunk - chunk[0]]
-                known = self.neighbours[chunk] if self.neighbours is not None else None
-                codes[chunk] = encoder.encode_features(x, neighbours=known)
+                if self.inputs is not None:
+                    x = self.inputs[chunk]
+                else:  # a contiguous range read at once, its chunk's rows picked from it
+                    x = np.asarray(fs.features[chunk[0] : chunk[-1] + 1], dtype=np.float32)[chunk - chunk[0]]
+                codes[chunk] = encoder.encode_inputs(x)
         return network, history, codes, config
 
 
