@@ -31,6 +31,7 @@ VALID = {
         "path": "/data/images",
         "seed": 7,
         "split": "random",
+        "labels": "labels.tsv",
         "query_size": 0.25,
         "train": "disjoint",
         "train_size": 3,

@@ -55,7 +55,7 @@ def test_disjoint_train():
 
 def test_int_query_size_is_an_exact_count_per_class():
     """An int query_size draws exactly that many queries from every class."""
-    assert per_class(split(query_size=4).query) == [4, 4, 4]
+    assert per_class(split(query_size=3).query) == [3, 3, 3]
 
 
 def test_float_query_size_is_a_rounded_fraction_per_class():
@@ -114,9 +114,8 @@ def test_count_larger_than_a_class_names_the_param(kwargs, param):
         {"query_size": 0.01},  # rounds to 0 queries in every class
         {"native_query": np.ones(len(LABELS), dtype=bool)},  # everything is a query: no database
         {"native_query": np.zeros(len(LABELS), dtype=bool)},  # no queries at all
-        {"query_size": 0.5, "train": "disjoint", "train_size": 0.99},  # everything left goes to train
     ],
-    ids=["no-query", "no-database", "empty-native-query", "no-database-disjoint"],
+    ids=["no-query", "no-database", "empty-native-query"],
 )
 def test_empty_set_is_an_error(kwargs):
     """A split leaving the query, database or train set empty is an error."""
@@ -165,3 +164,37 @@ def test_multi_label_sizes_count_items_in_all_drawn_uniformly():
 def test_a_multi_label_count_beyond_the_items_names_the_param():
     with pytest.raises(GraphhashError, match=r"prepare\.query_size: 41 exceeds the 40 items of every item"):
         split_items(MULTI, CLASSES, rng=np.random.default_rng(0), query_size=41, train="database", train_size=3)
+
+
+def test_a_size_that_leaves_a_class_without_database_items_is_one_line_with_the_numbers():
+    """Ten class folders of 20 and 20 queries per class: one line saying which class is left with nothing."""
+    with pytest.raises(GraphhashError, match=r"^prepare.query_size: 4 queries per class leave class 'c' with 0 of its "
+                       r"4 items for the database$"):  # fmt: skip
+        split(query_size=4)
+    with pytest.raises(GraphhashError, match=r"^prepare.train_size: 0.99 of each class as training items leave class "
+                       r"'a' with 0 of its 10 items for the database$"):  # fmt: skip
+        split(query_size=0.5, train="disjoint", train_size=0.99)
+
+
+def test_sample_trains_on_a_seeded_sample_of_the_database_which_stays_whole():
+    """train: sample: the database is every non-query item; the training set is train_size per class of it."""
+    s = split(query_size=1, train="sample", train_size=2)
+    assert (s.query | s.database).all() and not (s.query & s.database).any()
+    assert not (s.train & ~s.database).any()
+    assert per_class(s.train) == [2, 2, 2]
+    assert per_class(s.database) == [9, 6, 3]
+    assert np.array_equal(split(query_size=1, train="sample", train_size=2).train, s.train)  # seeded
+
+
+def test_unlabelled_items_count_sizes_in_all_drawn_uniformly():
+    """Unlabelled items (a label matrix of no columns): sizes count items in all, a fraction of every item."""
+    labels = np.zeros((50, 0), dtype=bool)
+    s = split_items(labels, [], rng=np.random.default_rng(3), query_size=0.1, train="sample", train_size=12)
+    assert s.query.sum() == 5 and s.database.sum() == 45 and s.train.sum() == 12
+    again = split_items(labels, [], rng=np.random.default_rng(3), query_size=0.1, train="sample", train_size=12)
+    assert np.array_equal(again.query, s.query)
+    counts = np.zeros(50)  # uniform: over many seeds every item is a query about as often
+    for seed in range(400):
+        counts += split_items(labels, [], rng=np.random.default_rng(seed), query_size=5, train="database",
+                              train_size=0.5).query  # fmt: skip
+    assert counts.min() > 10 and counts.max() < 80  # expected 40 each; binomial(400, 0.1) stays within these

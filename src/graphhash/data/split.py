@@ -1,15 +1,18 @@
 """Deterministic, stratified query / database / train splits.
 
 The query set and the database are always disjoint. The training set either equals the database (the
-standard unsupervised protocol: hash functions are learnt on the items they will index) or is carved out
-of the non-query items so that it is disjoint from the database. Sizes are per class: a count, or a
-fraction of each class. A dataset's own test split serves as the query set when it has one.
+standard unsupervised protocol: hash functions are learnt on the items they will index), is carved out
+of the non-query items so that it is disjoint from the database, or is a sample of the database (for
+collections too large to train on whole: every database item is still hashed and indexed). Sizes are per
+class: a count, or a fraction of each class; a size that leaves a class without database items is one line
+with the numbers. A dataset's own test split serves as the query set when it has one.
 
 A validation run (``validation_split``), for choosing settings without looking at the test queries, leaves them out
 altogether and draws its queries from the database, out of the database and the training set.
 
 Multi-label items (labels an (N, L) 0/1 matrix) belong to several classes at once, so a draw stratified by class
-does not apply: their sizes count items in all (a count, or a fraction of every item), drawn uniformly.
+does not apply: their sizes count items in all (a count, or a fraction of every item), drawn uniformly. So do
+unlabelled items (a matrix of no columns).
 """
 
 from __future__ import annotations
@@ -67,21 +70,46 @@ def split_items(
     else:
         query = sample_per_class(labels, everything, query_size, rng, classes, "prepare.query_size")
     pool = ~query
+    if native_query is None:
+        _classes_kept(labels, classes, pool, "prepare.query_size", query_size, "queries")
     if train == "database":
         database, training = pool, pool.copy()
+    elif train == "sample":
+        database = pool
+        training = sample_per_class(labels, database, train_size, rng, classes, "prepare.train_size")
     else:
         training = sample_per_class(labels, pool, train_size, rng, classes, "prepare.train_size")
         database = pool & ~training
+        _classes_kept(labels, classes, database, "prepare.train_size", train_size, "training items")
     split = Split(query=query, database=database, train=training)
     for name in SPLITS:
         if not getattr(split, name).any():
-            raise GraphhashError(f"prepare: the {name} set is empty; adjust prepare.query_size or prepare.train_size")
+            counts = ", ".join(f"{int(getattr(split, part).sum()):,} {part}" for part in SPLITS)
+            raise GraphhashError(f"prepare: the {name} set is empty ({len(labels):,} items: {counts}); adjust "
+                                 "prepare.query_size or prepare.train_size")  # fmt: skip
     # Invariants of the protocol, checked on every split rather than trusted.
     if (split.query & split.database).any() or (split.query & split.train).any():
         raise AssertionError("split: query items leaked into the database or the training set")
     if train == "disjoint" and (split.train & split.database).any():
         raise AssertionError("split: train and database overlap although prepare.train is 'disjoint'")
+    if train == "sample" and (split.train & ~split.database).any():
+        raise AssertionError("split: a training item outside the database although prepare.train is 'sample'")
     return split
+
+
+def _classes_kept(labels: np.ndarray, classes: list[str], database: np.ndarray, key: str, size: int | float,
+                  what: str) -> None:  # fmt: skip
+    """One line with the numbers when drawing ``size`` ``what`` per class (by ``key``) leaves a class of
+    single-label items without database items."""
+    if labels.ndim == 2:
+        return
+    for label, name in enumerate(classes):
+        members = labels == label
+        if members.any() and not (database & members).any():
+            per = f"{size} {what} per class" if isinstance(size, int) else f"{size:g} of each class as {what}"
+            raise GraphhashError(
+                f"{key}: {per} leave class '{name}' with 0 of its {int(members.sum()):,} items for the database"
+            )
 
 
 def validation_split(split: Split, labels: np.ndarray, size: int | float, rng: np.random.Generator,

@@ -96,5 +96,9 @@ def no_label_metrics(classes: list[str]) -> str | None:
     """Why items of ``classes`` can have no label metrics (fewer than two classes), in words; None when they can."""
     if len(classes) >= 2:
         return None
-    held = f"one class ({classes[0]})" if classes else "no classes"
-    return f"the items have {held}, so every item is relevant to every query and every label metric would be 1"
+    if not classes:
+        return "the items have no labels"
+    return (
+        f"the items have one class ({classes[0]}), so every item is relevant to every query and every label "
+        "metric would be 1"
+    )

@@ -53,14 +53,28 @@ class _Prepare(Section):
     split: Literal["auto", "random"] = Field(
         "auto", description="auto: a dataset's own test set is the query set (cifar10, wiki) | random: draw queries"
     )
+    labels: str = Field(
+        "folders",
+        description="where the labels come from: folders (a tree of files: its first-level sub-folders are the "
+        "classes; any other source: its own labels) | none (no labels: every item found at any depth; label-free "
+        "metrics only) | a labels file (CSV or TSV: an item's path relative to prepare.path, then its label, or "
+        "several separated by ';'; see graphhash.data.labels)",
+    )
     query_size: Size = Field(
         20,
-        description="queries per class: a count (int >= 1) or a fraction (0 < float < 1); multi-label items: in all",
+        description="queries per class: a count (int >= 1) or a fraction (0 < float < 1); multi-label or "
+        "unlabelled items: in all",
     )
-    train: Literal["database", "disjoint"] = Field(
-        "database", description="database: train on the database (the unsupervised protocol) | disjoint"
+    train: Literal["database", "disjoint", "sample"] = Field(
+        "database",
+        description="database: train on the database (the unsupervised protocol) | disjoint: a training set apart "
+        "from it | sample: train on a seeded sample of the database, every database item still hashed and indexed",
     )
-    train_size: Size = Field(0.5, description="with train: disjoint, training items per class: count or fraction")
+    train_size: Size = Field(
+        0.5,
+        description="with train: disjoint or sample, training items per class (multi-label or unlabelled items: in "
+        "all): count or fraction",
+    )
     limit_per_class: Annotated[int, Field(ge=0)] = Field(
         0, description="0: every item | N: a seeded sample of N items per class (per part for cifar10)"
     )
@@ -70,6 +84,15 @@ class _Prepare(Section):
         "out altogether, and this many database items per class (count or fraction; multi-label items: in all) "
         "become the queries, out of the database and the training set",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_kind(cls, labels: str) -> str:
+        if labels in ("folders", "none"):
+            return labels
+        if not labels.lower().endswith((".csv", ".tsv")):
+            raise ValueError(f"must be folders, none, or a labels file ending in .csv or .tsv, not {labels!r}")
+        return labels
 
     @field_validator("path")
     @classmethod

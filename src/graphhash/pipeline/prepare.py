@@ -8,7 +8,8 @@ import logging
 import numpy as np
 
 from graphhash.data.images import BadItemError
-from graphhash.data.sources import Source, open_source
+from graphhash.data.labels import labelled, read_labels_file
+from graphhash.data.sources import Listing, Source, open_source
 from graphhash.data.split import split_items, validation_split
 from graphhash.errors import GraphhashError
 from graphhash.files.manifest import SPLITS, Manifest, Split, no_label_metrics
@@ -26,8 +27,9 @@ def limit_per_class(labels: np.ndarray, groups: np.ndarray, limit: int, rng: np.
     if limit == 0:
         return np.arange(len(labels))
     if labels.ndim == 2:
-        raise GraphhashError("prepare.limit_per_class: the items have several labels each, so there is no class to "
-                             "limit; set it to 0")  # fmt: skip
+        held = "no labels" if labels.shape[1] == 0 else "several labels each"
+        raise GraphhashError(f"prepare.limit_per_class: the items have {held}, so there is no class to limit; set it "
+                             "to 0")  # fmt: skip
     kept = []
     for group in np.unique(groups):
         for label in np.unique(labels):
@@ -55,11 +57,22 @@ def content_digest(source: Source, ids: list[str]) -> str:
     return digest.hexdigest()
 
 
+def items(source: Source, params: PrepareParams) -> Listing:
+    """The source's items labelled as ``prepare.labels`` says: its own labels (``folders``), none, or a labels
+    file's (``graphhash.data.labels``)."""
+    if params.labels == "folders":
+        return source.listing()
+    listing = source.unlabelled()
+    if params.labels == "none":
+        return listing
+    return labelled(listing, read_labels_file(params.labels), params.path or params.source)
+
+
 def prepare(params: PrepareParams) -> Manifest:
     """Build the manifest described by the ``prepare`` section of ``params.yaml``."""
     path = params.source_path
     source = open_source(params.source, path)
-    listing = source.listing()
+    listing = items(source, params)
     if not listing.ids:
         raise GraphhashError(f"prepare: source '{params.source}' at {path!r} holds no items")
     rng = np.random.default_rng(params.seed)

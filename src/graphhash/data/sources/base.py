@@ -1,5 +1,10 @@
 """What every source is (``Source``) and what its listing holds (``Listing``), with the helpers that list a tree
-of class folders (``class_folders``, ``make_listing``), shared by the folder, CIFAR-10 and npy sources."""
+of files (``tree_files``) or of class folders (``class_folders``, ``make_listing``), shared by the folder, CIFAR-10
+and npy sources.
+
+**Unlabelled items** are a multi-label matrix with no columns: labels (N, 0) bool, no classes. Every query then has
+no relevant item by labels, so the evaluate stage writes the label-free metrics only, and sizes count items in all
+(``graphhash.data.split``)."""
 
 from __future__ import annotations
 
@@ -27,6 +32,11 @@ class Listing:
     native_query: np.ndarray | None  # True for the dataset's own test items; None when it has no split
     left_out: dict[str, int] = field(default_factory=dict)  # files seen and not listed: {why: how many}
 
+    def unlabelled(self) -> Listing:
+        """The same items without labels (``prepare.labels: none``)."""
+        return Listing(ids=self.ids, labels=np.zeros((len(self.ids), 0), dtype=bool), classes=[],
+                       native_query=self.native_query, left_out=self.left_out)  # fmt: skip
+
 
 class Source(ABC):
     """A dataset at ``path``: list it once, then read any item by id (also from DataLoader worker processes)."""
@@ -44,7 +54,14 @@ class Source(ABC):
         return cls(path)
 
     @abstractmethod
-    def listing(self) -> Listing: ...
+    def listing(self) -> Listing:
+        """Every item with the source's own labels (for a tree of files: its class folders)."""
+
+    def unlabelled(self) -> Listing:
+        """Every item, without labels (``prepare.labels: none``, or before a labels file gives them): for a tree of
+        files, every file of the source's kind found at any depth; for any other source its listing, labels
+        dropped."""
+        return self.listing().unlabelled()
 
     @abstractmethod
     def read(self, item_id: str) -> bytes:
@@ -65,13 +82,39 @@ class Source(ABC):
         return (self.vector(item_id),)
 
 
+def tree_files(store: Store, rel: str, extensions: tuple[str, ...]) -> tuple[list[str], int]:
+    """The sorted files under ``rel``, at any depth, whose names end in one of ``extensions`` (any case), and how
+    many other files there are. Hidden files and folders (a name starting with a dot: ``.DS_Store``, macOS's
+    ``._photo.jpg``) are not seen at all (``storage.is_hidden``); a name that is not UTF-8 is one line."""
+    found = store.files(rel)
+    for name in found:
+        _require_utf8(store, name)
+    files = sorted(f for f in found if f.lower().endswith(extensions))
+    return files, len(found) - len(files)
+
+
+def every_file(store: Store, extensions: tuple[str, ...]) -> Listing:
+    """The unlabelled listing of a tree of files: every file of one of ``extensions`` at any depth, ids relative
+    to the root. An empty tree, or one without such files, is one line."""
+    root, kinds = store.where(""), ", ".join(extensions)
+    files, others = tree_files(store, "", extensions)
+    if not files:
+        held = f"holds {others:,} files, none ending in {kinds}" if others else "holds no files"
+        raise GraphhashError(f"{root}: {held}")
+    left_out = {f"not ending in {kinds}": others} if others else {}
+    return Listing(ids=files, labels=np.zeros((len(files), 0), dtype=bool), classes=[], native_query=None,
+                   left_out=left_out)  # fmt: skip
+
+
 def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> tuple[dict[str, list[str]], Counter]:
-    """Map each class folder under ``rel`` to its sorted files with one of ``extensions``, and count the files left
-    out, by why: beside the class folders (in no class), or of another kind. Hidden files and folders (a name
-    starting with a dot: ``.DS_Store``, macOS's ``._photo.jpg``) are not listed at all (``storage.is_hidden``)."""
+    """Map each class folder under ``rel`` to its sorted files with one of ``extensions`` (at any depth below it),
+    and count the files left out, by why: beside the class folders (in no class), or of another kind
+    (``tree_files``)."""
     classes = store.subdirs(rel)
     if not classes:
-        raise GraphhashError(f"{store.where(rel)}: no class folders (expected one sub-folder per class)")
+        raise GraphhashError(f"{store.where(rel)}: no class folders (expected one sub-folder per class); for images "
+                             "without classes set prepare.labels: none, or give their labels in a file "
+                             "(prepare.labels: labels.csv)")  # fmt: skip
     kinds = ", ".join(extensions)
     left_out: Counter = Counter()
     beside = [f for f in store.files(rel) if "/" not in f.removeprefix(f"{rel}/" if rel else "")]
@@ -80,14 +123,12 @@ def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> tuple[
     grouped = {}
     for cls in classes:
         cls_rel = f"{rel}/{cls}" if rel else cls
-        found = store.files(cls_rel)
-        for name in (cls_rel, *found):
-            _require_utf8(store, name)
-        files = sorted(f for f in found if f.lower().endswith(extensions))
+        _require_utf8(store, cls_rel)
+        files, others = tree_files(store, cls_rel, extensions)
         if not files:
             raise GraphhashError(f"{store.where(cls_rel)}: class folder has no files ending in {kinds}")
-        if len(files) < len(found):
-            left_out[f"in class folders, not ending in {kinds}"] += len(found) - len(files)
+        if others:
+            left_out[f"in class folders, not ending in {kinds}"] += others
         grouped[cls] = files
     return grouped, left_out
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from graphhash.data.images import IMAGE_EXTENSIONS
-from graphhash.data.sources.base import Listing, Source, class_folders, make_listing
+from graphhash.data.sources.base import Listing, Source, class_folders, every_file, make_listing
 from graphhash.data.storage import FolderStore, Store, TarStore
 from graphhash.errors import GraphhashError
 
@@ -47,7 +47,9 @@ class DigitsSource(Source):
 
 
 class FolderSource(Source):
-    """An image folder: ``<path>/<class>/**/*.{jpg,jpeg,png,bmp,webp}``."""
+    """A tree of image files (``*.{jpg,jpeg,png,bmp,webp}`` at any depth under ``path``), ids their paths relative
+    to it. Its own labels (``prepare.labels: folders``) are its first-level sub-folders, one per class:
+    ``<path>/<class>/**/*.jpg``; unlabelled (``none``, or a labels file), every image file at any depth."""
 
     extensions = IMAGE_EXTENSIONS
 
@@ -60,6 +62,9 @@ class FolderSource(Source):
     def listing(self) -> Listing:
         grouped, left_out = class_folders(self.store, "", self.extensions)
         return make_listing(grouped, left_out=left_out)
+
+    def unlabelled(self) -> Listing:
+        return every_file(self.store, self.extensions)
 
     def read(self, item_id: str) -> bytes:
         return self.store.read(item_id)
