@@ -14,9 +14,10 @@ from graphhash.pipeline.stage import run_stage
 def main(args) -> None:
     params, codes, baselines = load_params(EvaluateParams, CodesParams, BaselinesParams)
     evaluate_codes(args.codes, args.features, args.manifest, params, codes, baselines, metrics_path=args.metrics,
-                   results_path=args.results, curves=args.curves, figures=args.figures)  # fmt: skip
+                   results_path=args.results, curves=args.curves, figures=args.figures,
+                   summary=args.summary)  # fmt: skip
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__, codes=Path, features=Path, manifest=Path, metrics=Path, results=Path, curves=Path,
-              figures=Path)  # fmt: skip
+    run_stage(main, __doc__, codes=Path, features=Path, manifest=Path, metrics=Path, summary=Path, results=Path,
+              curves=Path, figures=Path)  # fmt: skip

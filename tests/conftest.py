@@ -166,7 +166,7 @@ SEARCH_RUN = {
     "represent": {"steps": 60, "graphs_per_step": 16},
     "hash": {"steps": 60, "batch_size": 32},
     "baselines": {"methods": ["itq"]},
-    "evaluate": {"map_at": [10], "figure_queries": 0},
+    "evaluate": {"map_at": [10], "figure_queries": 0, "neighbours": 5},
 }
 
 

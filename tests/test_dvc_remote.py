@@ -38,7 +38,7 @@ RUN = {
     "represent": {"steps": 3, "graphs_per_step": 4},
     "hash": {"steps": 3, "batch_size": 8},
     "baselines": {"methods": ["lsh"]},
-    "evaluate": {"map_at": [10], "figure_queries": 1},
+    "evaluate": {"map_at": [10], "figure_queries": 1, "neighbours": 5},
 }
 # The outputs DVC caches for RUN (README, "Outputs"): what the remote carries and git does not.
 CACHED_OUTPUTS = {

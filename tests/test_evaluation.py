@@ -54,6 +54,23 @@ def brute_force_map(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
     return float(np.mean(aps))
 
 
+def brute_force_truth(x: np.ndarray, query: np.ndarray, r: int) -> np.ndarray:
+    """(q, n) bool: each query's r nearest database items by cosine (float64, a sort per query, ties by index)."""
+    unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    sims = unit[query] @ unit[~query].T
+    truth = np.zeros(sims.shape, dtype=bool)
+    for i, row in enumerate(sims):
+        truth[i, sorted(range(len(row)), key=lambda j, row=row: (-row[j], j))[:r]] = True
+    return truth
+
+
+def brute_force_recall(distance: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    """The mean fraction of each query's relevant items among its first k by Hamming distance, ties by index."""
+    found = [rel[sorted(range(len(d)), key=lambda j, d=d: (d[j], j))[:k]].sum() / rel.sum()
+             for d, rel in zip(distance, relevant, strict=True)]  # fmt: skip
+    return float(np.mean(found))
+
+
 def test_cosine_map_matches_brute_force(features):
     _, x, labels, query = features
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -175,8 +192,9 @@ def test_evaluate_codes_writes_metrics_tables_and_curves(features, codes_dir, tm
     assert metrics == returned
     # only what the params name: not the stale lsh and nrdh-cheby files lying in the folder
     assert set(metrics) == {"nrdh-gcn", "itq", "cosine"} and set(metrics["itq"]) == {"8", "16"}
-    assert set(metrics["nrdh-gcn"]["8"]) == {"map@all", "map@10", "p@r2", "r@r2", "f1@r2"}
+    assert set(metrics["nrdh-gcn"]["8"]) == {"map@all", "map@10", "p@r2", "r@r2", "f1@r2", "nmap@10", "recall@10"}
     relevant = labels[query][:, None] == labels[~query][None, :]
+    truth = brute_force_truth(x, query, 100)  # evaluate.neighbours' default
     for method in ("nrdh-gcn", "itq"):
         for bits in (8, 16):
             codes = written[method, bits]
@@ -186,6 +204,8 @@ def test_evaluate_codes_writes_metrics_tables_and_curves(features, codes_dir, tm
             assert got["map@10"] == pytest.approx(brute_force_map(-distance, relevant, 10), rel=1e-9)
             p, r = brute_force_ball(distance, relevant, 2)
             assert (got["p@r2"], got["r@r2"]) == pytest.approx((p, r), rel=1e-9)
+            assert got["nmap@10"] == pytest.approx(brute_force_map(-distance, truth, 10), rel=1e-9)
+            assert got["recall@10"] == pytest.approx(brute_force_recall(distance, truth, 10), rel=1e-9)
             # the radius curves hold the same numbers, one row per method and radius (6 significant digits)
             for kind, index in (("precision", 0), ("recall", 1)):
                 rows = [row for row in read_csv(out / "curves" / f"{kind}_radius" / f"{bits}.csv")
@@ -305,10 +325,11 @@ def test_paired_codes_are_scored_in_every_direction_against_brute_force(tmp_path
     assert sorted({row["method"] for row in rank}) == sorted(f"{m} {way}" for m in ("itq", "nrdh-gcn") for way in ways)
 
 
-def test_one_class_writes_no_label_metrics(features, codes_dir, tmp_path, caplog, make_tree):
+def test_one_class_writes_the_label_free_metrics_only(features, codes_dir, tmp_path, caplog, make_tree):
     """Every item of one class is relevant to every query, so every mAP would be 1.0000: say so in one line and
-    write none (issue 30, 3), from prepare (a folder whose images sit in one class folder) and from evaluate."""
-    path, _, _, query = features
+    write the label-free metrics only (issue 30, 3; issue 31), from prepare (a folder whose images sit in one class
+    folder) and from evaluate."""
+    path, x, _, query = features
     manifest = tmp_path / "one.json"
     Manifest(
         source="npy",
@@ -322,11 +343,21 @@ def test_one_class_writes_no_label_metrics(features, codes_dir, tmp_path, caplog
     ).save(manifest)
     with caplog.at_level("WARNING", logger="graphhash"):
         out, metrics = run_evaluate(tmp_path, path, manifest, codes_dir[0])
-    assert metrics == {} and json.loads((out / "metrics.json").read_text()) == {}
-    assert "None: the items have one class (cats)" in (out / "results.md").read_text()
-    assert list((out / "curves").iterdir()) == [] and list((out / "retrieval").iterdir()) == []
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert set(metrics) == {"nrdh-gcn", "itq"}  # no cosine row: by true neighbours it scores 1
+    assert set(metrics["itq"]["16"]) == {"nmap@10", "recall@10"}
+    codes = codes_dir[1]["itq", 16]
+    distance = (codes[query][:, None, :] != codes[~query][None, :, :]).sum(axis=2)
+    truth = brute_force_truth(x, query, 100)
+    assert metrics["itq"]["16"]["nmap@10"] == pytest.approx(brute_force_map(-distance, truth, 10), rel=1e-9)
+    table = (out / "results.md").read_text()
+    assert [line for line in table.splitlines() if line.startswith("## ")] == [
+        "## nmap@10", "## recall@10", "## Graph filters (nmap@10)"]  # fmt: skip
+    assert "cosine" not in table
+    assert (out / "curves" / "pr_rank" / "16.csv").is_file() and list((out / "retrieval").iterdir()) == []
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith("evaluate: the items have one class (cats), so every item is relevant to every query")
+    assert warning.endswith("the label-free metrics only (nmap@K, recall@K)")
     caplog.clear()
     folder = make_tree(tmp_path / "photos", [f"holiday/{i}.png" for i in range(6)])
     with caplog.at_level("WARNING", logger="graphhash"):
@@ -334,3 +365,42 @@ def test_one_class_writes_no_label_metrics(features, codes_dir, tmp_path, caplog
     assert [r.getMessage()[:45] for r in caplog.records if r.levelname == "WARNING"] == [
         "prepare: the items have one class (holiday), "
     ]
+
+
+def test_unlabelled_items_get_the_label_free_metrics_and_figures_framed_by_true_neighbours(features, codes_dir,
+                                                                                          tmp_path):  # fmt: skip
+    """No labels (a label matrix of no columns): nmap@K and recall@K against a brute force on a subset of the queries
+    (evaluate.cosine_queries), and the retrieval figures, which frame the hits by the true neighbours."""
+    path, x, _, query = features
+    manifest = tmp_path / "none.json"
+    Manifest(source="digits", path="", modalities=["image"], classes=[], ids=DIGIT_IDS,
+             labels=np.zeros((150, 0), dtype=bool), split=Split(query, ~query, ~query),
+             content_sha256="-").save(manifest)  # fmt: skip
+    out, folder, written = tmp_path / "none", tmp_path / "codes-none", codes_dir[1]
+    for (method, bits), codes in written.items():  # the code files of an unlabelled run: labels of no columns
+        none = np.zeros((150, 0), dtype=bool)
+        write_codes(folder / f"{method}-{bits}.h5", CodeSet(
+            method, bits, "image", pack(codes[query]), pack(codes[~query]), DIGIT_IDS[:30], DIGIT_IDS[30:],
+            none[query], none[~query]))  # fmt: skip
+    params = EvaluateParams(map_at=[10, 50], neighbours=20, cosine_queries=7, figure_queries=2)
+    metrics = evaluate_codes(folder, path, manifest, params, CodesParams(bits=[8, 16], filters=["gcn"]),
+                             BaselinesParams(methods=["itq"]), metrics_path=out / "metrics.json",
+                             results_path=out / "results.md", curves=out / "curves",
+                             figures=out / "retrieval")  # fmt: skip
+    ranked = cosine_queries(query, 7)
+    truth = brute_force_truth(x[ranked | ~query], ranked[ranked | ~query], 20)
+    codes = written["nrdh-gcn", 8]
+    distance = (codes[ranked][:, None, :] != codes[~query][None, :, :]).sum(axis=2)
+    got = metrics["nrdh-gcn"]["8"]
+    assert set(got) == {"nmap@10", "nmap@50", "recall@10", "recall@50"}
+    assert got["nmap@50"] == pytest.approx(brute_force_map(-distance, truth, 50), rel=1e-9)
+    assert got["recall@10"] == pytest.approx(brute_force_recall(distance, truth, 10), rel=1e-9)
+    assert sorted(p.name for p in (out / "retrieval").iterdir()) == [
+        "itq-16.png", "itq-8.png", "nrdh-gcn-16.png", "nrdh-gcn-8.png"]  # fmt: skip
+    with pytest.raises(GraphhashError, match=r"^evaluate.neighbours: 121 true neighbours per query, but the database "
+                       r"holds 120 items; set it to at most 120$"):  # fmt: skip
+        evaluate_codes(folder, path, manifest, EvaluateParams(neighbours=121),
+                       CodesParams(bits=[8], filters=["gcn"]), BaselinesParams(methods=["itq"]),
+                       metrics_path=tmp_path / "bad" / "metrics.json", results_path=tmp_path / "bad" / "results.md",
+                       curves=tmp_path / "bad" / "curves", figures=tmp_path / "bad" / "retrieval")  # fmt: skip
+    assert not (tmp_path / "bad").exists()  # nothing written

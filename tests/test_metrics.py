@@ -49,12 +49,15 @@ def ref_ap(rel_ranked: list[bool], k: int) -> float:
     return total / hits if hits else 0.0
 
 
-def ref_evaluate(query_bits, database_bits, query_labels, database_labels, bits, map_at, radius, precision_at):
-    """Every metric of metrics.evaluate, brute force, from unpacked codes."""
+def ref_evaluate(query_bits, database_bits, query_labels, database_labels, bits, map_at, radius, precision_at,
+                 rel=None):  # fmt: skip
+    """Every metric of metrics.evaluate, brute force, from unpacked codes; ``rel`` (q, n): the relevance, in place
+    of the labels'."""
     dist = ref_hamming(query_bits, database_bits)
-    rel = ref_relevance(query_labels, database_labels)
+    rel = ref_relevance(query_labels, database_labels) if rel is None else rel
     q, n = dist.shape
-    out = {"map@all": 0.0, **{f"map@{k}": 0.0 for k in map_at}, **{f"p@{k}": 0.0 for k in precision_at}}
+    out = {"map@all": 0.0, **{f"map@{k}": 0.0 for k in map_at}, **{f"p@{k}": 0.0 for k in precision_at},
+           **{f"recall@{k}": 0.0 for k in precision_at}}  # fmt: skip
     prec_r = [0.0] * (bits + 1)
     rec_r = [0.0] * (bits + 1)
     rank_prec = [0.0] * len(metrics.RECALL_GRID)
@@ -68,6 +71,7 @@ def ref_evaluate(query_bits, database_bits, query_labels, database_labels, bits,
         for k in precision_at:
             top = ranked[: min(k, n)]
             out[f"p@{k}"] += sum(top) / len(top)
+            out[f"recall@{k}"] += sum(top) / n_rel if n_rel else 0.0
         for r in range(bits + 1):
             ball = dist[i] <= r
             found = int((ball & rel[i]).sum())
@@ -434,7 +438,8 @@ def test_result_shape():
     qb, db = random_codes(rng, 3, bits), random_codes(rng, 30, bits)
     got = run_evaluate(qb, db, np.array([0, 1, 2]), rng.integers(0, 3, 30), bits, (5, 20), 2, (1, 10))
     assert set(got) == {
-        "map@all", "map@5", "map@20", "p@1", "p@10", "p@r2", "r@r2", "f1@r2", "pr_by_radius", "pr_by_rank",
+        "map@all", "map@5", "map@20", "p@1", "p@10", "recall@1", "recall@10", "p@r2", "r@r2", "f1@r2",
+        "pr_by_radius", "pr_by_rank",
     }  # fmt: skip
     assert got["pr_by_radius"]["radius"] == list(range(bits + 1))
     assert len(got["pr_by_radius"]["precision"]) == len(got["pr_by_radius"]["recall"]) == bits + 1
@@ -531,3 +536,73 @@ def test_rejects_empty_sets_and_mismatched_codes():
         metrics.evaluate(q, pack(np.zeros((3, 16), bool)), labels[:2], labels, 8)
     with pytest.raises(GraphhashError, match="do not fit"):
         metrics.evaluate(q, db, labels[:2], labels, 9)
+
+
+# ---------------------------------------------------------------- the label-free protocol
+
+
+def ref_true_neighbours(query: np.ndarray, database: np.ndarray, r: int) -> np.ndarray:
+    """Each query's r nearest database items by cosine, ties by ascending index: a float64 sort per query."""
+    q = query / np.linalg.norm(query, axis=1, keepdims=True)
+    d = database / np.linalg.norm(database, axis=1, keepdims=True)
+    sims = q.astype(np.float64) @ d.astype(np.float64).T
+    return np.array([sorted(sorted(range(len(d)), key=lambda j, row=row: (-row[j], j))[:r]) for row in sims])
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 512])
+def test_cosine_neighbours_equal_a_sort_per_query_ties_by_database_index(block_size):
+    """Rows of four ones among 12 dimensions: their cosines are exact multiples of 1/4 in float32, so most are tied,
+    and the tied items at the cut must be the lowest-indexed ones."""
+    rng = np.random.default_rng(5)
+
+    def rows(count):
+        x = np.zeros((count, 12), dtype=np.float32)
+        for row in x:
+            row[rng.choice(12, 4, replace=False)] = 1.0
+        return x
+
+    query, database = rows(17), rows(90)
+    for r in (1, 7, 40, 90):
+        got = metrics.cosine_neighbours(unit(query), unit(database), r, block_size=block_size)
+        np.testing.assert_array_equal(got, ref_true_neighbours(query, database, r))
+    gaussian_q, gaussian_d = rng.normal(size=(9, 6)), rng.normal(size=(50, 6))  # untied, any norms
+    got = metrics.cosine_neighbours(unit(gaussian_q), unit(gaussian_d), 10, block_size=block_size)
+    np.testing.assert_array_equal(got, ref_true_neighbours(gaussian_q, gaussian_d, 10))
+
+
+def test_more_true_neighbours_than_database_items_is_one_line_naming_the_key():
+    x = unit(np.eye(3, dtype=np.float32))
+    with pytest.raises(GraphhashError, match=r"^evaluate.neighbours: 4 true neighbours per query, but the database "
+                       r"holds 3 items; set it to at most 3$"):  # fmt: skip
+        metrics.cosine_neighbours(x, x, 4)
+
+
+@pytest.mark.parametrize("bits", [8, 64, 70])
+def test_label_free_metrics_equal_a_brute_force(bits):
+    """nmap@K and recall@K: every metric of the evaluator with each query's R true neighbours as its relevant items
+    equals the brute force on the relevance matrix those neighbours make (labels unused)."""
+    rng = np.random.default_rng(bits)
+    features = rng.normal(size=(130, 5))
+    query, database = features[:30], features[30:]
+    r = 12
+    truth = ref_true_neighbours(query, database, r)
+    rel = np.zeros((30, 100), dtype=bool)
+    rel[np.arange(30)[:, None], truth] = True
+    qb, db = random_codes(rng, 30, bits), random_codes(rng, 100, bits, p=0.3)
+    got = metrics.evaluate(pack(qb), pack(db), None, None, bits, (5, 20), 2, (1, 10, 50), 7,
+                           neighbours=metrics.cosine_neighbours(unit(query), unit(database), r))  # fmt: skip
+    want = ref_evaluate(qb, db, None, None, bits, (5, 20), 2, (1, 10, 50), rel=rel)
+    assert_same(got, want)
+    assert 0 < got["recall@50"] < 1 and got["recall@50"] > got["recall@10"]
+
+
+def test_neighbours_that_are_not_database_rows_are_one_line():
+    qb, db = pack(np.zeros((2, 8), dtype=bool)), pack(np.zeros((5, 8), dtype=bool))
+    with pytest.raises(GraphhashError, match="need a row of database indices"):
+        metrics.evaluate(qb, db, None, None, 8, neighbours=np.array([[0, 5], [1, 2]]))
+    with pytest.raises(GraphhashError, match="need a row of database indices"):
+        metrics.evaluate(qb, db, None, None, 8, neighbours=np.array([[0, 1]]))

@@ -35,7 +35,7 @@ TINY = {
     "represent": {"steps": 3, "graphs_per_step": 4, "latent": 0},
     "hash": {"steps": 3, "batch_size": 8, "input": "features", "target": "representation"},
     "baselines": {"itq": {"iterations": 5}},
-    "evaluate": {"map_at": [10], "figure_queries": 2},
+    "evaluate": {"map_at": [10], "figure_queries": 2, "neighbours": 5},
 }
 CURVES = ("pr_rank", "precision_radius", "recall_radius")
 
@@ -176,9 +176,16 @@ def test_a_hash_param_change_reruns_only_hash_and_evaluate_and_shows_in_metrics_
         assert ran(changed, stage), stage
     for stage in ["extract", "neighbours", *(s for s in stages_of() if s.startswith(("represent@", "baselines@")))]:
         assert skipped(changed, stage), stage
-    diff = json.loads(run(pipeline, "dvc", "metrics", "diff", "--json"))["metrics/metrics.json"]
+    full = run(pipeline, "dvc", "metrics", "diff", "--json", "--targets", "metrics/metrics.json")
+    diff = json.loads(full)["metrics/metrics.json"]
     assert any(key.startswith(("nrdh-gcn.", "nrdh-cheby.")) for key in diff), diff
+    assert any(".nmap@10" in key or ".recall@10" in key for key in diff), diff
     assert not any(key.startswith(("itq.", "lsh.", "pcah.", "sh.", "cosine.")) for key in diff), diff
+    # the summary, DVC's metric: a file per method, the changed ones only
+    summary = json.loads(run(pipeline, "dvc", "metrics", "diff", "--json"))
+    assert {Path(path).name for path in summary} <= {"nrdh-gcn.json", "nrdh-cheby.json"}, summary
+    assert summary and all(set(changes) <= {"map@10.8", "map@10.16", "nmap@10.8", "nmap@10.16"}
+                           for changes in summary.values()), summary  # fmt: skip
 
 
 def test_knn_configuration_as_an_experiment_reruns_only_the_graph_stages(pipeline):

@@ -208,7 +208,7 @@ PAIRED_RUN = {
     "represent": {"steps": 80, "graphs_per_step": 16},
     "hash": {"input": "features", "similarity": 0.0, "gamma": 0.0, "dropout": 0.2, "steps": 80, "batch_size": 32},
     "baselines": {"methods": ["lsh", "cmfh"], "cmfh": {"iterations": 20}},
-    "evaluate": {"map_at": [10]},
+    "evaluate": {"map_at": [10], "neighbours": 5},
 }
 
 

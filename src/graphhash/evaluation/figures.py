@@ -2,7 +2,8 @@
 
 One row per query: the query (grey frame, its class below), then its k nearest database items in the
 evaluator's order (ascending Hamming distance, ties by database index), each framed green when relevant
-(same class, or a shared label) and red when not, with its distance below.
+(same class, or a shared label; without labels, one of the query's true neighbours by features) and red when
+not, with its distance below.
 """
 
 from __future__ import annotations
@@ -74,21 +75,31 @@ def contact_sheet(title: str, rows: list[list[Tile]]) -> Image.Image:
 
 
 def retrieval_figure(
-    codes: CodeSet, image: Callable[[str], Image.Image], class_names: list[str], queries: list[int], k: int = 10
+    codes: CodeSet,
+    image: Callable[[str], Image.Image],
+    class_names: list[str],
+    queries: list[int],
+    k: int = 10,
+    *,
+    neighbours: dict[int, np.ndarray] | None = None,
 ) -> Image.Image:
-    """The figure for ``queries`` (indices into the code file's queries); ``image`` reads an item by id."""
+    """The figure for ``queries`` (indices into the code file's queries); ``image`` reads an item by id;
+    ``neighbours``: each query's true neighbours (database indices), which decide relevance instead of labels."""
     rows = []
     for qi in queries:
         order, distances = nearest(codes, qi, k)
-        relevant = relevance(codes.query_labels[qi : qi + 1], codes.database_labels[order])[0]
+        if neighbours is None:
+            relevant = relevance(codes.query_labels[qi : qi + 1], codes.database_labels[order])[0]
+        else:
+            relevant = np.isin(order, neighbours[qi])
         query_label = codes.query_labels[qi]
         caption = f"query: {class_names[int(query_label)]}" if np.ndim(query_label) == 0 else "query"
         rows.append([Tile(image(codes.query_ids[qi]), caption, "query")] + [
             Tile(image(codes.database_ids[j]), f"d={d}", "relevant" if rel else "irrelevant")
             for j, d, rel in zip(order, distances, relevant, strict=True)])  # fmt: skip
-    return contact_sheet(
-        f"{codes.method}, {codes.bits} bits: query, then its {k} nearest codes (red: not relevant)", rows
-    )
+    irrelevant = "not relevant" if neighbours is None else "not among its nearest by features"
+    title = f"{codes.method}, {codes.bits} bits: query, then its {k} nearest codes (red: {irrelevant})"
+    return contact_sheet(title, rows)
 
 
 def thumbnail(img: Image.Image, size: int) -> Image.Image:

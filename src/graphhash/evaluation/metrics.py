@@ -5,14 +5,17 @@ Conventions (the deep-hashing literature's, stated so numbers can be compared):
 - **Distance and ranking.** Hamming distance on packed codes (popcount of XOR). The database is ranked by
   ascending distance, ties broken by ascending database index.
 - **Relevance.** Single-label: same class. Multi-label (labels given as an (n, C) 0/1 matrix): at least
-  one shared label.
+  one shared label. Without labels (the classical unsupervised protocol of ITQ and spectral hashing): a query's
+  relevant items are its R nearest database items by cosine similarity of the raw features, ties by ascending
+  database index (``cosine_neighbours``; ``evaluate(neighbours=...)``); its mAP@K is written nmap@K.
 - **mAP@K.** AP@K = (1 / R_K) * sum_{i <= K} rel_i * P@i, with R_K the relevant items in the top K; a
   query with no relevant item in its top K scores 0 and stays in the mean. mAP@all is K = database size.
 - **Hamming radius r.** Precision = relevant / retrieved within distance <= r (0 for an empty ball);
   recall = relevant within r / all relevant (0 when the query has none); both averaged over queries, and
   F1 = 2PR / (P + R) from those means.
 - **Curves.** Precision and recall by radius r = 0..bits; precision by rank at fixed recall levels (the
-  precision at the first rank whose recall reaches the level, 0 if never reached); precision@N.
+  precision at the first rank whose recall reaches the level, 0 if never reached); precision@N and recall@N
+  (the fraction of the query's relevant items among the first N; 0 when it has none).
 
 How it is fast without sorting: every metric follows from two things per query, the number of database
 items at each distance and the ranks of the relevant items in ascending order. ``graphhash.hamming``'s
@@ -21,7 +24,7 @@ items are known before the pass (a class's members, or for label matrices a scan
 and only their ranks are kept. From them, with the h-th relevant item at rank r_h (h = 1..R):
 
 - AP@K = (1 / h_K) * sum_{h <= h_K} h / r_h, with h_K the relevant items ranked <= K, summed in rank order;
-- P@N = #{h: r_h <= N} / N;
+- P@N = #{h: r_h <= N} / N, recall@N = #{h: r_h <= N} / R;
 - within radius r, the retrieved items are exactly the first c_r = #{items at distance <= r} of the
   ranking, so the relevant ones among them are #{h: r_h <= c_r};
 - precision at recall level l: h / r_h for the first h >= l * R.
@@ -63,10 +66,20 @@ class _RelevantItems:
 
     1-D class labels: the members of each class, listed once; a query's list is its class's (empty for a
     class the database lacks). (n, C) label matrices: the labels as bit sets in uint64 words, and each
-    query's list is made when its group is ranked, from the items whose bit set meets the query's.
+    query's list is made when its group is ranked, from the items whose bit set meets the query's. Given
+    ``neighbours`` (q, R): query i's list is row i, the labels unused.
     """
 
-    def __init__(self, query_labels: np.ndarray, database_labels: np.ndarray):
+    def __init__(self, query_labels: np.ndarray, database_labels: np.ndarray, neighbours: np.ndarray | None = None):
+        self.lists_given = neighbours is not None
+        self.multi = False
+        if self.lists_given:
+            q, r = neighbours.shape
+            self.items = np.ascontiguousarray(np.sort(neighbours, axis=1), dtype=np.int64).reshape(-1)
+            self.offsets = np.arange(0, q * r + 1, max(r, 1), dtype=np.int64)[: q + 1]
+            self.subset = np.arange(q, dtype=np.int64)
+            self.sizes = np.full(q, r, dtype=np.int64)
+            return
         self.multi = query_labels.ndim > 1
         if self.multi:
             self.query_bits = words(np.packbits(query_labels != 0, axis=1))
@@ -148,11 +161,11 @@ def _at_most(ranks, value):
 def _scores(counts, ranks, rank_offsets, n, bits, cutoffs, precision_at, grid, out):
     """Per query i: the metrics from its counts per distance and its relevant items' ascending ranks.
 
-    ``out`` = (ap (q, len(cutoffs)), p_at (q, len(precision_at)), ball_precision (q, bits + 1), ball_recall
-    (q, bits + 1), rank_precision (q, len(grid))), zero-filled: what is not written (no relevant item, an
-    empty ball) stays 0, as the module docstring defines it.
+    ``out`` = (ap (q, len(cutoffs)), p_at (q, len(precision_at)), r_at (q, len(precision_at)), ball_precision
+    (q, bits + 1), ball_recall (q, bits + 1), rank_precision (q, len(grid))), zero-filled: what is not written (no
+    relevant item, an empty ball) stays 0, as the module docstring defines it.
     """
-    ap, p_at, ball_precision, ball_recall, rank_precision = out
+    ap, p_at, r_at, ball_precision, ball_recall, rank_precision = out
     longest = 0
     for i in range(counts.shape[0]):
         longest = max(longest, rank_offsets[i + 1] - rank_offsets[i])
@@ -170,7 +183,10 @@ def _scores(counts, ranks, rank_offsets, n, bits, cutoffs, precision_at, grid, o
                 ap[i, c] = partial[hits] / hits
         for c in range(precision_at.shape[0]):
             cut = min(precision_at[c], n)
-            p_at[i, c] = _at_most(r, cut) / cut
+            found = _at_most(r, cut)
+            p_at[i, c] = found / cut
+            if total > 0:
+                r_at[i, c] = found / total
         retrieved = 0
         for v in range(bits + 1):
             retrieved += counts[i, v]  # the items within radius v are the first `retrieved` of the ranking
@@ -197,8 +213,11 @@ def evaluate(
     block_size: int = 1024,
     *,
     threads: int | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> dict:
-    """Every metric of the module docstring for packed codes; curves as lists."""
+    """Every metric of the module docstring for packed codes; curves as lists. ``neighbours`` (q, R): each query's
+    relevant database items, in place of the labels (``cosine_neighbours``: the label-free protocol); the labels
+    may then be None."""
     if not len(query) or not len(database):
         raise GraphhashError(f"evaluation needs queries and a database, not {len(query)} and {len(database)} codes")
     if np.shape(query)[1] != np.shape(database)[1]:
@@ -210,12 +229,17 @@ def evaluate(
     precision_at_array = np.asarray(precision_at, dtype=np.int64)
     grid = np.asarray(RECALL_GRID, dtype=np.float64)
     query_words, database_words = words(query), words(database)
-    relevant = _RelevantItems(np.asarray(query_labels), np.asarray(database_labels))
+    if neighbours is not None and (np.shape(neighbours)[0] != len(query) or np.size(neighbours) == 0
+                                   or not 0 <= np.min(neighbours) <= np.max(neighbours) < n):  # fmt: skip
+        raise GraphhashError(f"neighbours of shape {np.shape(neighbours)}: need a row of database indices (< {n}) "
+                             f"for each of the {len(query)} queries")  # fmt: skip
+    relevant = _RelevantItems(np.asarray(query_labels), np.asarray(database_labels), neighbours)
 
     def block(part: slice) -> list[np.ndarray]:
         size = part.stop - part.start
         out = (np.zeros((size, len(cutoffs))), np.zeros((size, len(precision_at_array))),
-               np.zeros((size, bits + 1)), np.zeros((size, bits + 1)), np.zeros((size, len(grid))))  # fmt: skip
+               np.zeros((size, len(precision_at_array))), np.zeros((size, bits + 1)), np.zeros((size, bits + 1)),
+               np.zeros((size, len(grid))))  # fmt: skip
         for group in relevant.groups(part, n):
             counts, ranks, rank_offsets = item_ranks(query_words[group], database_words, *relevant.lists(group))
             rows = slice(group.start - part.start, group.stop - part.start)
@@ -226,9 +250,10 @@ def evaluate(
     sums = None
     for block_sums in in_blocks(block, len(query), block_size, thread_count(threads)):  # summed in query order
         sums = block_sums if sums is None else [a + b for a, b in zip(sums, block_sums, strict=True)]
-    ap, p_at, ball_precision, ball_recall, rank_precision = (values / len(query) for values in sums)
+    ap, p_at, r_at, ball_precision, ball_recall, rank_precision = (values / len(query) for values in sums)
     result = {"map@all": ap[0], **{f"map@{k}": ap[c + 1] for c, k in enumerate(map_at)},
-              **{f"p@{k}": p_at[c] for c, k in enumerate(precision_at)}}  # fmt: skip
+              **{f"p@{k}": p_at[c] for c, k in enumerate(precision_at)},
+              **{f"recall@{k}": r_at[c] for c, k in enumerate(precision_at)}}  # fmt: skip
     ball = min(radius, bits)  # a radius of bits or more already holds the whole database
     p, r = ball_precision[ball], ball_recall[ball]
     result.update({f"p@r{radius}": p, f"r@r{radius}": r, f"f1@r{radius}": 2 * p * r / (p + r) if p + r > 0 else 0.0})
@@ -237,6 +262,33 @@ def evaluate(
                               "recall": ball_recall.tolist()}  # fmt: skip
     result["pr_by_rank"] = {"recall": list(RECALL_GRID), "precision": rank_precision.tolist()}
     return result
+
+
+def cosine_neighbours(query: np.ndarray, database: np.ndarray, r: int, block_size: int = 512) -> np.ndarray:
+    """(q, r) int64: each query's ``r`` nearest database items by cosine similarity, ties by ascending database index
+    (the relevant items of the label-free protocol), each row ascending. ``query`` and ``database`` are unit rows
+    (``graphhash.graphs.knn.unit_features``), used as they are.
+
+    Exact, without a sort of the database: a block of queries' similarities on every core (torch), the r-th largest
+    of each row (``topk``), every item above it, and of the items equal to it the lowest-indexed ones that make r.
+    """
+    n = len(database)
+    if not 1 <= r <= n:
+        raise GraphhashError(f"evaluate.neighbours: {r} true neighbours per query, but the database holds {n:,} "
+                             f"items; set it to at most {n:,}")  # fmt: skip
+    queries = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    items = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
+    block_size = max(1, min(block_size, SORT_ELEMENTS // max(1, n)))
+    found = np.empty((len(queries), r), dtype=np.int64)
+    for start in range(0, len(queries), block_size):
+        sims = queries[start : start + block_size] @ items.T
+        kth = sims.topk(r, dim=1).values[:, -1:]  # (b, 1): the r-th largest similarity of each row
+        above = sims > kth
+        tied = sims == kth
+        wanted = r - above.sum(dim=1, keepdim=True)  # how many of the tied items complete the row
+        chosen = above | (tied & (tied.cumsum(dim=1) <= wanted))  # the tied ones by ascending index
+        found[start : start + len(sims)] = chosen.nonzero()[:, 1].reshape(len(sims), r).numpy()
+    return found
 
 
 def average_precision(ranked_relevance: np.ndarray, k: int) -> np.ndarray:

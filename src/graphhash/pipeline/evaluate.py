@@ -6,12 +6,27 @@ error. Every method has one code file per modality of the features file, and eve
 query items' codes of one modality rank the database items' codes of another (``image->text``, ``text->image``)
 or of the same (``image->image``, ``text->text``, for reference), with the same ranking and relevance rules.
 
-Writes the metrics (numbers only: ``{method: {bits: {metric: value}}}`` for a run of one modality, which has one
-direction; ``{method: {bits: {direction: {metric: value}}}}`` for several), plus ``cosine``, the ranking of the
-database by the cosine similarity of the raw features (what binarisation costs; within one modality only, as
-features of two modalities are not comparable), the results tables (methods x bits, one set per direction), the
-precision-recall curves (one CSV per curve and code length, a row per method, direction and point) and, for image
-datasets, a top-10 retrieval figure per code file.
+Two relevances, for every code file and direction (``graphhash.evaluation.metrics``):
+
+- by **labels** (same class, or a shared label): mAP@all, mAP@K, and precision, recall and F1 within the Hamming
+  radius; not written for a run without labels or with one class (every item would be relevant);
+- by **true neighbours**, the label-free protocol, for every run: a query's relevant items are its
+  ``evaluate.neighbours`` (R) nearest database items by cosine similarity of the raw features (for paired data,
+  the mean of the modalities' cosines: the pair's nearest pairs), ties by database index; ``nmap@K`` and
+  ``recall@K`` (the fraction of the R among the first K) for K in ``evaluate.map_at``, over the queries the cosine
+  reference ranks (``evaluate.cosine_queries``).
+
+Writes a summary for people and ``dvc metrics show``: one file per method (``<summary>/<method>.json``, a row each
+in DVC's table), holding the headline of each relevance at every code length, ``map@K`` and ``nmap@K`` for the
+first K of ``evaluate.map_at`` (``{metric: {bits: value}}``; for several modalities one file per method and
+direction across modalities, ``<method>.<query>-<database>.json``). And the metrics (numbers only: ``{method:
+{bits: {metric: value}}}`` for a run of one modality, which has one direction; ``{method: {bits: {direction:
+{metric: value}}}}`` for several), plus ``cosine``, the ranking of the database by the cosine similarity of the raw
+features scored by labels (what binarisation costs; within one modality only, as features of two modalities are not
+comparable; by true neighbours it scores 1 by definition), the results tables (methods x bits, one set per
+direction), the precision-recall curves (one CSV per curve and code length, a row per method, direction and point;
+by labels, or by true neighbours without them) and, for image datasets, a top-10 retrieval figure per code file
+(hits framed by labels, or by true neighbours without them).
 """
 
 from __future__ import annotations
@@ -25,19 +40,23 @@ import numpy as np
 from graphhash.data.sources import SOURCES, open_source
 from graphhash.errors import GraphhashError
 from graphhash.evaluation.figures import fixed_queries, retrieval_figure
-from graphhash.evaluation.metrics import RECALL_GRID, cosine_map, evaluate
+from graphhash.evaluation.metrics import RECALL_GRID, cosine_map, cosine_neighbours, evaluate
 from graphhash.files.atomic import write_bytes, write_csv, write_json, write_text
 from graphhash.files.codes import CodeSet, find_code_files, nrdh_method, read_codes
-from graphhash.files.features import open_features
+from graphhash.files.features import FeatureSet, open_features
 from graphhash.files.manifest import Manifest, no_label_metrics
-from graphhash.graphs.knn import unit_features
+from graphhash.graphs.knn import joint_features, unit_features
 from graphhash.params.baselines import BaselinesParams
 from graphhash.params.codes import CodesParams
 from graphhash.params.evaluate import EvaluateParams
 
 log = logging.getLogger(__name__)
 
-SUMMARY = ("map@all", "map@1000", "map@100")
+
+def summary_keys(map_at: list[int]) -> list[str]:
+    """The metrics the results tables show, in order: by labels, then by true neighbours."""
+    return ["map@all", *(f"map@{k}" for k in map_at), *(f"nmap@{k}" for k in map_at),
+            *(f"recall@{k}" for k in map_at)]  # fmt: skip
 
 
 def directions(modalities: list[str]) -> list[tuple[str, str]]:
@@ -84,51 +103,74 @@ def evaluate_codes(
     results_path: Path,
     curves: Path,
     figures: Path,
+    summary: Path | None = None,
 ) -> dict:
     """Evaluate the code files the params name; write the metrics, tables, curves and figures."""
     manifest = Manifest.load(manifest_path)
     unlabelled = no_label_metrics(manifest.classes)
     if unlabelled:
-        log.warning("evaluate: %s; no label metrics written", unlabelled)
-        curves.mkdir(parents=True, exist_ok=True)
-        figures.mkdir(parents=True, exist_ok=True)
-        write_json(metrics_path, {})
-        write_text(results_path, f"# Retrieval results\n\nNone: {unlabelled}.\n")
-        return {}
+        log.warning("evaluate: %s; the label-free metrics only (nmap@K, recall@K)", unlabelled)
     ways = directions(manifest.modalities)
     methods = [*baselines.methods, *(nrdh_method(name) for name in codes.filters)]
     files = code_files(codes_folder, methods, codes.bits, manifest.modalities)
+    with open_features(features_path) as fs:  # the query and database rows only, each read once
+        ranked = cosine_queries(fs.query, params.cosine_queries)
+        truth = true_neighbours(fs, ranked, params.neighbours)
+        picked = np.flatnonzero(ranked[fs.query])  # the ranked queries' places among the queries
+        cosine = {} if unlabelled else cosine_reference(fs, ranked, params.map_at)
     draw_figures = params.figure_queries > 0 and not SOURCES[manifest.source].holds_vectors
     source = open_source(manifest.source, manifest.path) if draw_figures else None
     figures.mkdir(parents=True, exist_ok=True)  # declared output, empty without figures
     found: dict = {}  # {method: {bits: {direction: {metric: value}}}}
     by_bits: dict[int, dict[str, dict]] = {}  # {bits: {curve label: result}}
-    r = params.radius
-    keep = ["map@all", *(f"map@{k}" for k in params.map_at), f"p@r{r}", f"r@r{r}", f"f1@r{r}"]
+    r, map_at = params.radius, tuple(params.map_at)
+    keep = ["map@all", *(f"map@{k}" for k in map_at), f"p@r{r}", f"r@r{r}", f"f1@r{r}"]
     for (method, bits), paths in files.items():
         sets = {modality: read_codes(path) for modality, path in paths.items()}
         for query, database in ways:
             q, d = sets[query], sets[database]
-            result = evaluate(q.query, d.database, q.query_labels, d.database_labels, bits,
-                              map_at=tuple(params.map_at), radius=r)  # fmt: skip
+            free = evaluate(q.query[picked], d.database, None, None, bits, map_at=map_at, radius=r,
+                            precision_at=map_at, neighbours=truth)  # fmt: skip
+            scores = {**{f"nmap@{k}": free[f"map@{k}"] for k in map_at}, **{f"recall@{k}": free[f"recall@{k}"]
+                                                                            for k in map_at}}  # fmt: skip
+            curves_of = free
+            if not unlabelled:
+                curves_of = evaluate(q.query, d.database, q.query_labels, d.database_labels, bits, map_at=map_at,
+                                     radius=r)  # fmt: skip
+                scores = {**{key: curves_of[key] for key in keep}, **scores}
             way = direction_name(query, database)
-            found.setdefault(method, {}).setdefault(str(bits), {})[way] = {key: float(result[key]) for key in keep}
-            by_bits.setdefault(bits, {})[method if len(ways) == 1 else f"{method} {way}"] = result
+            found.setdefault(method, {}).setdefault(str(bits), {})[way] = {k: float(v) for k, v in scores.items()}
+            by_bits.setdefault(bits, {})[method if len(ways) == 1 else f"{method} {way}"] = curves_of
         if draw_figures:
-            draw(sets[manifest.modalities[0]], params, source, manifest, figures)
-    cosine = {}
-    with open_features(features_path) as fs:  # the query and database rows only, each read once
-        ranked = cosine_queries(fs.query, params.cosine_queries)
-        for modality, view in fs.views.items():
-            query, database = unit_features(view, ranked), unit_features(view, fs.database)
-            cosine[direction_name(modality, modality)] = cosine_map(
-                query, database, fs.labels[ranked], fs.labels[fs.database], tuple(params.map_at), normalised=True
-            )
-    metrics = shaped({**found, "cosine": cosine}, ways)
+            truths = None if not unlabelled else dict(zip(picked.tolist(), truth, strict=True))
+            draw(sets[manifest.modalities[0]], params, source, manifest, figures, truths)
+    found = {**found, "cosine": cosine} if cosine else found  # no cosine row without labels
+    metrics = shaped(found, ways)
     write_json(metrics_path, metrics)
+    if summary is not None:
+        write_summary(found, ways, params.map_at[0], summary)
     write_curves(by_bits, curves)
-    write_text(results_path, results_tables({**found, "cosine": cosine}, ways))
+    write_text(results_path, results_tables(found, ways, summary_keys(params.map_at)))
     return metrics
+
+
+def true_neighbours(fs: FeatureSet, ranked: np.ndarray, r: int) -> np.ndarray:
+    """(q, r): each ranked query's ``r`` nearest database items by cosine similarity of the raw features, ties by
+    database index (``cosine_neighbours``); for several modalities, by the mean of their cosines
+    (``joint_features`` with equal weights)."""
+    features = joint_features(fs, {})
+    return cosine_neighbours(unit_features(features, ranked), unit_features(features, fs.database), r)
+
+
+def cosine_reference(fs: FeatureSet, ranked: np.ndarray, map_at: list[int]) -> dict[str, dict[str, float]]:
+    """The label metrics of ranking the database by each modality's raw features, for the ranked queries."""
+    cosine = {}
+    for modality, view in fs.views.items():
+        query, database = unit_features(view, ranked), unit_features(view, fs.database)
+        cosine[direction_name(modality, modality)] = cosine_map(
+            query, database, fs.labels[ranked], fs.labels[fs.database], tuple(map_at), normalised=True
+        )
+    return cosine
 
 
 def shaped(metrics: dict, ways: list[tuple[str, str]]) -> dict:
@@ -140,11 +182,32 @@ def shaped(metrics: dict, ways: list[tuple[str, str]]) -> dict:
             for method, value in metrics.items()}  # fmt: skip
 
 
-def draw(found: CodeSet, params: EvaluateParams, source, manifest: Manifest, figures: Path) -> None:
-    """The top-10 retrieval figure of one code file (image data)."""
-    queries = fixed_queries(found.query_labels, params.figure_queries)
+def write_summary(metrics: dict, ways: list[tuple[str, str]], k: int, folder: Path) -> None:
+    """``<folder>/<method>[.<query>-<database>].json``: map@k and nmap@k at every code length (see the module's
+    text); the directions across modalities only, when there are several."""
+    across = [w for w in ways if w[0] != w[1]] or ways
+    folder.mkdir(parents=True, exist_ok=True)  # declared output
+    for method, by_bits in metrics.items():
+        if method == "cosine":
+            continue
+        for query, database in across:
+            way = direction_name(query, database)
+            headline = {key: {bits: by_way[way][key] for bits, by_way in by_bits.items() if key in by_way[way]}
+                        for key in (f"map@{k}", f"nmap@{k}")}  # fmt: skip
+            name = method if len(ways) == 1 else f"{method}.{query}-{database}"
+            write_json(folder / f"{name}.json", {key: values for key, values in headline.items() if values})
+
+
+def draw(found: CodeSet, params: EvaluateParams, source, manifest: Manifest, figures: Path,
+         truths: dict[int, np.ndarray] | None) -> None:  # fmt: skip
+    """The top-10 retrieval figure of one code file (image data); ``truths``: the ranked queries' true neighbours,
+    which frame the hits of a run without labels."""
+    if truths is None:
+        queries = fixed_queries(found.query_labels, params.figure_queries)
+    else:
+        queries = list(truths)[: params.figure_queries]
     png = io.BytesIO()
-    retrieval_figure(found, source.image, manifest.classes, queries).save(png, format="PNG")
+    retrieval_figure(found, source.image, manifest.classes, queries, neighbours=truths).save(png, format="PNG")
     write_bytes(figures / f"{found.method}-{found.bits}.png", png.getvalue())
 
 
@@ -172,23 +235,25 @@ def write_curves(by_bits: dict[int, dict[str, dict]], folder: Path) -> None:
             write_csv(folder / f"{kind}_radius" / f"{bits}.csv", rows)
 
 
-def results_tables(metrics: dict, ways: list[tuple[str, str]]) -> str:
-    """Markdown: for each direction, one table per summary metric, methods as rows and code lengths as columns."""
+def results_tables(metrics: dict, ways: list[tuple[str, str]], summary: list[str]) -> str:
+    """Markdown: for each direction, one table per ``summary`` metric the run has, methods as rows and code lengths
+    as columns."""
     lines = ["# Retrieval results", "", "Written by the evaluate stage; see README for the protocol.", ""]
     for way in (direction_name(*w) for w in ways):
         if len(ways) > 1:
             lines += [f"## {way}", ""]
         one = {method: {bits: by_way[way] for bits, by_way in value.items()}
                for method, value in metrics.items() if method != "cosine"}  # fmt: skip
-        lines += _tables(one, metrics["cosine"].get(way), "###" if len(ways) > 1 else "##")
+        lines += _tables(one, metrics.get("cosine", {}).get(way), "###" if len(ways) > 1 else "##", summary)
     return "\n".join(lines)
 
 
-def _tables(metrics: dict, cosine: dict | None, level: str) -> list[str]:
-    """One direction's tables; ``cosine`` the real-valued reference row (None across modalities)."""
+def _tables(metrics: dict, cosine: dict | None, level: str, summary: list[str]) -> list[str]:
+    """One direction's tables; ``cosine`` the real-valued reference row (None across modalities, or without
+    labels)."""
     methods = sorted(metrics)
     bits = sorted({int(b) for m in methods for b in metrics[m]})
-    keys = [k for k in SUMMARY if any(k in metrics[m][str(b)] for m in methods for b in bits if str(b) in metrics[m])]
+    keys = [k for k in summary if any(k in metrics[m][str(b)] for m in methods for b in bits if str(b) in metrics[m])]
     lines = []
     for key in keys:
         lines += [f"{level} {key}", "", "| method | " + " | ".join(f"{b} bits" for b in bits) + " |",
@@ -196,7 +261,7 @@ def _tables(metrics: dict, cosine: dict | None, level: str) -> list[str]:
         for m in methods:
             cells = [f"{metrics[m][str(b)][key]:.4f}" if str(b) in metrics[m] else "" for b in bits]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        if cosine is not None:
+        if cosine is not None and key in cosine:
             value = f"{cosine[key]:.4f}"  # no code length: the same ranking in every column
             lines.append("| cosine (real-valued features) | " + " | ".join([value] * len(bits)) + " |")
         lines.append("")
@@ -207,7 +272,7 @@ def _filter_table(metrics: dict, bits: list[int], keys: list[str], level: str) -
     """The HAGCN papers' table: graph filter x code length, mAP at the first cut-off of the summary."""
     prefix = nrdh_method("")
     filters = sorted(m.removeprefix(prefix) for m in metrics if m.startswith(prefix))
-    key = next((k for k in SUMMARY[1:] if k in keys), "map@all")
+    key = next((k for k in keys if k != "map@all"), keys[0] if keys else "map@all")
     if not filters:
         return []
     lines = [f"{level} Graph filters ({key})", "", "| filter | " + " | ".join(f"{b} bits" for b in bits) + " |",
