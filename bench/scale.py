@@ -11,12 +11,17 @@ exponent of a stage between two sizes is the log-log slope of its time: 1 is lin
     python bench/scale.py                        # 10,000 and 100,000 items
     python bench/scale.py --items 10000 100000 1000000
     python bench/scale.py --items 1000000 --set neighbours.method=ivf   # any param, as `dvc exp run -S`
+    python bench/scale.py --items 1000000 --set prepare.train=sample --set prepare.train_size=0.1  # train on 100k
+
+After the table: NRDH's and the best baseline's mAP@1000 (by labels) and nmap@1000 (by true neighbours) at each
+size.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 
 from common import BENCHMARKS, Project, params, write_report
@@ -40,14 +45,16 @@ def params_for(items: int, changes: list[str]) -> dict:
     )  # fmt: skip
 
 
-def one_size(items: int, changes: list[str]) -> dict[str, tuple[float, float]]:
-    """Every stage at one size; {stage: (seconds, peak MiB)}."""
+def one_size(items: int, changes: list[str]) -> tuple[dict[str, tuple[float, float]], dict[str, dict]]:
+    """Every stage at one size; {stage: (seconds, peak MiB)} and the run's metrics at BITS ({method: metrics})."""
     suffix = "-".join(change.replace("=", "-") for change in changes)
-    record = Project(f"scale-{items}" + (f"-{suffix}" if suffix else "")).run("all", params_for(items, changes))
+    project = Project(f"scale-{items}" + (f"-{suffix}" if suffix else ""))
+    record = project.run("all", params_for(items, changes))
     figures = {stage: (ran["seconds"], ran["peak_mib"]) for stage, ran in record["stages"].items()}
     for stage, (seconds, peak) in figures.items():
         print(f"{items:>9,}  {stage:<16} {seconds:>9.1f} s {peak:>9,.0f} MiB", flush=True)
-    return figures
+    metrics = json.loads(project.path("metrics").read_text())
+    return figures, {method: by_bits[str(BITS)] for method, by_bits in metrics.items() if method != "cosine"}
 
 
 def main() -> None:
@@ -63,7 +70,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"{'items':>9}  {'stage':<16} {'time':>11} {'peak':>13}", flush=True)
-    runs = {items: one_size(items, args.overrides) for items in sorted(args.items)}
+    measured = {items: one_size(items, args.overrides) for items in sorted(args.items)}
+    runs = {items: figures for items, (figures, _) in measured.items()}
 
     sizes = sorted(runs)
     pairs = list(itertools.pairwise(sizes))
@@ -84,6 +92,14 @@ def main() -> None:
         total = sum(t for t, _ in runs[n].values())
         peak = max(m for _, m in runs[n].values())
         lines.append(f"{n:>9,} items: {total:.1f} s in all, largest peak {peak:,.0f} MiB")
+    for n in sizes:  # the quality: NRDH's and the best baseline's, by labels and by true neighbours
+        scores = measured[n][1]
+        cells = []
+        for key in ("map@1000", "nmap@1000"):
+            peer = max((m for m in scores if not m.startswith("nrdh-")), key=lambda m, key=key: scores[m][key])
+            ours = scores["nrdh-gcn"][key]
+            cells.append(f"{key} nrdh-gcn {ours:.4f}, best baseline ({peer}) {scores[peer][key]:.4f}")
+        lines.append(f"{n:>9,} items, {BITS} bits: " + "; ".join(cells))
     block = "scale-" + "-".join(str(n) for n in sizes) + "".join(f"-{o}" for o in args.overrides)
     write_report(BENCHMARKS, [*lines, "```"], block)
 
