@@ -150,7 +150,8 @@ def new_project(work: Path, params: dict) -> Path:
         shutil.copy(REPO / name, work / name)
     for name in ("stages", "src", "presets"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots")
+    shutil.copytree(REPO / ".dvc" / "plots", work / ".dvc" / "plots", ignore=shutil.ignore_patterns("vega.js"))
+    run_in(work, "dvc", "config", "plots.html_template", "plots/page.html")  # the offline page, as .dvc/config has
     (work / "params.yaml").write_text(render(check(merged(defaults(), params))), encoding="utf-8")
     run_in(work, "git", "add", "-A")
     run_in(work, "git", "commit", "-qm", "pipeline")

@@ -1,5 +1,5 @@
 """The search page in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright, against
-``graphhash serve`` running as its own process on 127.0.0.1.
+``graphhash serve`` running as its own process on 127.0.0.1; and ``dvc plots show``'s page, offline.
 
 The browser is the system's: Playwright's own browser downloads are not used. ``.ci/run`` installs it; without
 it the tests skip, saying so. The screenshot is saved under ``.artifacts/`` at the repository root.
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from conftest import REPO, serving
+from conftest import REPO, run_in, serving
 
 from graphhash.files.codes import read_codes
 from graphhash.retrieval.retriever import Retriever
@@ -94,3 +94,41 @@ def test_paging_typing_an_id_and_a_bad_upload(page, server, tmp_path):
     page.set_input_files("#upload", str(bad))
     page.wait_for_function("document.querySelector('#status').textContent.includes('cannot decode image')")
     assert httpx2.get(f"{server}/api/info").status_code == 200  # still serving
+
+
+def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run):
+    """`graphhash plots` writes the chart library and runs `dvc plots show`: the page draws every chart while the
+    browser may fetch nothing but files; before the library exists, plain `dvc plots show`'s page says what to run."""
+    from playwright.sync_api import sync_playwright
+
+    library = search_run / ".dvc" / "plots" / "vega.js"
+    assert not library.exists()
+    run_in(search_run, "dvc", "plots", "show")
+    page_file = search_run / "dvc_plots" / "index.html"
+    charts = page_file.read_text().count("vegaEmbed('#")
+    assert charts >= 6  # three curves at two code lengths, and the loss plots
+    run_in(search_run, "graphhash", "plots")
+    assert library.is_file()
+    asked: list[str] = []
+
+    def offline(route):
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            asked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        tab = browser.new_page()
+        tab.route("**/*", offline)
+        tab.goto(page_file.as_uri())
+        drawn = ".vega-embed canvas, .vega-embed svg.marks"
+        tab.wait_for_function(f"document.querySelectorAll('{drawn}').length >= {charts}", timeout=30_000)
+        assert tab.query_selector("#missing") is None
+        library.unlink()  # without the library: one line saying what to run, no chart, still nothing fetched
+        tab.goto(page_file.as_uri())
+        assert "run graphhash plots" in tab.inner_text("#missing")
+        assert tab.eval_on_selector_all(drawn, "found => found.length") == 0
+        browser.close()
+    assert asked == []

@@ -1,5 +1,5 @@
-"""The ``graphhash`` command: look at a features file, check params.yaml, apply a preset, hash features, search a
-trained run and serve it as a web page."""
+"""The ``graphhash`` command: look at a features file, check params.yaml, apply a preset, show the plots offline,
+hash features, search a trained run and serve it as a web page."""
 
 from __future__ import annotations
 
@@ -38,6 +38,19 @@ def _preset(args: argparse.Namespace) -> None:
     print(f"{args.params}: {', '.join(args.names)} applied; {len(changed)} values differ from the defaults")
     for key, value in changed.items():
         print(f"  {key}: {json.dumps(value)}")
+
+
+def _plots(args: argparse.Namespace) -> None:
+    import subprocess
+    import sys
+
+    from graphhash.evaluation.plots import write_chart_library
+
+    print(f"chart library: {write_chart_library()}")
+    dvc = Path(sys.executable).parent / "dvc"
+    done = subprocess.run([str(dvc) if dvc.is_file() else "dvc", "plots", "show", *args.dvc_args], check=False)
+    if done.returncode:
+        raise GraphhashError(f"dvc plots show failed (exit status {done.returncode})")
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -206,6 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     preset.add_argument("names", nargs="+", help="presets to apply in order, e.g. paper, filters; or default")
     preset.add_argument("--params", default="params.yaml")
+    plots = command(
+        "plots",
+        _plots,
+        "dvc plots show, offline: writes the chart library the repository's page loads, then runs it",
+        "DVC's default page loads its chart libraries from a CDN; the repository's page (.dvc/plots/page.html) loads "
+        ".dvc/plots/vega.js, which this writes once (from vl-convert-python). Run it at the repository's root; "
+        "arguments after it go to dvc plots show. Afterwards plain `dvc plots show` works offline too.",
+    )
+    plots.add_argument("dvc_args", nargs=argparse.REMAINDER, help="arguments for dvc plots show")
     encode = command(
         "encode",
         _encode,
