@@ -132,13 +132,15 @@ def _search(args: argparse.Namespace) -> None:
     info = retriever.info
     way = f", {info['query_modality']} -> {info['database_modality']}"
     print(f"{info['method']}, {info['bits']} bits{way}, {info['index']} index of {info['count']} items")
+    labelled = bool(retriever.classes)  # a run without labels has no class or relevance to show
     for result in results:
         known = f" (class {result.class_name})" if result.class_name is not None else ""
         print(f"\nquery: {result.query}{known}")
-        print(f"{'rank':>5}  {'distance':>8}  {'class':<12}  {'relevant':<8}  id")
+        print(f"{'rank':>5}  {'distance':>8}  " + (f"{'class':<12}  {'relevant':<8}  " if labelled else "") + "id")
         for hit in result.hits:
             relevant = "" if hit.relevant is None else ("yes" if hit.relevant else "no")
-            print(f"{hit.rank:>5}  {hit.distance:>8}  {hit.class_name:<12}  {relevant:<8}  {hit.id}")
+            shown = f"{hit.class_name:<12}  {relevant:<8}  " if labelled else ""
+            print(f"{hit.rank:>5}  {hit.distance:>8}  {shown}{hit.id}")
     if args.figure:
         print(f"\n{args.figure}: contact sheet written")
 

@@ -16,17 +16,17 @@ Two relevances, for every code file and direction (``graphhash.evaluation.metric
   ``recall@K`` (the fraction of the R among the first K) for K in ``evaluate.map_at``, over the queries the cosine
   reference ranks (``evaluate.cosine_queries``).
 
-Writes a summary for people and ``dvc metrics show``: one file per method (``<summary>/<method>.json``, a row each
-in DVC's table), holding the headline of each relevance at every code length, ``map@K`` and ``nmap@K`` for the
-first K of ``evaluate.map_at`` (``{metric: {bits: value}}``; for several modalities one file per method and
-direction across modalities, ``<method>.<query>-<database>.json``). And the metrics (numbers only: ``{method:
-{bits: {metric: value}}}`` for a run of one modality, which has one direction; ``{method: {bits: {direction:
-{metric: value}}}}`` for several), plus ``cosine``, the ranking of the database by the cosine similarity of the raw
-features scored by labels (what binarisation costs; within one modality only, as features of two modalities are not
-comparable; by true neighbours it scores 1 by definition), the results tables (methods x bits, one set per
-direction), the precision-recall curves (one CSV per curve and code length, a row per method, direction and point;
-by labels, or by true neighbours without them) and, for image datasets, a top-10 retrieval figure per code file
-(hits framed by labels, or by true neighbours without them).
+Writes a compact summary for people, ``dvc metrics show`` and ``dvc exp show`` (a few short columns): NRDH's
+headline at every code length, the first filter's (the one ``graphhash search`` uses), ``map@K`` and ``nmap@K`` for
+the first K of ``evaluate.map_at`` (``{metric: {bits: value}}``; without labels ``nmap@K`` alone; for several
+modalities the directions across modalities, ``{direction: {metric: {bits: value}}}``, ``map@K`` alone when
+labelled). And the metrics (numbers only: ``{method: {bits: {metric: value}}}`` for a run of one modality, which has
+one direction; ``{method: {bits: {direction: {metric: value}}}}`` for several), plus ``cosine``, the ranking of the
+database by the cosine similarity of the raw features scored by labels (what binarisation costs; within one modality
+only, as features of two modalities are not comparable; by true neighbours it scores 1 by definition), the results
+tables (methods x bits, one set per direction), the precision-recall curves (one CSV per curve and code length, a
+row per method, direction and point; by labels, or by true neighbours without them) and, for image datasets, a
+top-10 retrieval figure per code file (hits framed by labels, or by true neighbours without them).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def evaluate_codes(
     metrics = shaped(found, ways)
     write_json(metrics_path, metrics)
     if summary is not None:
-        write_summary(found, ways, params.map_at[0], summary)
+        write_summary(found, ways, codes.filters, params.map_at[0], summary)
     write_curves(by_bits, curves)
     write_text(results_path, results_tables(found, ways, summary_keys(params.map_at)))
     return metrics
@@ -182,20 +182,19 @@ def shaped(metrics: dict, ways: list[tuple[str, str]]) -> dict:
             for method, value in metrics.items()}  # fmt: skip
 
 
-def write_summary(metrics: dict, ways: list[tuple[str, str]], k: int, folder: Path) -> None:
-    """``<folder>/<method>[.<query>-<database>].json``: map@k and nmap@k at every code length (see the module's
-    text); the directions across modalities only, when there are several."""
-    across = [w for w in ways if w[0] != w[1]] or ways
-    folder.mkdir(parents=True, exist_ok=True)  # declared output
-    for method, by_bits in metrics.items():
-        if method == "cosine":
-            continue
-        for query, database in across:
-            way = direction_name(query, database)
-            headline = {key: {bits: by_way[way][key] for bits, by_way in by_bits.items() if key in by_way[way]}
-                        for key in (f"map@{k}", f"nmap@{k}")}  # fmt: skip
-            name = method if len(ways) == 1 else f"{method}.{query}-{database}"
-            write_json(folder / f"{name}.json", {key: values for key, values in headline.items() if values})
+def write_summary(metrics: dict, ways: list[tuple[str, str]], filters: list[str], k: int, path: Path) -> None:
+    """The compact summary (see the module's text) of the first filter's NRDH codes."""
+    by_bits = metrics[nrdh_method(filters[0])]
+    across = [direction_name(*w) for w in ways if w[0] != w[1]] or [direction_name(*ways[0])]
+    keys = [f"map@{k}", f"nmap@{k}"] if len(across) == 1 else [f"map@{k}"]
+    summary = {}
+    for way in across:
+        found = {key: {bits: by_way[way][key] for bits, by_way in by_bits.items() if key in by_way[way]}
+                 for key in keys}  # fmt: skip
+        found = {key: values for key, values in found.items() if values} or {
+            f"nmap@{k}": {bits: by_way[way][f"nmap@{k}"] for bits, by_way in by_bits.items()}}  # fmt: skip
+        summary[way] = found
+    write_json(path, summary[across[0]] if len(ways) == 1 else summary)
 
 
 def draw(found: CodeSet, params: EvaluateParams, source, manifest: Manifest, figures: Path,

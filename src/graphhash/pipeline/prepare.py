@@ -62,10 +62,10 @@ def items(source: Source, params: PrepareParams) -> Listing:
     file's (``graphhash.data.labels``)."""
     if params.labels == "folders":
         return source.listing()
-    listing = source.unlabelled()
     if params.labels == "none":
-        return listing
-    return labelled(listing, read_labels_file(params.labels), params.path or params.source)
+        return source.unlabelled()
+    file = read_labels_file(params.labels)  # checked before the tree is walked
+    return labelled(source.unlabelled(), file, params.path or params.source)
 
 
 def prepare(params: PrepareParams) -> Manifest:

@@ -272,6 +272,8 @@ class Retriever:
 
     def _results(self, names: list[str], codes: np.ndarray, labels: list, k: int) -> list[Result]:
         rows, distances = self.search_codes(codes, k)
+        if not self.classes:  # a run without labels: no query's relevance is known
+            labels = [None] * len(names)
         results = []
         for name, label, found, dist in zip(names, labels, rows, distances, strict=True):
             hits = []
