@@ -136,3 +136,42 @@ def test_labels_none_drops_a_sources_own_labels(tmp_path):
     """Any source can be run without labels: the digits, unlabelled, count their sizes in all."""
     manifest = prepare(PrepareParams(labels="none", query_size=100))
     assert manifest.labels.shape == (1797, 0) and manifest.split.query.sum() == 100
+
+
+def test_a_flat_folder_of_unlabelled_photos_runs_end_to_end_trained_on_a_sample(tmp_path, make_tree):
+    """`dvc repro` on a tree of unlabelled images (prepare.labels: none), trained on a sample of the database: every
+    database item is hashed and indexed, evaluate writes the label-free metrics only, and `graphhash search` finds
+    an item of the run first by its own image."""
+    import json
+
+    import h5py
+    from conftest import new_project, run_in
+
+    photos = make_tree(tmp_path / "photos", [f"{year}/{month:02d}/IMG_{i:03d}.jpg" for year in (2023, 2024)
+                                             for month in (1, 2, 3) for i in range(10)])  # fmt: skip
+    work = new_project(tmp_path / "repo", {
+        "prepare": {"source": "folder", "path": str(photos), "labels": "none", "query_size": 6, "train": "sample",
+                    "train_size": 30},
+        "extract": {"image_size": 32, "batch_size": 20},
+        "codes": {"bits": [8]},
+        "represent": {"steps": 20, "graphs_per_step": 8},
+        "hash": {"steps": 20, "batch_size": 16},
+        "baselines": {"methods": ["itq"]},
+        "evaluate": {"map_at": [10], "neighbours": 5, "figure_queries": 2},
+    })  # fmt: skip
+    run_in(work, "dvc", "repro", "-q")
+    manifest = json.loads((work / "data" / "manifest.json").read_text())
+    assert manifest["counts"] == {"items": 60, "query": 6, "database": 54, "train": 30}
+    assert manifest["ids"] == sorted(manifest["ids"]) and manifest["ids"][0] == "2023/01/IMG_000.jpg"
+    with h5py.File(work / "data" / "index" / "nrdh-gcn-8" / "image" / "items.h5", "r") as f:
+        assert len(f["ids"]) == 54  # every database item, not only the 30 trained on
+    metrics = json.loads((work / "metrics" / "metrics.json").read_text())
+    assert set(metrics) == {"nrdh-gcn", "itq"} and set(metrics["nrdh-gcn"]["8"]) == {"nmap@10", "recall@10"}
+    assert json.loads((work / "metrics" / "summary.json").read_text()).keys() == {"nmap@10"}
+    assert sorted(p.name for p in (work / "metrics" / "retrieval").iterdir()) == ["itq-8.png", "nrdh-gcn-8.png"]
+    item = next(i for i, database in zip(manifest["ids"], manifest["database"], strict=True) if database)
+    shown = run_in(work, "graphhash", "search", "--id", item, "--json", "--k", "3")
+    found = json.loads(shown[shown.index("{") : shown.rindex("}") + 1])  # stdout's JSON, before the log line
+    (result,) = found["results"]
+    assert result["hits"][0]["id"] == item and result["hits"][0]["distance"] == 0
+    assert all(hit["relevant"] is None for hit in result["hits"])  # no labels: no relevance to show
