@@ -1,7 +1,7 @@
 """The generic paired source (``paired``, ``graphhash.data.paired.read_paired``): a tiny random layout written here,
 as a folder of ``.npy`` files and as one HDF5 file, gives back the matrices, ids, labels and queries written; labels
-from the layout, from a labels file, or none; each bad input is one line naming the file; and a whole DVC run of the
-crossmodal settings on unlabelled pairs."""
+from the layout, from a labels file, or none; each bad input is one line naming the file; GCH on unlabelled items is
+refused in one line before anything is written; and a whole DVC run of the crossmodal settings on unlabelled pairs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from conftest import new_project, run_in
 from graphhash.data.paired import read_paired
 from graphhash.data.sources import SOURCES, open_source
 from graphhash.errors import GraphhashError
+from graphhash.files.features import write_features
+from graphhash.params.baselines import BaselinesParams
 from graphhash.params.prepare import PrepareParams
+from graphhash.pipeline.baselines import baseline_codes
 from graphhash.pipeline.prepare import items, prepare
 
 IDS = ["pair/c", "pair/a", "pair/e", "pair/b", "pair/f", "pair/d"]  # the rows' order, not sorted
@@ -205,6 +208,19 @@ def test_a_path_neither_folder_nor_hdf5_is_one_line(tmp_path):
         with pytest.raises(GraphhashError, match=r"^prepare\.path: .* is neither a folder of <modality>\.npy files "
                                                  r"nor an HDF5 file \(\.h5, \.hdf5\)$"):  # fmt: skip
             SOURCES["paired"](str(path))
+
+
+def test_gch_on_unlabelled_items_is_refused_in_one_line_before_any_method_is_fitted(tmp_path):
+    views, query = tiny_views(), np.arange(6) < 2
+    features = tmp_path / "features.h5"
+    write_features(features, [{m: x.astype(np.float32) for m, x in views.items()}], dims={"image": 4, "text": 3},
+                   ids=IDS, labels=np.zeros((6, 0), dtype=bool), masks={"query": query, "database": ~query,
+                   "train": ~query}, attrs={"source": "paired"})  # fmt: skip
+    with pytest.raises(GraphhashError, match=r"^baselines\.methods: gch needs labels, but the items of .*features\.h5 "
+                                             r"have none \(prepare\.labels is none, or source 'paired' has no labels "
+                                             r"of its own\)") as info:  # fmt: skip
+        baseline_codes(features, 8, BaselinesParams(methods=["lsh", "gch"]), tmp_path / "codes")
+    assert "\n" not in str(info.value) and not (tmp_path / "codes").exists()  # lsh, listed first, wrote nothing
 
 
 def test_a_whole_crossmodal_run_on_unlabelled_pairs(tmp_path):
