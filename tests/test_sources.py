@@ -20,7 +20,7 @@ from graphhash.cli import _query_files
 from graphhash.data.images import BadItemError
 from graphhash.data.sources import SOURCES, SyntheticSource, open_source
 from graphhash.data.sources.images import Cifar10Source, DigitsSource, FolderSource
-from graphhash.data.sources.paired import MirflickrTagsSource, WikiSource
+from graphhash.data.sources.paired import MirflickrTagsSource, PairedFeaturesSource, WikiSource
 from graphhash.data.sources.vectors import NpySource
 from graphhash.data.storage import TarStore, _plain_members, is_hidden
 from graphhash.errors import GraphhashError
@@ -469,11 +469,11 @@ def test_digits_read_is_the_item_content(digits):
 # -- open_source ----------------------------------------------------------------------------------------
 
 
-def test_sources_registry_names_the_seven_sources():
+def test_sources_registry_names_the_eight_sources():
     """prepare.source chooses among exactly these names, each naming its class."""
     assert {"digits": DigitsSource, "folder": FolderSource, "cifar10": Cifar10Source, "npy": NpySource,
-            "synthetic": SyntheticSource, "wiki": WikiSource,
-            "mirflickr_tags": MirflickrTagsSource} == SOURCES  # fmt: skip
+            "synthetic": SyntheticSource, "wiki": WikiSource, "mirflickr_tags": MirflickrTagsSource,
+            "paired": PairedFeaturesSource} == SOURCES  # fmt: skip
 
 
 def test_open_source_picks_the_source(folder, cifar_dir):

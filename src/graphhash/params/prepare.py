@@ -42,16 +42,20 @@ class _Prepare(Section):
     source: SourceName = Field(
         "digits",
         description=f"where the items come from: {' | '.join(SOURCES)} (digits: bundled, offline; synthetic: "
-        "a Gaussian mixture made from prepare.synthetic; wiki: image-text pairs; mirflickr_tags: multi-label tags)",
+        "a Gaussian mixture made from prepare.synthetic; wiki: image-text pairs; mirflickr_tags: multi-label tags; "
+        "paired: your own features of two or more modalities, see graphhash.data.paired)",
     )
     path: str = Field(
         "",
-        description="the image folder, the CIFAR-10 tar or folder, the npy folder, or the wiki or mirflickr_tags "
-        "dataset's folder; unused by digits and synthetic",
+        description="the image folder, the CIFAR-10 tar or folder, the npy folder, the wiki or mirflickr_tags "
+        "dataset's folder, or paired's folder (<modality>.npy files and ids.txt) or HDF5 file; unused by digits and "
+        "synthetic",
     )
     seed: Seed = Field(0, description="seeds the subsample and the split")
     split: Literal["auto", "random"] = Field(
-        "auto", description="auto: a dataset's own test set is the query set (cifar10, wiki) | random: draw queries"
+        "auto",
+        description="auto: a dataset's own test set is the query set (cifar10, wiki, paired with its query list) | "
+        "random: draw queries",
     )
     labels: str = Field(
         "folders",

@@ -19,6 +19,12 @@ from graphhash.params.baselines import BaselinesParams
 def baseline_codes(features_path: Path, bits: int, params: BaselinesParams, out: Path) -> None:
     """Write ``<out>/<method>-<bits>-<modality>.h5`` for every method and modality."""
     with open_features(features_path) as fs:  # the training rows in memory, float32; the rest read to be encoded
+        supervised = [method for method in params.methods if HASHERS[method].supervised]
+        if supervised and fs.labels.ndim == 2 and fs.labels.shape[1] == 0:  # unlabelled items (before any is fitted)
+            raise GraphhashError(f"baselines.methods: {', '.join(supervised)} needs labels, but the items of "
+                                 f"{features_path} have none (prepare.labels is none, or source "
+                                 f"'{fs.attrs.get('source')}' has no labels of its own); drop it, or give labels in "
+                                 "a file (prepare.labels: labels.csv)")  # fmt: skip
         fs.require_memory(fs.train, 3, "the training rows and a float64 copy of them")
         train = {modality: read_rows(view, fs.train) for modality, view in fs.views.items()}
         for method in params.methods:
