@@ -225,7 +225,7 @@ def test_gch_on_unlabelled_items_is_refused_in_one_line_before_any_method_is_fit
 
 def test_a_whole_crossmodal_run_on_unlabelled_pairs(tmp_path):
     """``dvc repro`` of the crossmodal settings on a paired layout without labels: every stage runs; the evaluate
-    stage writes no label metrics and says why."""
+    stage writes the label-free metrics only, in every direction, and the summary of the directions across."""
     rng = np.random.default_rng(3)
     ids = [f"pair/{i:03d}" for i in range(120)]
     folder = write_folder(tmp_path / "pairs", {"image": rng.random((120, 12)), "text": rng.random((120, 5))}, ids=ids)
@@ -233,14 +233,21 @@ def test_a_whole_crossmodal_run_on_unlabelled_pairs(tmp_path):
            "graph": {"nodes": 6, "rho": 0.2}, "represent": {"steps": 20, "graphs_per_step": 8},
            "hash": {"input": "features", "similarity": 0.0, "gamma": 0.0, "dropout": 0.2, "steps": 20,
                     "batch_size": 32},
-           "baselines": {"methods": ["lsh", "cmfh"], "cmfh": {"iterations": 5}}}  # fmt: skip
+           "baselines": {"methods": ["lsh", "cmfh"], "cmfh": {"iterations": 5}},
+           "evaluate": {"map_at": [10], "neighbours": 10}}  # fmt: skip
     work = new_project(tmp_path / "repo", run)
     run_in(work, "dvc", "repro", "-q")
     manifest = json.loads((work / "data" / "manifest.json").read_text())
     assert manifest["classes"] == [] and manifest["counts"] == {"items": 120, "query": 20, "database": 100,
                                                                 "train": 100}  # fmt: skip
-    assert json.loads((work / "metrics" / "metrics.json").read_text()) == {}
-    assert "None: the items have no labels." in (work / "metrics" / "results.md").read_text()
+    metrics = json.loads((work / "metrics" / "metrics.json").read_text())
+    assert set(metrics) == {"lsh", "cmfh", "nrdh-gcn"}  # no cosine row without labels
+    ways = {"image->text", "text->image", "image->image", "text->text"}
+    assert set(metrics["nrdh-gcn"]["8"]) == ways
+    assert all(set(found) == {"nmap@10", "recall@10"} for found in metrics["cmfh"]["8"].values())
+    summary = json.loads((work / "metrics" / "summary.json").read_text())
+    assert summary == {way: {"nmap@10": {"8": metrics["nrdh-gcn"]["8"][way]["nmap@10"]}}
+                       for way in ("image->text", "text->image")}  # fmt: skip
     assert sorted(p.name for p in (work / "data" / "codes").rglob("*-8-*.h5")) == [
         f"{m}-8-{x}.h5" for m in ("cmfh", "lsh", "nrdh-gcn") for x in ("image", "text")
     ]

@@ -90,8 +90,8 @@ def labelled(listing: Listing, file: LabelsFile, root: str) -> Listing:
     if unknown:
         first = min(unknown, key=file.rows.__getitem__)
         raise GraphhashError(f"{file.path}: {len(unknown):,} of its {len(file.labels):,} rows name no item under "
-                             f"{root} (the first, row {file.rows[first]}: {first!r}); ids are paths relative to "
-                             "prepare.path, '/'-separated")  # fmt: skip
+                             f"{root} (the first, row {file.rows[first]}: {first!r}); an id is a file's path "
+                             "relative to prepare.path ('/'-separated), or a paired layout's id")  # fmt: skip
     kept = [i for i, item_id in enumerate(listing.ids) if item_id in file.labels]
     left_out = dict(listing.left_out)
     if len(kept) < len(listing.ids):
