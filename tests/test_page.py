@@ -96,11 +96,10 @@ def test_paging_typing_an_id_and_a_bad_upload(page, server, tmp_path):
     assert httpx2.get(f"{server}/api/info").status_code == 200  # still serving
 
 
-def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run):
+def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run, page):
     """`graphhash plots` writes the chart library and runs `dvc plots show`: the page draws every chart while the
-    browser may fetch nothing but files; before the library exists, plain `dvc plots show`'s page says what to run."""
-    from playwright.sync_api import sync_playwright
-
+    browser (the module's, in a tab of its own) may fetch nothing but files; before the library exists, plain `dvc
+    plots show`'s page says what to run."""
     library = search_run / ".dvc" / "plots" / "vega.js"
     assert not library.exists()
     run_in(search_run, "dvc", "plots", "show")
@@ -118,17 +117,15 @@ def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run):
             asked.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        tab = browser.new_page()
-        tab.route("**/*", offline)
-        tab.goto(page_file.as_uri())
-        drawn = ".vega-embed canvas, .vega-embed svg.marks"
-        tab.wait_for_function(f"document.querySelectorAll('{drawn}').length >= {charts}", timeout=30_000)
-        assert tab.query_selector("#missing") is None
-        library.unlink()  # without the library: one line saying what to run, no chart, still nothing fetched
-        tab.goto(page_file.as_uri())
-        assert "run graphhash plots" in tab.inner_text("#missing")
-        assert tab.eval_on_selector_all(drawn, "found => found.length") == 0
-        browser.close()
+    tab = page.context.new_page()
+    tab.route("**/*", offline)
+    tab.goto(page_file.as_uri())
+    drawn = ".vega-embed canvas, .vega-embed svg.marks"
+    tab.wait_for_function(f"document.querySelectorAll('{drawn}').length >= {charts}", timeout=30_000)
+    assert tab.query_selector("#missing") is None
+    library.unlink()  # without the library: one line saying what to run, no chart, still nothing fetched
+    tab.goto(page_file.as_uri())
+    assert "run graphhash plots" in tab.inner_text("#missing")
+    assert tab.eval_on_selector_all(drawn, "found => found.length") == 0
+    tab.close()
     assert asked == []
