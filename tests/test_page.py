@@ -117,7 +117,7 @@ def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run, p
             asked.append(route.request.url)
             route.abort()
 
-    tab = page.context.new_page()
+    tab = page.context.browser.new_page()  # a context of its own, in the module's browser
     tab.route("**/*", offline)
     tab.goto(page_file.as_uri())
     drawn = ".vega-embed canvas, .vega-embed svg.marks"
