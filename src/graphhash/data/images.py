@@ -1,9 +1,12 @@
-"""Decode any image file into an RGB image (``graphhash.pixels`` resizes it for a backbone)."""
+"""Decode an item's file: any image into an RGB image (``graphhash.pixels`` resizes it for a backbone), a ``.npy``
+file into its array (``load_npy``)."""
 
 from __future__ import annotations
 
 import io
+import tokenize
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -67,3 +70,18 @@ def decode(data: bytes, name: str, max_pixels: int | None = None) -> Image.Image
         unknown = isinstance(exc, Image.UnidentifiedImageError)
         reason = "empty file" if not data else "not an image format Pillow reads" if unknown else describe(exc)
         raise BadItemError(f"{name}: cannot decode image: {reason}") from exc
+
+
+def load_npy(data: bytes | Path, where: str) -> np.ndarray:
+    """The array of a ``.npy`` file (its bytes, or its path: read in place, without a copy of the bytes); a file
+    without NumPy's header, a damaged one or one holding Python objects is ``BadItemError``, one line naming
+    ``where``."""
+    with open(data, "rb") if isinstance(data, Path) else io.BytesIO(data) as f:
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            raise BadItemError(f"{where}: not a .npy array (no NumPy header)")
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError, tokenize.TokenError) as exc:  # TokenError: a garbled v1 header
+            reason = "it holds Python objects" if "allow_pickle" in str(exc) else "damaged header or data"
+            raise BadItemError(f"{where}: cannot read the .npy array: {reason}") from None

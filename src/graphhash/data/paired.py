@@ -61,8 +61,10 @@ from pathlib import Path
 
 import numpy as np
 
+from graphhash.data.images import load_npy
 from graphhash.errors import GraphhashError
 from graphhash.files.features import require_finite
+from graphhash.files.hdf5 import no_labels
 
 WIKI_FEATURES = "raw_features.mat"
 WIKI_LISTS = {"train": "trainset_txt_img_cat.list", "test": "testset_txt_img_cat.list"}
@@ -249,23 +251,12 @@ def _paired_folder(folder: Path) -> tuple:
     ids_path = folder / PAIRED_FILES["ids"]
     if not ids_path.is_file():
         raise GraphhashError(f"{ids_path}: not found (the items' ids, one per line, in the rows' order)")
-    views = {p.stem: (_load_npy(p), str(p)) for p in modalities}
+    views = {p.stem: (load_npy(p, str(p)), str(p)) for p in modalities}
     labels_path, classes_path, query_path = (folder / PAIRED_FILES[name] for name in ("labels", "classes", "query"))
-    labels = (_load_npy(labels_path), str(labels_path)) if labels_path.is_file() else None
+    labels = (load_npy(labels_path, str(labels_path)), str(labels_path)) if labels_path.is_file() else None
     classes = _text_lines(classes_path) if classes_path.is_file() else None
     query = _text_lines(query_path) if query_path.is_file() else None
     return views, _text_lines(ids_path), labels, classes, query
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    with path.open("rb") as f:
-        if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
-            raise GraphhashError(f"{path}: not a .npy array (no NumPy header)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        reason = "it holds Python objects" if "allow_pickle" in str(exc) else "damaged header or data"
-        raise GraphhashError(f"{path}: cannot read as a .npy array ({reason})") from None
 
 
 def _text_lines(path: Path) -> _Strings:
@@ -334,7 +325,7 @@ def _paired_set(views: dict[str, tuple[np.ndarray, str]], ids: _Strings, labels:
         if classes is not None:
             raise GraphhashError(f"{classes.where}: names the classes of labels, but there are none (no "
                                  f"{PAIRED_FILES['labels']}, or labels dataset)")  # fmt: skip
-        found, names = np.zeros((n, 0), dtype=bool), []
+        found, names = no_labels(n), []
     else:
         found, names = _paired_labels(*labels, n, ids.where, classes)
     native = None

@@ -76,7 +76,7 @@ class _RelevantItems:
         if self.lists_given:
             q, r = neighbours.shape
             self.items = np.ascontiguousarray(np.sort(neighbours, axis=1), dtype=np.int64).reshape(-1)
-            self.offsets = np.arange(0, q * r + 1, max(r, 1), dtype=np.int64)[: q + 1]
+            self.offsets = np.arange(q + 1, dtype=np.int64) * r
             self.subset = np.arange(q, dtype=np.int64)
             self.sizes = np.full(q, r, dtype=np.int64)
             return

@@ -94,6 +94,12 @@ def write_labels(group: h5py.Group, name: str, labels: np.ndarray) -> None:
     group.create_dataset(name, data=labels.astype(np.uint8 if labels.ndim == 2 else np.int64))
 
 
+def no_labels(count: int) -> np.ndarray:
+    """The labels of ``count`` unlabelled items: a multi-label matrix of no columns, (count, 0) bool (no item is
+    relevant to another by labels; ``graphhash.data.sources.base``)."""
+    return np.zeros((count, 0), dtype=bool)
+
+
 def read_labels(dataset: h5py.Dataset) -> np.ndarray:
     """Labels written by ``write_labels``: (n,) int64 classes, or (n, L) bool rows."""
     labels = dataset[()]

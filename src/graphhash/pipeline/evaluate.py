@@ -115,9 +115,11 @@ def evaluate_codes(
     files = code_files(codes_folder, methods, codes.bits, manifest.modalities)
     with open_features(features_path) as fs:  # the query and database rows only, each read once
         ranked = cosine_queries(fs.query, params.cosine_queries)
-        truth = true_neighbours(fs, ranked, params.neighbours)
+        joint = unit_pair(joint_features(fs, {}), fs, ranked)  # the true neighbours' similarity
+        truth = cosine_neighbours(*joint, params.neighbours)
         picked = np.flatnonzero(ranked[fs.query])  # the ranked queries' places among the queries
-        cosine = {} if unlabelled else cosine_reference(fs, ranked, params.map_at)
+        cosine = {} if unlabelled else cosine_reference(fs, ranked, params.map_at, joint)
+        del joint
     draw_figures = params.figure_queries > 0 and not SOURCES[manifest.source].holds_vectors
     source = open_source(manifest.source, manifest.path) if draw_figures else None
     figures.mkdir(parents=True, exist_ok=True)  # declared output, empty without figures
@@ -148,25 +150,26 @@ def evaluate_codes(
     metrics = shaped(found, ways)
     write_json(metrics_path, metrics)
     if summary is not None:
-        write_summary(found, ways, codes.filters, params.map_at[0], summary)
+        write_summary(found, ways, codes.filters, params.map_at[0], not unlabelled, summary)
     write_curves(by_bits, curves)
     write_text(results_path, results_tables(found, ways, summary_keys(params.map_at)))
     return metrics
 
 
-def true_neighbours(fs: FeatureSet, ranked: np.ndarray, r: int) -> np.ndarray:
-    """(q, r): each ranked query's ``r`` nearest database items by cosine similarity of the raw features, ties by
-    database index (``cosine_neighbours``); for several modalities, by the mean of their cosines
-    (``joint_features`` with equal weights)."""
-    features = joint_features(fs, {})
-    return cosine_neighbours(unit_features(features, ranked), unit_features(features, fs.database), r)
+def unit_pair(features: np.ndarray, fs: FeatureSet, ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unit rows of the ranked queries and of the database (``unit_features``). Given the joint features of a
+    file's modalities (``joint_features`` with equal weights: for one modality, its own; for several, the mean of
+    their cosines), their cosines rank the true neighbours (``cosine_neighbours``)."""
+    return unit_features(features, ranked), unit_features(features, fs.database)
 
 
-def cosine_reference(fs: FeatureSet, ranked: np.ndarray, map_at: list[int]) -> dict[str, dict[str, float]]:
-    """The label metrics of ranking the database by each modality's raw features, for the ranked queries."""
+def cosine_reference(fs: FeatureSet, ranked: np.ndarray, map_at: list[int],
+                     joint: tuple[np.ndarray, np.ndarray]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """The label metrics of ranking the database by each modality's raw features, for the ranked queries;
+    ``joint``: the unit rows of the true neighbours, which are a file of one modality's own (read once)."""
     cosine = {}
     for modality, view in fs.views.items():
-        query, database = unit_features(view, ranked), unit_features(view, fs.database)
+        query, database = joint if len(fs.views) == 1 else unit_pair(view, fs, ranked)
         cosine[direction_name(modality, modality)] = cosine_map(
             query, database, fs.labels[ranked], fs.labels[fs.database], tuple(map_at), normalised=True
         )
@@ -182,18 +185,14 @@ def shaped(metrics: dict, ways: list[tuple[str, str]]) -> dict:
             for method, value in metrics.items()}  # fmt: skip
 
 
-def write_summary(metrics: dict, ways: list[tuple[str, str]], filters: list[str], k: int, path: Path) -> None:
+def write_summary(metrics: dict, ways: list[tuple[str, str]], filters: list[str], k: int, labelled: bool,
+                  path: Path) -> None:  # fmt: skip
     """The compact summary (see the module's text) of the first filter's NRDH codes."""
     by_bits = metrics[nrdh_method(filters[0])]
     across = [direction_name(*w) for w in ways if w[0] != w[1]] or [direction_name(*ways[0])]
-    keys = [f"map@{k}", f"nmap@{k}"] if len(across) == 1 else [f"map@{k}"]
-    summary = {}
-    for way in across:
-        found = {key: {bits: by_way[way][key] for bits, by_way in by_bits.items() if key in by_way[way]}
-                 for key in keys}  # fmt: skip
-        found = {key: values for key, values in found.items() if values} or {
-            f"nmap@{k}": {bits: by_way[way][f"nmap@{k}"] for bits, by_way in by_bits.items()}}  # fmt: skip
-        summary[way] = found
+    keys = [f"nmap@{k}"] if not labelled else [f"map@{k}", f"nmap@{k}"] if len(across) == 1 else [f"map@{k}"]
+    summary = {way: {key: {bits: by_way[way][key] for bits, by_way in by_bits.items()} for key in keys}
+               for way in across}  # fmt: skip
     write_json(path, summary[across[0]] if len(ways) == 1 else summary)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from graphhash.data.images import decode
 from graphhash.data.storage import Store
 from graphhash.errors import GraphhashError
+from graphhash.files.hdf5 import no_labels
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class Listing:
 
     def unlabelled(self) -> Listing:
         """The same items without labels (``prepare.labels: none``)."""
-        return Listing(ids=self.ids, labels=np.zeros((len(self.ids), 0), dtype=bool), classes=[],
-                       native_query=self.native_query, left_out=self.left_out)  # fmt: skip
+        return Listing(
+            ids=self.ids,
+            labels=no_labels(len(self.ids)),
+            classes=[],
+            native_query=self.native_query,
+            left_out=self.left_out,
+        )
 
 
 class Source(ABC):
@@ -102,8 +108,7 @@ def every_file(store: Store, extensions: tuple[str, ...]) -> Listing:
         held = f"holds {others:,} files, none ending in {kinds}" if others else "holds no files"
         raise GraphhashError(f"{root}: {held}")
     left_out = {f"not ending in {kinds}": others} if others else {}
-    return Listing(ids=files, labels=np.zeros((len(files), 0), dtype=bool), classes=[], native_query=None,
-                   left_out=left_out)  # fmt: skip
+    return Listing(ids=files, labels=no_labels(len(files)), classes=[], native_query=None, left_out=left_out)
 
 
 def class_folders(store: Store, rel: str, extensions: tuple[str, ...]) -> tuple[dict[str, list[str]], Counter]:

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import tokenize
 from typing import Annotated, Any
 
 import numpy as np
 from PIL import Image
 from pydantic import Field, ValidationError
 
-from graphhash.data.images import BadItemError
+from graphhash.data.images import BadItemError, load_npy
 from graphhash.data.sources.base import Listing, Source
 from graphhash.data.sources.images import FolderSource
 from graphhash.errors import GraphhashError
@@ -21,7 +19,6 @@ from graphhash.hyperparameters import Configurable, HyperparameterError, checked
 from graphhash.runtime import memory_shortfall
 
 NPY_EXTENSIONS = (".npy",)
-NPY_MAGIC = b"\x93NUMPY"
 
 
 class NpySource(FolderSource):
@@ -34,14 +31,8 @@ class NpySource(FolderSource):
         raise NotImplementedError("source 'npy' holds vectors, not images")
 
     def vector(self, item_id: str) -> np.ndarray:
-        where, data = self.where(item_id), self.read(item_id)
-        if not data.startswith(NPY_MAGIC):
-            raise BadItemError(f"{where}: not a .npy array (no NumPy header)")
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (OSError, ValueError, EOFError, tokenize.TokenError) as exc:  # TokenError: a garbled v1 header
-            reason = "it holds Python objects" if "allow_pickle" in str(exc) else "damaged header or data"
-            raise BadItemError(f"{where}: cannot read the .npy array: {reason}") from None
+        where = self.where(item_id)
+        array = load_npy(self.read(item_id), where)
         if array.ndim == 2 and array.shape[0] == 1:
             array = array[0]
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.number) or array.size == 0:
