@@ -113,6 +113,10 @@ class Project:
                     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
                 else:
                     shutil.copy(source, copy)
+        changes = self.root / "data" / "changes.jsonl"  # the project's own: graphhash add and remove write it
+        if not changes.exists():
+            changes.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / "data" / "changes.jsonl", changes)
         if not (self.root / ".dvc").is_dir():
             self.dvc("init", "--no-scm", "-q")
 

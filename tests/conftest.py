@@ -20,6 +20,9 @@ from sklearn.datasets import load_digits
 from graphhash.runtime import single_threaded
 
 REPO = Path(__file__).resolve().parents[1]
+# The files a project of the pipeline copies from the repository, besides its code folders: the pipeline, what DVC
+# leaves out of folder hashes, and the (empty) changes file that graphhash add and remove write.
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "data/changes.jsonl")
 
 # The formats Pillow picks from each extension, written with settings that keep colours exact where possible.
 _SAVE_ARGS = {".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"lossless": True}}
@@ -146,7 +149,8 @@ def new_project(work: Path, params: dict) -> Path:
     run_in(work, "git", "init", "-q")
     run_in(work, "dvc", "init", "-q")
     run_in(work, "dvc", "config", "core.analytics", "false")
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in PIPELINE_FILES:
+        (work / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, work / name)
     for name in ("stages", "src", "presets"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc_env
+from conftest import PIPELINE_FILES, dvc_env
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -105,7 +105,8 @@ def test_editing_a_module_changes_exactly_the_stages_that_import_it(tmp_path, mo
 
     work = tmp_path / "repo"
     work.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("params.yaml", *PIPELINE_FILES):
+        (work / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, work / name)
     for folder in ("stages", "src"):
         shutil.copytree(REPO / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import pytest
 import yaml
-from conftest import dvc_env
+from conftest import PIPELINE_FILES, dvc_env
 
 from graphhash.files.codes import read_codes
 from graphhash.params.all import check, render
@@ -72,7 +72,8 @@ def built(tmp_path_factory) -> tuple[Path, str]:
     run(work, "git", "init", "-q")
     run(work, "dvc", "init", "-q")
     run(work, "dvc", "config", "core.analytics", "false")
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("params.yaml", *PIPELINE_FILES):
+        (work / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, work / name)
     for name in ("stages", "src", "presets"):
         shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -180,12 +180,12 @@ def test_search_refuses_features_holding_a_nan(search_run, tmp_path):
 
 
 def test_an_incomplete_index_folder_is_named_with_its_stage(search_run, tmp_path):
-    """A kill -9 inside the index stage can leave index.faiss without items.h5: search named no index and searched
+    """A kill -9 inside the index stage can leave its folder without index.h5: search named no index and searched
     the 16-bit one instead of the 24-bit one (issue 30, 12); now it names the folder and the stage to rerun."""
     run = tmp_path / "run"
     shutil.copytree(search_run, run, ignore=shutil.ignore_patterns(".dvc", ".git"))
-    (run / "data" / "index" / "nrdh-gcn-24" / "image" / "items.h5").unlink()
+    (run / "data" / "index" / "nrdh-gcn-24" / "image" / "index.h5").unlink()
     assert fails(run, "search", "--id", "digits/0001") == (
-        f"error: {Path('data/index/nrdh-gcn-24/image')}: an incomplete index (no items.h5); rerun its stage: dvc "
+        f"error: {Path('data/index/nrdh-gcn-24/image')}: an incomplete index (no index.h5); rerun its stage: dvc "
         "repro index@gcn-24"
     )

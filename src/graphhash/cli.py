@@ -56,10 +56,10 @@ def _plots(args: argparse.Namespace) -> None:
 def _encode(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from graphhash.database.run import run_paths
     from graphhash.files.atomic import write_bytes
     from graphhash.files.codes import pack
     from graphhash.nrdh.encoder import ItemEncoder, load_hash_network
-    from graphhash.retrieval.retriever import run_paths
 
     inputs = [Path(name) for name in args.inputs]
     root = Path(args.root)
@@ -86,23 +86,29 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _query_files(paths: list[str]) -> list[Path]:
-    """Image files named, and the image files under folders named (sorted); anything else is one line."""
-    from graphhash.data.images import IMAGE_EXTENSIONS
-    from graphhash.data.storage import visible_files
+    from graphhash.database.additions import image_files
 
-    found: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            inside = [p for p in visible_files(path) if p.suffix.lower() in IMAGE_EXTENSIONS]
-            if not inside:
-                raise GraphhashError(f"{path}: a folder with no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            found += inside
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise GraphhashError(f"{path}: no such file or folder")
-    return found
+    return image_files(paths)
+
+
+def _add(args: argparse.Namespace) -> None:
+    from graphhash.database.run import Database
+
+    database = Database(args.root, max_pixels=args.max_pixels, on_bad_image=args.on_bad_image)
+    report = database.add(args.inputs, allow_duplicates=args.allow_duplicates, wait=args.wait)
+    for line in report.skipped:
+        print(f"skipped: {line}")
+    print(f"added {len(report.done)} items to the database ({database.paths['changes']}); `dvc repro` records them "
+          "in the pipeline's outputs")  # fmt: skip
+
+
+def _remove(args: argparse.Namespace) -> None:
+    from graphhash.database.run import Database
+
+    database = Database(args.root)
+    report = database.remove(args.ids, wait=args.wait)
+    print(f"removed {len(report.done)} items from the database ({database.paths['changes']}); `dvc repro` records "
+          "it in the pipeline's outputs")  # fmt: skip
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -158,9 +164,11 @@ def _serve(args: argparse.Namespace) -> None:
     retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits, query_modality=args.query_modality,
                                    database_modality=args.database_modality)  # fmt: skip
     hosts = [*LOOPBACK_HOSTS, args.host, *args.allowed_hosts]
-    app = create_app(retriever, allowed_hosts=hosts, max_pixels=args.max_pixels)
+    app = create_app(retriever, allowed_hosts=hosts, max_pixels=args.max_pixels, allow_writes=args.allow_writes)
     listening = _listen(args.host, args.port)  # bound before the address is printed
     print(f"graphhash serve: http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    if args.allow_writes:
+        print("graphhash serve: --allow-writes: POST /api/items adds an image, DELETE /api/items/<id> removes an item")
     if args.allowed_hosts:
         print(f"graphhash serve: requests may name the hosts {', '.join(dict.fromkeys(hosts))}")
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
@@ -260,16 +268,43 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--json", action="store_true", help="print JSON instead of a table")
     search.add_argument("--figure", help="write a contact sheet (PNG): each query, then its results")
     _run_options(search)
+    add = command(
+        "add",
+        _add,
+        "add images to a run's database, without retraining: embedded, hashed and indexed as the run's own items",
+        "Each image file (and every image under a folder named, sorted) joins the database of every index of the run, "
+        "after the items already there; its id is its path as named. The change is recorded in the changes file "
+        "(dvc.yaml's vars.paths.changes, tracked by git), which the pipeline reads: `dvc repro` after a retraining "
+        "hashes the additions again with the new networks. An image whose content is already in the database is "
+        "skipped; an id already there with other content is an error.",
+    )
+    add.add_argument("inputs", nargs="+", help="image files or folders of images")
+    add.add_argument("--allow-duplicates", action="store_true", help="add images whose content is already there")
+    add.add_argument("--on-bad-image", choices=("fail", "skip"), help="an unreadable image among many: fail (nothing "
+                     "is added) or skip it (default: params.yaml's extract.on_bad_image)")  # fmt: skip
+    remove = command(
+        "remove",
+        _remove,
+        "take items out of a run's database by id (additions, or the pipeline's own items), without retraining",
+    )
+    remove.add_argument("ids", nargs="+", help="item ids, as search shows them")
+    for change in (add, remove):
+        change.add_argument("--run", dest="root", default=".", help="the repository whose pipeline ran (default: "
+                            "here)")  # fmt: skip
+        change.add_argument("--wait", action="store_true", help="wait for a change in progress (another add or "
+                            "remove) instead of refusing")  # fmt: skip
     serve = command("serve", _serve, "a web page to search a run's index and browse its database")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     serve.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
                        help="Host names requests may carry besides the --host and loopback names (a server bound "
                        "beyond this machine is reached by them); '*' accepts any")  # fmt: skip
+    serve.add_argument("--allow-writes", action="store_true", help="accept POST /api/items (add an uploaded image) "
+                       "and DELETE /api/items/<id> (remove an item); off by default")  # fmt: skip
     threads = "torch threads embedding an upload (default 1: steady latency when other work shares the cores)"
     serve.add_argument("--threads", type=int, default=1, help=threads)
     _run_options(serve)
-    for images in (encode, search, serve):
+    for images in (encode, search, serve, add):
         images.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse query images of more pixels, "
                             f"read from their header before decoding (default {MAX_PIXELS:,})")  # fmt: skip
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from graphhash.errors import GraphhashError, describe
-from graphhash.files.atomic import write_bytes, write_json
+from graphhash.files.atomic import file_sha256, write_bytes, write_json
 
 FORMAT = "graphhash-model/1"
 WEIGHTS, CONFIG = "model.pt", "model.json"
@@ -34,6 +34,15 @@ def save_model(folder: str | Path, model: nn.Module, kind: str, config: dict[str
     torch.save(model.state_dict(), buffer)
     write_bytes(folder / WEIGHTS, buffer.getvalue())
     write_json(folder / CONFIG, {"format": FORMAT, "model": kind, **config})
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """The SHA-256 of a saved model's weights: what tells two trainings apart (the index files record the hash
+    network's)."""
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise GraphhashError(f"{folder}: no {WEIGHTS} (a model folder holds {WEIGHTS} and {CONFIG})")
+    return file_sha256(path)
 
 
 def load_model(

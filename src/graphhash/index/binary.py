@@ -13,6 +13,14 @@ than t, every item at t too, so the sort gives exactly the evaluator's ranking. 
 still at t (heavy ties: short codes, large databases), the places at t are filled with the first items at t
 in database order, found by a scan that stops as soon as it has them. ``ivf`` and ``hnsw`` otherwise return
 the k candidates they found, in the same order.
+
+**Adding and removing** (``graphhash add``, ``graphhash remove``): a code is added as the next slot of the stored
+codes, without touching the others: ``flat`` appends it, ``ivf`` files it in its nearest cell (the cells stay those
+k-means found for the pipeline's database), ``hnsw`` links it into the graph. A removal: ``flat`` drops the code
+(the slots after it move up, so its order stays the database order), ``ivf`` takes it out of its cell and keeps
+its slot, marked removed, ``hnsw`` marks it removed (FAISS cannot unlink a node: searches ask for as many more
+candidates as there are removed slots and drop those). ``dvc repro`` rebuilds every index without the removed
+items.
 """
 
 from __future__ import annotations
@@ -74,44 +82,79 @@ class BinaryIndex(Configurable):
     def tune(self, index: faiss.IndexBinary, k: int) -> None:
         """Set the index's search-time options (saved indexes keep theirs; these are the params')."""
 
+    def add(self, index: faiss.IndexBinary, codes: np.ndarray, slots: np.ndarray) -> None:
+        """Add ``codes`` (n, B) uint8 as the slots ``slots`` (the next n of the stored codes), the others untouched."""
+        index.add(np.ascontiguousarray(codes, dtype=np.uint8))
+
+    def remove(self, index: faiss.IndexBinary, slots: np.ndarray) -> bool:
+        """Take the slots ``slots`` out of the searched items. True when the index dropped them (the slots after them
+        move up: the caller drops their stored codes too), False when it keeps them, to be marked removed."""
+        return False
+
     def search(
-        self, index: faiss.IndexBinary, database: np.ndarray, queries: np.ndarray, k: int
+        self,
+        index: faiss.IndexBinary,
+        database: np.ndarray,
+        queries: np.ndarray,
+        k: int,
+        removed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The first ``k`` database items for each query (packed codes (q, B)), in the project's order.
 
-        ``database`` holds the codes the index was built on, for the exact re-ranking. Returns database
-        indices int64 (q, k) and Hamming distances int32 (q, k); k is capped at the database's size, and a
-        row holds -1 where an approximate index found fewer than k items. Queries go in blocks of
-        ``QUERY_BLOCK``, so memory stays bounded.
+        ``database`` holds the code of every slot of the index, for the exact re-ranking; ``removed`` (bool, one per
+        slot) marks the slots no search returns. Returns slots int64 (q, k) and Hamming distances int32 (q, k); k is
+        capped at the items searched, and a row holds -1 where an approximate index found fewer than k items.
+        Queries go in blocks of ``QUERY_BLOCK``, so memory stays bounded.
         """
         queries = np.ascontiguousarray(queries, dtype=np.uint8)
-        k = min(k, len(database))
+        gone = np.zeros(len(database), dtype=bool) if removed is None else removed
+        dropped = int(gone.sum())
+        live = len(database) - dropped
+        k = min(k, live)
         exhaustive = self.exhaustive(index)
-        wanted = min(len(database), CANDIDATES * k + 1 if exhaustive else k)
-        self.tune(index, wanted)
+        wanted = min(live, CANDIDATES * k + 1 if exhaustive else k)
+        asked = min(int(index.ntotal), wanted + (dropped if self.keeps_removed(index) else 0))
+        self.tune(index, asked)
         ids = np.empty((len(queries), k), dtype=np.int64)
         distances = np.empty((len(queries), k), dtype=np.int32)
         for start in range(0, len(queries), QUERY_BLOCK):
             block = slice(start, start + QUERY_BLOCK)
-            _, candidates = index.search(queries[block], wanted)
+            _, candidates = index.search(queries[block], asked)
+            if dropped:
+                candidates[(candidates >= 0) & gone[np.maximum(candidates, 0)]] = -1
             found, found_distances = rerank(queries[block], database, candidates, wanted)
-            if exhaustive and wanted < len(database):
-                _complete_ties(found, found_distances, queries[block], database, k)
+            if exhaustive and wanted < live:
+                _complete_ties(found, found_distances, queries[block], database, k, gone if dropped else None)
             ids[block], distances[block] = found[:, :k], found_distances[:, :k]
         return ids, distances
 
+    def keeps_removed(self, index: faiss.IndexBinary) -> bool:
+        """True when the index still returns removed slots (they are dropped after the search)."""
+        return False
 
-def _complete_ties(ids: np.ndarray, distances: np.ndarray, queries: np.ndarray, database: np.ndarray, k: int) -> None:
+
+def _complete_ties(
+    ids: np.ndarray,
+    distances: np.ndarray,
+    queries: np.ndarray,
+    database: np.ndarray,
+    k: int,
+    removed: np.ndarray | None = None,
+) -> None:
     """In place, for an exhaustive search whose candidates (every row of ``ids``, in order) end at the k-th
-    distance t: fill the places at t with the first items at t in database order. The candidates closer than
-    t are all there (they are among the smallest distances), and so are all items at t when the last
-    candidate is farther."""
+    distance t: fill the places at t with the first items at t in database order (slots not ``removed``). The
+    candidates closer than t are all there (they are among the smallest distances), and so are all items at t when
+    the last candidate is farther."""
     open_rows = np.flatnonzero(distances[:, -1] == distances[:, k - 1])
     if not len(open_rows):
         return
     tie = distances[open_rows, k - 1]
     closer = (distances[open_rows, :k] < tie[:, None]).sum(axis=1)
-    fill = first_at_distance(queries[open_rows], database, tie, k - closer)
+    slots = None if removed is None else np.flatnonzero(~removed)
+    searched = database if slots is None else database[slots]
+    fill = first_at_distance(queries[open_rows], searched, tie, k - closer)
+    if slots is not None:
+        fill = np.where(fill >= 0, slots[np.maximum(fill, 0)], -1)
     for row, r, start in zip(open_rows, range(len(open_rows)), closer, strict=True):
         ids[row, start:k] = fill[r, : k - start]
         distances[row, start:k] = tie[r]
@@ -129,6 +172,10 @@ class Flat(BinaryIndex):
 
     def create(self, bits: int, items: int) -> faiss.IndexBinary:
         return faiss.IndexBinaryFlat(bits)
+
+    def remove(self, index: faiss.IndexBinary, slots: np.ndarray) -> bool:
+        index.remove_ids(np.asarray(slots, dtype=np.int64))  # the codes after them move up: ids stay positions
+        return True
 
 
 class IVF(BinaryIndex):
@@ -173,6 +220,13 @@ class IVF(BinaryIndex):
         index.nprobe = self.nprobe
         return index
 
+    def add(self, index: faiss.IndexBinary, codes: np.ndarray, slots: np.ndarray) -> None:
+        index.add_with_ids(np.ascontiguousarray(codes, dtype=np.uint8), np.asarray(slots, dtype=np.int64))
+
+    def remove(self, index: faiss.IndexBinary, slots: np.ndarray) -> bool:
+        index.remove_ids(np.asarray(slots, dtype=np.int64))  # out of their cells; the other ids are the slots still
+        return False
+
 
 class HNSW(BinaryIndex):
     """A hierarchical navigable small-world graph of the codes (``faiss.IndexBinaryHNSW``).
@@ -204,3 +258,6 @@ class HNSW(BinaryIndex):
 
     def tune(self, index: faiss.IndexBinary, k: int) -> None:
         index.hnsw.efSearch = max(self.ef_search, k)
+
+    def keeps_removed(self, index: faiss.IndexBinary) -> bool:
+        return True

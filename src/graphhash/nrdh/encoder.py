@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphhash.backbones import BACKBONES, Backbone, load_backbone
+from graphhash.backbones import BACKBONES, load_backbone
 from graphhash.errors import GraphhashError
 from graphhash.files.features import FeatureSet, read_features, read_features_attrs, require_finite
-from graphhash.files.models import load_model, load_weights
+from graphhash.files.models import CONFIG, load_model, load_weights
 from graphhash.files.neighbours import Neighbours
 from graphhash.graphs.knn import TrainingSet
 from graphhash.nrdh.cnn.model import HashCNN
@@ -97,6 +97,48 @@ def load_hash_network(folder: str | Path) -> tuple[HashNet | HashCNN, dict[str, 
     return network.eval(), config
 
 
+def find_hash_network(folder: str | Path, method: str, bits: int, modality: str) -> Path:
+    """The folder under ``folder`` (the run's models) of the hash network of ``method`` at ``bits`` bits for
+    ``modality``, found by its configuration (``model.json``), not by its name."""
+    for config_path in sorted(Path(folder).rglob(CONFIG)):
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        kind = (config.get("model"), config.get("method"), config.get("bits"), config.get("modality"))
+        if kind[0] in HASH_MODELS.values() and kind[1:] == (method, bits, modality):
+            return config_path.parent
+    raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits for {modality} (the hash stage "
+                         "writes it; dvc repro)")  # fmt: skip
+
+
+class RunBackbone:
+    """The backbone that made a run's features: the features file's backbone and image size, with the weights asked
+    for (params.yaml's ``extract.weights``, ``extract.weights_path``), which must be those the file records. What a
+    query image, an added image and the CNN's graph placement are embedded with.
+
+    Args:
+        features: the run's features file (named by errors); attrs: its attributes.
+        weights, weights_path: the weights asked for.
+        device: where images are embedded.
+    """
+
+    def __init__(self, features: Path | None, attrs: dict[str, Any], weights: str, weights_path: str,
+                 device: torch.device):  # fmt: skip
+        name, self.size = str(attrs.get("backbone")), int(attrs.get("image_size", 0))
+        if name not in BACKBONES:
+            raise GraphhashError(f"{features}: made without a backbone ({name}); search by item id or by a features "
+                                 "file instead of images")  # fmt: skip
+        self.model = load_backbone(name, weights, weights_path, self.size, made_with=attrs.get("weights"),
+                                   features=str(features)).to(device)  # fmt: skip
+        self.interpolation, self.device = self.model.interpolation, device
+        self.settings = {"backbone": name, "weights": str(attrs.get("weights")), "image_size": self.size}
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """Features (n, D) float32 of RGB images (uint8 (h, w, 3) arrays of any size), as ``extract`` made the run's."""
+        return self.model.embed(torch.from_numpy(to_batch(images, self.size, self.interpolation)), self.device)
+
+
 class ItemEncoder:
     """A trained hash network and what its inputs need; see the module's text. Built by the hash stage from the
     network it trained, or by ``load`` from a run.
@@ -109,6 +151,8 @@ class ItemEncoder:
         weights, weights_path: the backbone's weights, as params.yaml's ``extract`` section names them (checked
             against those the features were made with).
         device: where images are embedded and hashed (``auto``, ``cpu``, ``cuda``).
+        training: the run's training items and their ids (``run_training``) when already loaded by another encoder of
+            the same run (every code length's network places items on the same graph).
 
     >>> encoder = ItemEncoder.load("models/nrdh-gcn/64/image", "data/features.h5")  # doctest: +SKIP
     >>> encoder.encode_features(np.zeros((2, 1280), dtype=np.float32)).shape  # doctest: +SKIP
@@ -124,8 +168,11 @@ class ItemEncoder:
         weights: str = "default",
         weights_path: str = "",
         device: str = "auto",
+        training: tuple[TrainingSet, list[str] | None] | None = None,
     ):
         self.network, self.config = network, config
+        if training is not None:
+            self.__dict__["run_training"] = training  # the cached property, already known
         self.head = network.head if isinstance(network, HashCNN) else network
         self.modality = str(config.get("modality", "image"))
         self.graph = GraphInput.of(config.get("graph_input"))
@@ -134,10 +181,12 @@ class ItemEncoder:
 
     @classmethod
     def load(cls, folder: str | Path, features: str | Path, *, weights: str = "default", weights_path: str = "",
-             device: str = "auto") -> ItemEncoder:  # fmt: skip
+             device: str = "auto", training: tuple[TrainingSet, list[str] | None] | None = None,
+             ) -> ItemEncoder:  # fmt: skip
         """The network saved in ``folder``, for the run whose features file is ``features``."""
         network, config = load_hash_network(folder)
-        encoder = cls(network, config, features=features, weights=weights, weights_path=weights_path, device=device)
+        encoder = cls(network, config, features=features, weights=weights, weights_path=weights_path, device=device,
+                      training=training)  # fmt: skip
         dims = json.loads(encoder.features_attrs["dims"])
         if encoder.modality not in dims:
             raise GraphhashError(f"{features}: holds the modalities {', '.join(dims)}, but the hash network "
@@ -175,17 +224,9 @@ class ItemEncoder:
         return resolve_device(self.device_name, "--device")
 
     @cached_property
-    def backbone(self) -> Backbone:
-        """The run's backbone, loaded on first use: the features file's backbone and image size, with the weights
-        asked for, which must be those the features were made with."""
-        attrs = self.features_attrs
-        name, size = str(attrs.get("backbone")), int(attrs.get("image_size", 0))
-        if name not in BACKBONES:
-            raise GraphhashError(f"{self.features_path}: made without a backbone ({name}); search by item id or "
-                                 "by a features file instead of images")  # fmt: skip
-        backbone = load_backbone(name, self.weights, self.weights_path, size, made_with=attrs.get("weights"),
-                                 features=str(self.features_path))  # fmt: skip
-        return backbone.to(self.device)
+    def backbone(self) -> RunBackbone:
+        """The run's backbone, loaded on first use (``RunBackbone``)."""
+        return RunBackbone(self.features_path, self.features_attrs, self.weights, self.weights_path, self.device)
 
     def neighbours(self, features: np.ndarray, ids: list[str] | None = None) -> Neighbours:
         """The rows' nearest training items. A row whose id (``ids``) is a training item's leaves itself out, as that
@@ -244,8 +285,7 @@ class ItemEncoder:
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """Frozen-backbone features (n, D) of RGB images (uint8 arrays of any size), as ``extract`` made the run's."""
-        size, interpolation = int(self.features_attrs["image_size"]), self.backbone.interpolation
-        return self.backbone.embed(torch.from_numpy(to_batch(images, size, interpolation)), self.device)
+        return self.backbone.embed(images)
 
     def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
         """Bool codes (n, bits) of RGB images (uint8 (h, w, 3) arrays of any size), as the run's hash stage made its

@@ -23,72 +23,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
 
 from graphhash.data.images import MAX_PIXELS, decode
 from graphhash.data.sources import Source, open_source
+from graphhash.database.changes import read_changes
+from graphhash.database.run import Database, Report, read_checked_index, run_paths
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, pack, read_codes
-from graphhash.files.index import FAISS_FILE, INDEX, ITEMS_FILE, StoredIndex, read_index
+from graphhash.files.index import INDEX_FILE, StoredIndex, find_indexes
 from graphhash.files.manifest import Manifest
-from graphhash.files.models import CONFIG
 from graphhash.index import build_index
-from graphhash.nrdh.encoder import HASH_MODELS, ItemEncoder
+from graphhash.nrdh.encoder import ItemEncoder, find_hash_network
 from graphhash.params import PARAMS_FILE, load_params
 from graphhash.params.codes import CodesParams
 from graphhash.params.extract import ExtractParams
 
 log = logging.getLogger(__name__)
-
-RUN_PATHS = ("manifest", "features", "codes", "index", "models")
-
-
-def run_paths(root: str | Path = ".") -> dict[str, Path]:
-    """The run's artefact paths, as the repository's ``dvc.yaml`` names them under ``vars.paths``."""
-    root = Path(root)
-    try:
-        variables = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["vars"]
-        paths = next(entry["paths"] for entry in variables if isinstance(entry, dict) and "paths" in entry)
-        return {name: root / paths[name] for name in RUN_PATHS}
-    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as exc:
-        raise GraphhashError(f"{root / 'dvc.yaml'}: cannot read the run's paths (vars.paths): {exc!r}") from None
-
-
-def _indexes(folder: Path) -> dict[tuple[str, int, str], Path]:
-    """Every index folder below ``folder``, by the (method, bits, modality) its items file records. A folder holding
-    one of the index's two files (an index stage killed between them) is one line naming it and its stage: the other
-    indexes are not searched in its place."""
-    for part in sorted({*folder.glob(f"*/*/{ITEMS_FILE}"), *folder.glob(f"*/*/{FAISS_FILE}")}):
-        missing = [name for name in (FAISS_FILE, ITEMS_FILE) if not (part.parent / name).is_file()]
-        if missing:
-            stage = "index@" + part.parent.parent.name.removeprefix("nrdh-")  # index@gcn-64 writes nrdh-gcn-64/
-            raise GraphhashError(f"{part.parent}: an incomplete index (no {missing[0]}); rerun its stage: dvc repro "
-                                 f"{stage}")  # fmt: skip
-    found = {}
-    for items in sorted(folder.glob(f"*/*/{ITEMS_FILE}")):
-        with INDEX.read(items) as f:
-            found[(str(f.attrs["method"]), int(f.attrs["bits"]), str(f.attrs["modality"]))] = items.parent
-    return found
-
-
-def _model_folder(folder: Path, method: str, bits: int, modality: str) -> Path:
-    """The hash network's folder for ``method`` at ``bits`` bits for ``modality``, found by its ``model.json``."""
-    for config_path in sorted(folder.rglob(CONFIG)):
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        kind = (config.get("model"), config.get("method"), config.get("bits"), config.get("modality"))
-        if kind[0] in HASH_MODELS.values() and kind[1:] == (method, bits, modality):
-            return config_path.parent
-    raise GraphhashError(f"{folder}: no hash network of {method} at {bits} bits for {modality} (the hash stage "
-                         "writes it; dvc repro)")  # fmt: skip
 
 
 def _code_file(folder: Path, method: str, bits: int, modality: str) -> Path:
@@ -97,6 +54,18 @@ def _code_file(folder: Path, method: str, bits: int, modality: str) -> Path:
         raise GraphhashError(f"{folder}: no code file of {method} at {bits} bits for {modality} ({CODES.stage} "
                              "stage; dvc repro)")  # fmt: skip
     return found
+
+
+def _stamp(folder: Path | None) -> tuple[int, int, int] | None:
+    """What tells an index file's versions apart: its inode, modification time and size (a change renames a new
+    file onto it)."""
+    if folder is None:
+        return None
+    try:
+        found = os.stat(folder / INDEX_FILE)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
 
 
 def label_of(row: np.ndarray) -> int | list[int]:
@@ -136,22 +105,32 @@ class Result:
 
 
 class Retriever:
-    """A run's index, hash network and backbone, ready to search; built by ``from_run``."""
+    """A run's index, hash network and backbone, ready to search; built by ``from_run``.
 
-    def __init__(self, stored: StoredIndex, encoder: ItemEncoder, codes: CodeSet, source: Source | None):
-        """``stored``: the database's index; ``encoder`` and ``codes``: the queries' modality's hash network and code
-        file (the codes of the run's own items, searched by id)."""
-        if codes.database_ids != stored.ids:
-            raise GraphhashError(f"the {codes.modality} code file and the {stored.modality} index list different "
-                                 "database items; rerun the pipeline (dvc repro)")  # fmt: skip
-        self.stored, self.encoder = stored, encoder
+    The database is the index's: the pipeline's database items, then the items ``add`` added, less those ``remove``
+    took out (``graphhash.database``). ``refresh`` reads the index again when its file changed (an add or a remove
+    from another process, or ``dvc repro``).
+    """
+
+    def __init__(self, stored: StoredIndex, encoder: ItemEncoder, codes: CodeSet, source: Source | None,
+                 database: Database | None = None, folder: Path | None = None):  # fmt: skip
+        """``stored``: the database's index (read from ``folder``); ``encoder`` and ``codes``: the queries' modality's
+        hash network and code file (the codes of the run's own items, searched by id); ``database``: the run's, for
+        ``add`` and ``remove``."""
+        self.encoder, self.codes, self.source, self.database, self.folder = encoder, codes, source, database, folder
         self.features_attrs = encoder.features_attrs
-        self.kind_index = build_index(stored.kind, stored.options)
         self.classes: list[str] = json.loads(self.features_attrs.get("classes", "[]"))
-        self.rows = {item_id: row for row, item_id in enumerate(stored.ids)}
+        self.code_rows = {item_id: row for row, item_id in enumerate(codes.database_ids)}
         self.query_rows = {item_id: row for row, item_id in enumerate(codes.query_ids)}
-        self.codes = codes
-        self.source = source
+        self._use(stored)
+
+    def _use(self, stored: StoredIndex) -> None:
+        self.stored = stored
+        self.kind_index = build_index(stored.kind, stored.options)
+        self.live = stored.live()
+        self.rows = {stored.ids[slot]: int(slot) for slot in self.live}  # the slot of every item searched
+        self.added = {stored.ids[slot] for slot in self.live if stored.serials[slot] >= 0}
+        self._stamp = _stamp(self.folder)
 
     @classmethod
     def from_run(
@@ -185,7 +164,7 @@ class Retriever:
                 raise GraphhashError(f"--{key}-modality: {modality}: the run's items hold only "
                                      f"{', '.join(manifest.modalities)}, so it has no {modality} hash network or index "
                                      f"to search with {modality} queries or among {modality} items")  # fmt: skip
-        indexes = _indexes(paths["index"])
+        indexes = find_indexes(paths["index"])
         if not indexes:
             raise GraphhashError(f"{paths['index']}: no index yet; run the pipeline first (dvc repro)")
         if method is None:
@@ -198,23 +177,64 @@ class Retriever:
             known = ", ".join(f"{m} at {b} bits ({modality})" for m, b, modality in sorted(indexes))
             wanted = f"{method} at {bits} bits" if bits else method
             raise GraphhashError(f"{paths['index']}: no index of {wanted} ({database_modality}) (indexed: {known})")
-        stored = read_index(indexes[(method, bits, database_modality)])
+        folder = indexes[(method, bits, database_modality)]
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
-        model = _model_folder(paths["models"], method, bits, query_modality)
+        model = find_hash_network(paths["models"], method, bits, query_modality)
         encoder = ItemEncoder.load(model, paths["features"], weights=extract.weights, weights_path=extract.weights_path,
                                    device=device)  # fmt: skip
+        stored = read_checked_index(folder, paths["models"])
         if encoder.bits != stored.bits:
             raise GraphhashError(f"{paths['models']}: the hash network makes {encoder.bits}-bit codes, the index "
                                  f"holds {stored.bits}-bit codes; rerun the pipeline (dvc repro)")  # fmt: skip
         found = read_codes(_code_file(paths["codes"], method, bits, query_modality))
-        return cls(stored, encoder, found, open_source(manifest.source, manifest.path))
+        return cls(stored, encoder, found, open_source(manifest.source, manifest.path),
+                   Database(root, device=device), folder)  # fmt: skip
+
+    # -- the database ------------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Read the index again if its file changed since it was read; True when it did."""
+        if self.folder is None or _stamp(self.folder) == self._stamp:
+            return False
+        self._use(read_checked_index(self.folder, self.database.paths["models"] if self.database else None))
+        return True
+
+    def add(self, paths: list[str | Path], *, allow_duplicates: bool = False, wait: bool = False) -> Report:
+        """Add image files (and the images under folders) to the run's database (``Database.add``), then search it."""
+        report = self._writable().add(paths, allow_duplicates=allow_duplicates, wait=wait)
+        self.refresh()
+        return report
+
+    def add_upload(self, name: str, data: bytes, *, wait: bool = True) -> Report:
+        """Add an uploaded image, kept in the run's uploads folder (``Database.add_upload``)."""
+        database = self._writable()
+        report = database.add_upload(name, data, database.paths["uploads"], wait=wait)
+        self.refresh()
+        return report
+
+    def remove(self, item_ids: list[str], *, wait: bool = False) -> Report:
+        """Take items out of the run's database by id (``Database.remove``)."""
+        report = self._writable().remove(item_ids, wait=wait)
+        self.refresh()
+        return report
+
+    def _writable(self) -> Database:
+        if self.database is None:
+            raise GraphhashError("this retriever was not opened from a run (Retriever.from_run): it cannot change one")
+        return self.database
+
+    def items(self, offset: int, limit: int) -> list[tuple[int, str, int | list[int]]]:
+        """A page of the database items searched, in database order: (row, id, label)."""
+        slots = self.live[offset : offset + limit]
+        return [(int(slot), self.stored.ids[slot], label_of(self.stored.labels[slot])) for slot in slots]
 
     @property
     def info(self) -> dict[str, Any]:
         attrs = self.features_attrs
         return {"method": self.stored.method, "bits": self.stored.bits, "query_modality": self.encoder.modality,
                 "database_modality": self.stored.modality, "index": self.stored.kind,
-                "index_options": self.stored.options, "count": len(self.stored.ids),
+                "index_options": self.stored.options, "count": self.stored.count,
+                "added": len(self.added), "writable": self.database is not None,
                 "backbone": attrs.get("backbone"), "image_size": attrs.get("image_size"), "classes": self.classes,
                 "images": self.source is not None and not self.source.holds_vectors}  # fmt: skip
 
@@ -224,18 +244,27 @@ class Retriever:
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
 
     def image(self, item_id: str) -> Image.Image:
-        """An item of the run as an RGB image, read from its data source (nothing is extracted to disk)."""
+        """An item of the run as an RGB image, read from its data source, or an added item's from its file (nothing
+        is extracted to disk)."""
+        if item_id in self.added:
+            return decode(self._added_file(item_id).read_bytes(), item_id)
         if item_id not in self.rows and item_id not in self.query_rows:
             raise KeyError(item_id)
         if self.source is None or self.source.holds_vectors:
             raise GraphhashError(f"{self.features_attrs.get('source')}: the run's items are vectors, not images")
         return self.source.image(item_id)
 
+    def _added_file(self, item_id: str) -> Path:
+        root = self.database.root if self.database else Path(".")
+        changes = read_changes(self.database.paths["changes"]) if self.database else []
+        path = next(c.path for c in reversed(changes) if c.op == "add" and c.id == item_id)
+        return root / path
+
     # -- searching -------------------------------------------------------------------------------------
 
     def search_codes(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Database rows (q, k) and Hamming distances (q, k) of the first ``k`` items for packed codes (q, B)."""
-        return self.kind_index.search(self.stored.index, self.stored.codes, codes, k)
+        return self.kind_index.search(self.stored.index, self.stored.codes, codes, k, self.stored.removed)
 
     def search_images(
         self, images: list[tuple[str, bytes]], k: int, max_pixels: int | None = MAX_PIXELS
@@ -247,11 +276,17 @@ class Retriever:
         return self._results([name for name, _ in images], codes, [None] * len(images), k)
 
     def search_ids(self, item_ids: list[str], k: int) -> list[Result]:
-        """Search with items of the run (query or database items), by their stored codes."""
+        """Search with items of the run (query or database items, or additions), by their stored codes."""
         codes, labels = [], []
         for item_id in item_ids:
-            if item_id in self.rows:  # its code in the queries' modality (the index's own, within one modality)
-                row = self.rows[item_id]
+            if item_id in self.added:  # an addition's code: the index's own (its modality's)
+                if self.stored.modality != self.encoder.modality:
+                    raise GraphhashError(f"id {item_id!r}: an added {self.stored.modality} item, with no "
+                                         f"{self.encoder.modality} code to search with")  # fmt: skip
+                codes.append(self.stored.codes[self.rows[item_id]])
+                labels.append(None)
+            elif item_id in self.code_rows:  # its code in the queries' modality (the index's own, within one modality)
+                row = self.code_rows[item_id]
                 codes.append(self.codes.database[row])
                 labels.append(label_of(self.codes.database_labels[row]))
             elif item_id in self.query_rows:
@@ -281,9 +316,10 @@ class Retriever:
                 if row < 0:
                     continue
                 own = label_of(self.stored.labels[row])
+                known = self.stored.serials[row] < 0  # an added item's label is unknown
                 hits.append(Hit(rank=rank, row=int(row), id=self.stored.ids[row], distance=int(d), label=own,
-                                class_name=self.class_name(own),
-                                relevant=None if label is None else _shares(label, own)))  # fmt: skip
+                                class_name=self.class_name(own) if known else "",
+                                relevant=None if label is None or not known else _shares(label, own)))  # fmt: skip
             results.append(Result(query=name, label=label, class_name=None if label is None else self.class_name(label),
                                   hits=hits))  # fmt: skip
         return results
