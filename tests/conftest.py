@@ -214,3 +214,12 @@ def serving(run: Path, *options: str, output=subprocess.PIPE) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def reference_ranking(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: distances from unpacked bits, then a sort by (distance, database index)."""
+    q = np.unpackbits(queries, axis=1).astype(np.int32)
+    d = np.unpackbits(database, axis=1).astype(np.int32)
+    distances = (q[:, None, :] != d[None, :, :]).sum(axis=2)
+    order = np.array([np.lexsort((np.arange(len(database)), row))[:k] for row in distances])
+    return order, np.take_along_axis(distances, order, 1)

@@ -51,6 +51,7 @@ CACHED_OUTPUTS = {
     "models/nrdh-gcn",
     "data/index/nrdh-gcn-8",
     "data/codes/baselines-8",
+    "data/additions",
 }
 # Files that must be among them (the features and the models a second machine wants without recomputing).
 KEY_FILES = {
@@ -58,9 +59,19 @@ KEY_FILES = {
     "models/gcnae-gcn/8/model.pt",
     "models/nrdh-gcn/8/image/model.pt",
     "data/codes/nrdh-gcn/nrdh-gcn-8-image.h5",
-    "data/index/nrdh-gcn-8/image/index.faiss",
+    "data/index/nrdh-gcn-8/image/index.h5",
 }
-STAGES = ["prepare", "extract", "neighbours", "represent@gcn", "hash@gcn", "index@gcn-8", "baselines@8", "evaluate"]
+STAGES = [
+    "prepare",
+    "extract",
+    "additions",
+    "neighbours",
+    "represent@gcn",
+    "hash@gcn",
+    "index@gcn-8",
+    "baselines@8",
+    "evaluate",
+]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import reference_ranking
 from sklearn.datasets import load_digits
 
 from graphhash.errors import GraphhashError
@@ -19,15 +20,6 @@ from graphhash.params import validate
 from graphhash.params.extract import ExtractParams
 from graphhash.params.index import IndexParams
 from graphhash.pipeline.index import Run, index_codes
-
-
-def reference_ranking(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force: distances from unpacked bits, then a sort by (distance, database index)."""
-    q = np.unpackbits(queries, axis=1).astype(np.int32)
-    d = np.unpackbits(database, axis=1).astype(np.int32)
-    distances = (q[:, None, :] != d[None, :, :]).sum(axis=2)
-    order = np.array([np.lexsort((np.arange(len(database)), row))[:k] for row in distances])
-    return order, np.take_along_axis(distances, order, 1)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +215,42 @@ def test_the_index_records_the_cells_it_was_built_with(tmp_path, digit_codes, ca
 
 def kind_search(kind: str, options: dict, stored: StoredIndex, queries: np.ndarray) -> np.ndarray:
     return build_index(kind, options).search(stored.index, stored.codes, queries, 10)[0]
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [("flat", {}), ("ivf", {"nlist": 8, "nprobe": 8}), ("ivf", {"nlist": 8, "nprobe": 2}), ("hnsw", {"M": 16})],
+)
+def test_adding_and_removing_codes_searches_the_items_left_in_database_order(digit_codes, kind, options):
+    """Codes added after the database and codes removed from it, in three rounds: flat (and ivf visiting every cell)
+    give exactly the brute-force ranking of the items left, ties by their order (the database's, then the additions'
+    in the order added); ivf visiting some cells and hnsw never return a removed item, and find most of the true
+    top 10."""
+    queries, database = digit_codes[16]
+    start, extra = database[:600], database[600:900]
+    index = build_index(kind, options)
+    stored = StoredIndex(index=index.build(start), codes=start, ids=[f"p{i}" for i in range(600)],
+                         labels=np.zeros(600, dtype=np.int64), method="nrdh-gcn", bits=16, modality="image",
+                         kind=kind, options=options)  # fmt: skip
+    live = [f"p{i}" for i in range(600)]  # the reference: ids in database order, and their codes
+    code_of = {f"p{i}": start[i] for i in range(600)} | {f"a{i}": extra[i] for i in range(300)}
+    rng = np.random.default_rng(3)
+    for round_ in range(3):
+        gone_ids = set(rng.choice(live, 40, replace=False))
+        gone = np.array([slot for slot in stored.live() if stored.ids[slot] in gone_ids])
+        added = [f"a{i}" for i in range(100 * round_, 100 * round_ + 100)]
+        stored = index.changed(stored, gone, np.stack([code_of[i] for i in added]), added,
+                               np.full(100, -1), np.arange(100) + 100 * round_)  # fmt: skip
+        live = [i for i in live if i not in gone_ids] + added
+        assert stored.count == len(live) == stored.index.ntotal - (stored.removed.sum() if kind == "hnsw" else 0)
+        slots, distances = index.search(stored.index, stored.codes, queries, 10, stored.removed)
+        found = [[stored.ids[s] for s in row if s >= 0] for row in slots]
+        expected_rows, expected_distances = reference_ranking(queries, np.stack([code_of[i] for i in live]), 10)
+        expected = [[live[r] for r in row] for row in expected_rows]
+        assert not gone_ids & {i for row in found for i in row}
+        if index.exhaustive(stored.index):
+            assert found == expected
+            np.testing.assert_array_equal(distances, expected_distances)
+        else:
+            recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, expected, strict=True)])
+            assert recall > 0.6, recall

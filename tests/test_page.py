@@ -96,6 +96,35 @@ def test_paging_typing_an_id_and_a_bad_upload(page, server, tmp_path):
     assert httpx2.get(f"{server}/api/info").status_code == 200  # still serving
 
 
+def test_the_page_adds_an_image_when_the_server_allows_writes(page, search_run, tmp_path):
+    """Started with --allow-writes, the page shows "Add to the database": an image chosen there joins the database
+    (the last page of the browser shows it, its thumbnail drawn) and is found by a search; the page of a server
+    started without it shows no such control."""
+    from PIL import Image
+
+    assert page.locator("#add-form").is_hidden()
+    run = tmp_path / "run"
+    shutil.copytree(search_run, run, symlinks=True)
+    image = tmp_path / "added.png"
+    Image.new("RGB", (40, 40), "orange").save(image)
+    with serving(run, "--allow-writes") as url:
+        tab = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.goto(url)
+        tab.wait_for_selector("body[data-ready='1']")
+        tab.set_input_files("#add-file", str(image))
+        tab.wait_for_function("document.querySelector('#status').textContent.startsWith('added ')")
+        assert "181 items" in tab.inner_text("#run") and "the database holds 181 items" in tab.inner_text("#status")
+        [added] = httpx2.get(f"{url}/api/items?offset=180&limit=1").json()["items"]
+        tab.wait_for_function(f"[...document.querySelectorAll('#browse .cell')].some(c => c.dataset.id === "
+                              f"'{added['id']}')")  # fmt: skip
+        cell = tab.locator(f"#browse .cell[data-id='{added['id']}'] img")
+        tab.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=cell.element_handle())
+        cell.click()
+        tab.wait_for_function(f"JSON.parse(document.querySelector('#results').dataset.ids || '[]').includes("
+                              f"'{added['id']}')")  # fmt: skip
+        tab.close()
+
+
 def test_dvc_plots_show_draws_every_chart_with_the_network_cut_off(search_run, page):
     """`graphhash plots` writes the chart library and runs `dvc plots show`: the page draws every chart while the
     browser (the module's, in a tab of its own) may fetch nothing but files; before the library exists, plain `dvc

@@ -18,20 +18,25 @@ index is one consistent state.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from graphhash.backbones import BACKBONES
 from graphhash.data.images import MAX_PIXELS
 from graphhash.data.sources import open_source
 from graphhash.database.additions import Embedder, addition_features, image_files, list_batches, sha256
 from graphhash.database.changes import Addition, Change, State, locked, net, read_changes, write_changes
 from graphhash.errors import GraphhashError
 from graphhash.files.additions import Batch, write_batch
+from graphhash.files.atomic import WriteError, write_bytes
 from graphhash.files.codes import pack
 from graphhash.files.index import (
     INDEX_FILE,
@@ -97,6 +102,34 @@ def hash_additions(encoder: ItemEncoder, adds: list[Addition], features: np.ndar
     return pack(encoder.encode_features(features, where="the additions' features"))
 
 
+def pending(stored: StoredIndex, state: State) -> tuple[np.ndarray, list[Addition]]:
+    """What an index lacks of ``state``: its slots to remove (items taken out, additions no longer live) and the live
+    additions of its modality it does not hold, in the order they were added."""
+    live = {a.serial: a for a in state.additions.values() if a.change.modality == stored.modality}
+    searched = ~stored.removed
+    pipeline = stored.serials == PIPELINE
+    out = np.fromiter((item_id in state.removed for item_id in stored.ids), dtype=bool, count=len(stored.ids))
+    dropped = ~np.isin(stored.serials, np.fromiter(live, dtype=np.int64, count=len(live)))
+    gone = np.flatnonzero(searched & np.where(pipeline, out, dropped))
+    have = set(stored.serials[searched & ~pipeline].tolist())
+    return gone, [a for serial, a in live.items() if serial not in have]
+
+
+@contextmanager
+def _written(changes: Path) -> Iterator[None]:
+    """A write that fails (a full disk, a file size limit) is one line saying what the database holds: the state
+    before the change when the changes file was not written yet, else the change, which the next add, remove or sync
+    completes in the indexes that missed it."""
+    before = changes.read_bytes() if changes.is_file() else b""
+    try:
+        yield
+    except WriteError as exc:
+        made = changes.is_file() and changes.read_bytes() != before
+        state = ("the change is recorded; the next graphhash add or remove completes the indexes" if made else
+                 "nothing was changed")  # fmt: skip
+        raise GraphhashError(f"{exc}; {state}") from None
+
+
 @dataclass
 class Report:
     """What a change did: the ids it added or removed, and the files it skipped, each with why."""
@@ -127,6 +160,8 @@ class Database:
         self.device, self.max_pixels = device, max_pixels
         self.on_bad_image = on_bad_image or self.extract.on_bad_image
         self._training: dict[str, tuple] = {}
+        self._encoders: dict[tuple[Path, str], ItemEncoder] = {}
+        self._embedder: Embedder | None = None
 
     # -- the changes ------------------------------------------------------------------------------------
 
@@ -143,8 +178,6 @@ class Database:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[-100:] or "upload"
         path = folder / f"{sha256(data)[:16]}-{safe}"
         if not path.is_file():
-            from graphhash.files.atomic import write_bytes
-
             write_bytes(path, data)
         return self._add([(self._recorded(path), path)], False, wait)
 
@@ -161,8 +194,9 @@ class Database:
                     gone = " (removed already)" if item_id in state.removed else ""
                     raise GraphhashError(f"id {item_id!r}: not in the database{gone}; nothing was removed")
             changes = changes + [Change(op="remove", id=item_id) for item_id in dict.fromkeys(item_ids)]
-            write_changes(self.paths["changes"], changes)
-            self._synced(net(changes), changes)
+            with _written(self.paths["changes"]):
+                write_changes(self.paths["changes"], changes)
+                self._synced(net(changes), changes)
         return Report(done=list(dict.fromkeys(item_ids)))
 
     def sync(self, *, wait: bool = True) -> None:
@@ -214,7 +248,7 @@ class Database:
                 planned.append((item_id, path, digest))
             if not planned:
                 return report
-            embedder = Embedder(self.paths["features"], self.extract, max_pixels=self.max_pixels)
+            embedder = self._embedder_of_run()
             embedded = embedder.embed([(str(path), path) for _, path, _ in planned])
             bad = [error for error in embedded.errors if error]
             if bad and self.on_bad_image == "fail":
@@ -230,16 +264,33 @@ class Database:
                 return report
             serials = np.arange(len(changes) + 1, len(changes) + 1 + len(new))
             features = embedded.features[np.array(keep)]
-            write_batch(self.paths["additions"], Batch(batch=batch, modality="image", ids=[c.id for c in new],
-                                                       sha256=[c.sha256 for c in new], serials=serials,
-                                                       features=features, embedding=embedder.settings))  # fmt: skip
-            changes = changes + new
-            list_batches(self.paths["additions"], changes)
-            write_changes(self.paths["changes"], changes)
-            known = {int(s): row for s, row in zip(serials, features, strict=True)}
-            self._synced(net(changes), changes, known)
+            with _written(self.paths["changes"]):
+                self._record(new, serials, features, changes, embedder)
             report.done = [c.id for c in new]
         return report
+
+    def _record(self, new: list[Change], serials: np.ndarray, features: np.ndarray, changes: list[Change],
+                embedder: Embedder) -> None:  # fmt: skip
+        """Write an add: its batch file, then the changes file (the add is made), then every index."""
+        write_batch(self.paths["additions"], Batch(batch=new[0].batch, modality="image", ids=[c.id for c in new],
+                                                   sha256=[c.sha256 for c in new], serials=serials, features=features,
+                                                   embedding=embedder.settings))  # fmt: skip
+        changes = changes + new
+        list_batches(self.paths["additions"], changes)
+        write_changes(self.paths["changes"], changes)
+        known = {int(s): row for s, row in zip(serials, features, strict=True)}
+        self._synced(net(changes), changes, known)
+
+    def _embedder_of_run(self) -> Embedder:
+        """The run's backbone, loaded once; a run of feature vectors (no backbone) is one line."""
+        if self._embedder is None:
+            embedder = Embedder(self.paths["features"], self.extract, max_pixels=self.max_pixels)
+            if embedder.settings["backbone"] not in BACKBONES:
+                raise GraphhashError(f"{self.paths['features']}: the run's items are feature vectors "
+                                     f"({embedder.attrs.get('source')}), made without a backbone: graphhash add takes "
+                                     "images, for runs whose features a backbone made")  # fmt: skip
+            self._embedder = embedder
+        return self._embedder
 
     def _pipeline_ids(self, indexes: dict[tuple[str, int, str], StoredIndex]) -> set[str]:
         """The ids of the pipeline's database items (every index holds them, less those removed)."""
@@ -259,21 +310,23 @@ class Database:
         ids = sorted(item_ids)
         log.info("add: reading the digests of the %d items of the database once (kept in %s)", len(ids), cache)
         digests = [sha256(source.read(item_id)) for item_id in ids]
-        import io
-
-        from graphhash.files.atomic import write_bytes
-
         buffer = io.BytesIO()
         np.savez(buffer, content=np.array(manifest.content_sha256), digests=np.array(digests), ids=np.array(ids))
-        write_bytes(cache, buffer.getvalue())
+        try:
+            write_bytes(cache, buffer.getvalue())
+        except WriteError as exc:  # only a cache: the next add reads the digests again
+            log.warning("add: %s", exc)
         return dict(zip(digests, ids, strict=True))
 
     def _encoder(self, method: str, bits: int, modality: str) -> ItemEncoder:
-        """The hash network of one index."""
+        """The hash network of one index, loaded once while its weights stay the same (a server adds many times)."""
         folder = find_hash_network(self.paths["models"], method, bits, modality)
-        return ItemEncoder.load(folder, self.paths["features"], weights=self.extract.weights,
-                                weights_path=self.extract.weights_path, device=self.device,
-                                training=self._training.get(modality))  # fmt: skip
+        key = (folder, weights_sha256(folder))
+        if key not in self._encoders:
+            self._encoders[key] = ItemEncoder.load(folder, self.paths["features"], weights=self.extract.weights,
+                                                   weights_path=self.extract.weights_path, device=self.device,
+                                                   training=self._training.get(modality))  # fmt: skip
+        return self._encoders[key]
 
     def _synced(self, state: State, changes: list[Change], known: dict[int, np.ndarray] | None = None) -> dict:
         """Every index, brought up to ``state``: additions it lacks hashed and added, items taken out removed.
@@ -290,27 +343,10 @@ class Database:
                     known: dict[int, np.ndarray]) -> StoredIndex:  # fmt: skip
         method, bits, modality = key
         stored = read_checked_index(folder, self.paths["models"])
-        live = {a.serial: a for a in state.additions.values() if a.change.modality == modality}
-        searched = ~stored.removed
-        gone = np.flatnonzero(searched & np.array([(serial == PIPELINE and item_id in state.removed)
-                                                   or (serial != PIPELINE and int(serial) not in live)
-                                                   for item_id, serial in zip(stored.ids, stored.serials,
-                                                                              strict=True)]))  # fmt: skip
-        have = set(stored.serials[searched & (stored.serials != PIPELINE)].tolist())
-        adds = [a for serial, a in live.items() if serial not in have]
+        gone, adds = pending(stored, state)
         if not len(gone) and not adds:
             return stored
-        kind = build_index(stored.kind, stored.options)
-        codes, ids, labels, serials, removed = (stored.codes, stored.ids, stored.labels, stored.serials,
-                                                stored.removed.copy())  # fmt: skip
-        if len(gone):
-            if kind.remove(stored.index, gone):
-                keep = np.ones(len(ids), dtype=bool)
-                keep[gone] = False
-                codes, labels, serials, removed = codes[keep], labels[keep], serials[keep], removed[keep]
-                ids = [item_id for item_id, k in zip(ids, keep, strict=True) if k]
-            else:
-                removed[gone] = True
+        added = np.zeros((0, stored.codes.shape[1]), dtype=np.uint8)
         if adds:
             encoder = self._encoder(method, bits, modality)
             missing = [a.serial for a in adds if a.serial not in known]
@@ -320,14 +356,9 @@ class Database:
             added = hash_additions(encoder, adds, features, self.root)
             if "run_training" in encoder.__dict__:  # loaded: the other code lengths' networks share it
                 self._training.setdefault(modality, encoder.run_training)
-            slots = np.arange(len(ids), len(ids) + len(adds))
-            kind.add(stored.index, added, slots)
-            codes = np.concatenate([codes, added])
-            ids = ids + [a.change.id for a in adds]
-            labels = np.concatenate([labels, unknown_labels(labels, len(adds))])
-            serials = np.concatenate([serials, np.array([a.serial for a in adds], dtype=np.int64)])
-            removed = np.concatenate([removed, np.zeros(len(adds), dtype=bool)])
-        updated = stored.changed(codes=codes, ids=ids, labels=labels, serials=serials, removed=removed)
+        kind = build_index(stored.kind, stored.options)
+        labels, serials = unknown_labels(stored.labels, len(adds)), np.array([a.serial for a in adds], dtype=np.int64)
+        updated = kind.changed(stored, gone, added, [a.change.id for a in adds], labels, serials)
         write_index(folder, updated)
         log.info("%s: %d added, %d removed: %d items", folder, len(adds), len(gone), updated.count)
         return updated

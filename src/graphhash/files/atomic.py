@@ -23,6 +23,11 @@ from graphhash.errors import GraphhashError
 TEMPORARY = ".{name}.*.tmp"  # the pattern of the temporary files, also in .dvcignore and .gitignore
 
 
+class WriteError(GraphhashError):
+    """A write the file system refused (a full disk, a file size limit, a read-only folder): the destination is as
+    it was, and the temporary file is gone."""
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success rename it onto ``dest``, on error delete it."""
@@ -44,6 +49,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
+    except OSError as exc:
+        raise WriteError(f"{dest}: cannot write: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

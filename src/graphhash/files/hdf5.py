@@ -39,10 +39,14 @@ class Contract:
 
         The writer sets ``attrs["format"] = contract.tag`` (first, with its other attributes).
         """
-        with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
-            yield f
-            if f.attrs.get("format") != self.tag:
-                raise AssertionError(f"{dest}: written without its format tag {self.tag}")
+        with atomic_path(dest) as tmp:
+            try:
+                with h5py.File(tmp, "w") as f:
+                    yield f
+                    if f.attrs.get("format") != self.tag:
+                        raise AssertionError(f"{dest}: written without its format tag {self.tag}")
+            except RuntimeError as exc:  # HDF5's own report of a write the file system refused
+                raise OSError(0, f"HDF5: {exc}") from None
 
     @contextmanager
     def read(self, path: str | Path) -> Iterator[h5py.File]:

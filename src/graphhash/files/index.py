@@ -20,7 +20,7 @@ file is replaced by a rename: ``graphhash.files.atomic``), never parts of two:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,6 @@ class StoredIndex:
     def live(self) -> np.ndarray:
         """The slots searched, in database order."""
         return np.flatnonzero(~self.removed)
-
-    def changed(self, **fields: Any) -> StoredIndex:
-        return replace(self, **fields)
 
 
 def write_index(folder: str | Path, stored: StoredIndex) -> None:

@@ -26,12 +26,14 @@ items.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Annotated
 
 import faiss
 import numpy as np
 from pydantic import Field
 
+from graphhash.files.index import StoredIndex
 from graphhash.hamming import first_at_distance, rerank
 from graphhash.hyperparameters import Configurable, HyperparameterError, checked
 
@@ -90,6 +92,42 @@ class BinaryIndex(Configurable):
         """Take the slots ``slots`` out of the searched items. True when the index dropped them (the slots after them
         move up: the caller drops their stored codes too), False when it keeps them, to be marked removed."""
         return False
+
+    def changed(
+        self,
+        stored: StoredIndex,
+        gone: np.ndarray,
+        codes: np.ndarray,
+        ids: list[str],
+        labels: np.ndarray,
+        serials: np.ndarray,
+    ) -> StoredIndex:
+        """``stored`` without the slots ``gone``, then with ``codes`` (n, B) of the items ``ids`` (their ``labels``
+        and ``serials``) after its last slot: its FAISS index changed in place, its arrays as new ones."""
+        codes_, ids_, labels_, serials_, removed = (
+            stored.codes,
+            stored.ids,
+            stored.labels,
+            stored.serials,
+            stored.removed,
+        )
+        removed = removed.copy()
+        if len(gone):
+            if self.remove(stored.index, gone):
+                keep = np.ones(len(ids_), dtype=bool)
+                keep[gone] = False
+                codes_, labels_, serials_, removed = codes_[keep], labels_[keep], serials_[keep], removed[keep]
+                ids_ = [item_id for item_id, k in zip(ids_, keep, strict=True) if k]
+            else:
+                removed[gone] = True
+        if len(codes):
+            self.add(stored.index, codes, np.arange(len(ids_), len(ids_) + len(codes)))
+            codes_ = np.concatenate([codes_, codes])
+            ids_ = ids_ + list(ids)
+            labels_ = np.concatenate([labels_, labels])
+            serials_ = np.concatenate([serials_, np.asarray(serials, dtype=np.int64)])
+            removed = np.concatenate([removed, np.zeros(len(codes), dtype=bool)])
+        return replace(stored, codes=codes_, ids=ids_, labels=labels_, serials=serials_, removed=removed)
 
     def search(
         self,
