@@ -163,7 +163,7 @@ def test_a_flat_folder_of_unlabelled_photos_runs_end_to_end_trained_on_a_sample(
     manifest = json.loads((work / "data" / "manifest.json").read_text())
     assert manifest["counts"] == {"items": 60, "query": 6, "database": 54, "train": 30}
     assert manifest["ids"] == sorted(manifest["ids"]) and manifest["ids"][0] == "2023/01/IMG_000.jpg"
-    with h5py.File(work / "data" / "index" / "nrdh-gcn-8" / "image" / "items.h5", "r") as f:
+    with h5py.File(work / "data" / "index" / "nrdh-gcn-8" / "image" / "index.h5", "r") as f:
         assert len(f["ids"]) == 54  # every database item, not only the 30 trained on
     metrics = json.loads((work / "metrics" / "metrics.json").read_text())
     assert set(metrics) == {"nrdh-gcn", "itq"} and set(metrics["nrdh-gcn"]["8"]) == {"nmap@10", "recall@10"}
