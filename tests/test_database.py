@@ -340,3 +340,33 @@ def test_the_server_adds_and_removes_with_allow_writes_and_sees_a_change_made_fr
     assert reader.get("/api/info").json()["count"] == count + 1
     run_in(grown, "graphhash", "remove", "green.png")
     assert client.get("/api/info").json()["count"] == count
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_ivf_and_hnsw_indexes_take_adds_and_removes(grown, kind):
+    """The run's index rebuilt as ivf (every cell visited at this size: exhaustive) or hnsw, then an add and a remove:
+    ivf gives the brute force's ranking; hnsw never returns a removed item and finds the added ones."""
+    run_in(grown, "git", "add", "-A")
+    run_in(grown, "git", "commit", "-qm", f"before {kind}")
+    run_in(grown, "dvc", "exp", "run", "-S", f"index.kind={kind}")
+    extra = grown / f"extra-{kind}"
+    extra.mkdir()
+    rng = np.random.default_rng(len(kind))  # other images for each kind: not duplicates of the other's
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(extra / f"{i}.png")
+    run_in(grown, "graphhash", "add", str(extra.relative_to(grown)))
+    retriever = Retriever.from_run(grown, bits=24)
+    pipeline = [i for i in retriever.stored.ids if i.startswith("digits/")][:4]
+    run_in(grown, "graphhash", "remove", *pipeline)
+    retriever = Retriever.from_run(grown, bits=24)
+    assert retriever.stored.kind == kind
+    if kind == "ivf":
+        assert retriever.stored.index.nprobe >= retriever.stored.index.nlist  # exhaustive: the exact ranking
+        assert_equals_brute_force(grown, 24)
+    else:
+        assert retriever.stored.removed.sum() == 4 and retriever.stored.count == len(retriever.stored.ids) - 4
+        found = ranking(retriever, probe_codes(grown, 24), 50)
+        assert not set(pipeline) & {i for row in found for i in row}
+        for i in range(3):
+            [result] = retriever.search_images([("x.png", (extra / f"{i}.png").read_bytes())], 50)
+            assert f"extra-{kind}/{i}.png" in [hit.id for hit in result.hits if hit.distance == 0]

@@ -283,3 +283,69 @@ def test_the_features_file_holds_one_dataset_per_modality(paired_run):
         _ = fs.features
     with pytest.raises(GraphhashError, match=r"features\.h5: no features of modality 'audio' \(it holds image, text\)"):
         fs.view("audio")
+
+
+def test_items_of_one_modality_join_that_modalitys_index_as_a_rebuild_would_hold_them(paired_run, tmp_path):
+    """``graphhash add --vectors``: five texts (the test pairs' own text features) join the texts' index, at its end,
+    and an image query across modalities ranks them exactly as a brute force over the code file's texts and the
+    codes the text network gives the new rows; the images' index is untouched; ``dvc repro`` rebuilds the same
+    index. A row holding a NaN, rows of another width, and images sent to a run of features are one line each."""
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from graphhash.files.index import read_index
+    from graphhash.retrieval.retriever import Retriever
+
+    run = tmp_path / "run"
+    shutil.copytree(paired_run, run, symlinks=True)
+    fs = read_features(run / "data" / "features.h5")
+    rows = np.asarray(fs.view("text"))[np.flatnonzero(fs.query)[:5]]
+    np.save(run / "texts.npy", rows)
+    (run / "texts.txt").write_text("".join(f"new/text{i}\n" for i in range(5)), encoding="utf-8")
+    images = read_index(run / "data" / "index" / "nrdh-gcn-16" / "image").count
+    out = run_in(run, "graphhash", "add", "--vectors", "texts.npy", "--modality", "text", "--ids", "texts.txt")
+    assert "added 5 items" in out
+    assert read_index(run / "data" / "index" / "nrdh-gcn-16" / "image").count == images
+
+    codes = read_codes(run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-16-text.h5")
+    encoder = ItemEncoder.load(run / "models" / "nrdh-gcn" / "16" / "text", run / "data" / "features.h5")
+    database = np.concatenate([codes.database, np.packbits(encoder.encode_features(rows), axis=1)])
+    ids = codes.database_ids + [f"new/text{i}" for i in range(5)]
+    image_codes = read_codes(run / "data" / "codes" / "nrdh-gcn" / "nrdh-gcn-16-image.h5")
+    retriever = Retriever.from_run(run, bits=16, query_modality="image", database_modality="text")
+    found = retriever.search_ids(image_codes.query_ids[:5], len(ids))
+    query = unpack(image_codes.query[:5], 16)
+    distance = (query[:, None, :] != unpack(database, 16)[None]).sum(axis=2)
+    for result, row in zip(found, distance, strict=True):
+        order = np.lexsort((np.arange(len(ids)), row))
+        assert [hit.id for hit in result.hits] == [ids[r] for r in order]
+    before = read_index(run / "data" / "index" / "nrdh-gcn-16" / "text")
+    run_in(run, "dvc", "repro")
+    after = read_index(run / "data" / "index" / "nrdh-gcn-16" / "text")
+    assert after.ids == before.ids and np.array_equal(after.codes, before.codes)
+
+    graphhash = str(Path(sys.executable).parent / "graphhash")
+
+    def fails(*args: str) -> str:
+        done = subprocess.run([graphhash, *args], cwd=run, capture_output=True, text=True)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1, done.stderr
+        return errors[0]
+
+    bad = rows.copy()
+    bad[2, 1] = np.nan
+    np.save(run / "bad.npy", bad)
+    assert fails("add", "--vectors", "bad.npy", "--modality", "text") == (
+        "error: bad.npy: row 2: its features hold NaN or infinite values (set extract.on_bad_image: skip to leave such "
+        "files out); nothing was added"
+    )
+    np.save(run / "wide.npy", np.zeros((2, rows.shape[1] + 1), dtype=np.float32))
+    assert fails("add", "--vectors", "wide.npy", "--modality", "text") == (
+        f"error: wide.npy: a float32 array of shape (2, {rows.shape[1] + 1}); the run's text features are float rows "
+        f"of {rows.shape[1]} values"
+    )
+    Image.new("RGB", (8, 8)).save(run / "x.png")
+    assert "the run's items are feature vectors (wiki), made without a backbone" in fails("add", "x.png")

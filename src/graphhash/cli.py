@@ -94,8 +94,17 @@ def _query_files(paths: list[str]) -> list[Path]:
 def _add(args: argparse.Namespace) -> None:
     from graphhash.database.run import Database
 
+    if bool(args.inputs) == bool(args.vectors):
+        raise GraphhashError("add: give image files or folders, or --vectors FILE.npy --modality M")
+    if args.vectors and not args.modality:
+        raise GraphhashError("--vectors: give the rows' --modality (e.g. text)")
     database = Database(args.root, max_pixels=args.max_pixels, on_bad_image=args.on_bad_image)
-    report = database.add(args.inputs, allow_duplicates=args.allow_duplicates, wait=args.wait)
+    if args.vectors:
+        ids = Path(args.ids).read_text(encoding="utf-8").splitlines() if args.ids else None
+        report = database.add_vectors(args.vectors, args.modality, ids=ids, allow_duplicates=args.allow_duplicates,
+                                      wait=args.wait)  # fmt: skip
+    else:
+        report = database.add(args.inputs, allow_duplicates=args.allow_duplicates, wait=args.wait)
     for line in report.skipped:
         print(f"skipped: {line}")
     print(f"added {len(report.done)} items to the database ({database.paths['changes']}); `dvc repro` records them "
@@ -276,9 +285,13 @@ def main(argv: list[str] | None = None) -> None:
         "after the items already there; its id is its path as named. The change is recorded in the changes file "
         "(dvc.yaml's vars.paths.changes, tracked by git), which the pipeline reads: `dvc repro` after a retraining "
         "hashes the additions again with the new networks. An image whose content is already in the database is "
-        "skipped; an id already there with other content is an error.",
+        "skipped; an id already there with other content is an error. Items of features rather than images (one "
+        "modality of a paired run): --vectors rows.npy --modality text [--ids ids.txt].",
     )
-    add.add_argument("inputs", nargs="+", help="image files or folders of images")
+    add.add_argument("inputs", nargs="*", help="image files or folders of images")
+    add.add_argument("--vectors", help="a .npy matrix (n, D): each row an item of features in --modality")
+    add.add_argument("--modality", help="with --vectors: the run's modality the rows are features of (e.g. text)")
+    add.add_argument("--ids", help="with --vectors: a text file of one id per row (default: <file name>/<row>)")
     add.add_argument("--allow-duplicates", action="store_true", help="add images whose content is already there")
     add.add_argument("--on-bad-image", choices=("fail", "skip"), help="an unreadable image among many: fail (nothing "
                      "is added) or skip it (default: params.yaml's extract.on_bad_image)")  # fmt: skip

@@ -72,15 +72,17 @@ def decode(data: bytes, name: str, max_pixels: int | None = None) -> Image.Image
         raise BadItemError(f"{name}: cannot decode image: {reason}") from exc
 
 
-def load_npy(data: bytes | Path, where: str) -> np.ndarray:
-    """The array of a ``.npy`` file (its bytes, or its path: read in place, without a copy of the bytes); a file
-    without NumPy's header, a damaged one or one holding Python objects is ``BadItemError``, one line naming
-    ``where``."""
+def load_npy(data: bytes | Path, where: str, *, mapped: bool = False) -> np.ndarray:
+    """The array of a ``.npy`` file (its bytes, or its path: read in place, without a copy of the bytes; ``mapped``:
+    a path memory-mapped, so that its shape can be checked before anything is read); a file without NumPy's header,
+    a damaged one or one holding Python objects is ``BadItemError``, one line naming ``where``."""
     with open(data, "rb") if isinstance(data, Path) else io.BytesIO(data) as f:
         if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
             raise BadItemError(f"{where}: not a .npy array (no NumPy header)")
         f.seek(0)
         try:
+            if mapped and isinstance(data, Path):
+                return np.load(data, mmap_mode="r", allow_pickle=False)
             return np.load(f, allow_pickle=False)
         except (OSError, ValueError, EOFError, tokenize.TokenError) as exc:  # TokenError: a garbled v1 header
             reason = "it holds Python objects" if "allow_pickle" in str(exc) else "damaged header or data"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphhash.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, BadItemError, decode
+from graphhash.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, BadItemError, decode, load_npy
 from graphhash.data.storage import visible_files
 from graphhash.database.changes import Change, net, read_changes
 from graphhash.errors import GraphhashError
@@ -114,6 +114,35 @@ class Embedder:
         return Embedded(features, errors)
 
 
+def matrix_rows(changes: list[Change], root: Path) -> Embedded:
+    """The rows of additions of features (``Change.row`` of the ``.npy`` matrix at ``Change.path``), each checked
+    against its digest; an unreadable matrix or a missing row gives that row zeros and its reason."""
+    matrices: dict[str, np.ndarray | str] = {}
+    rows, errors = [], []
+    for change in changes:
+        if change.path not in matrices:
+            try:
+                matrices[change.path] = load_npy(root / change.path, change.path)
+            except (OSError, BadItemError) as exc:
+                matrices[change.path] = (
+                    str(exc).splitlines()[0] if isinstance(exc, BadItemError) else f"{change.path}: cannot read"
+                )
+        found = matrices[change.path]
+        if isinstance(found, str) or found.ndim != 2 or not 0 <= change.row < len(found):
+            rows.append(None)
+            errors.append(found if isinstance(found, str) else f"{change.path}: no row {change.row}")
+            continue
+        row = np.ascontiguousarray(found[change.row], dtype=np.float32)
+        if sha256(row.tobytes()) != change.sha256:
+            raise GraphhashError(f"{change.path}: row {change.row} changed since it was added as {change.id!r}; "
+                                 f"graphhash remove {change.id} and add it again")  # fmt: skip
+        rows.append(row)
+        errors.append("")
+    width = next((len(r) for r in rows if r is not None), 0)
+    return Embedded(np.stack([r if r is not None else np.zeros(width, np.float32) for r in rows]) if rows else
+                    np.zeros((0, width), np.float32), errors)  # fmt: skip
+
+
 def batches(changes: list[Change]) -> dict[int, list[tuple[int, Change]]]:
     """The adds of ``changes`` by batch (the ``graphhash add`` that made them), with their serials, in order."""
     found: dict[int, list[tuple[int, Change]]] = {}
@@ -149,16 +178,21 @@ def sync_additions(changes_path: Path, embedder: Embedder, folder: Path, root: P
         path = batch_file(folder, number)
         if current(path, adds, embedder.settings):
             continue
-        log.info("additions: embedding batch %d (%d items) with %s", number, len(adds), embedder.settings["backbone"])
-        files = []
-        for _, change in adds:
-            source = root / change.path
-            data = source.read_bytes() if source.is_file() else b""
-            if data and sha256(data) != change.sha256:
-                raise GraphhashError(f"{change.path}: its content changed since it was added as {change.id!r}; "
-                                     f"graphhash remove {change.id} and add it again")  # fmt: skip
-            files.append((change.path, data))
-        embedded = embedder.embed(files)
+        if adds[0][1].row >= 0:  # features: read again from their matrix
+            embedded = matrix_rows([change for _, change in adds], root)
+        else:
+            log.info(
+                "additions: embedding batch %d (%d items) with %s", number, len(adds), embedder.settings["backbone"]
+            )
+            files = []
+            for _, change in adds:
+                source = root / change.path
+                data = source.read_bytes() if source.is_file() else b""
+                if data and sha256(data) != change.sha256:
+                    raise GraphhashError(f"{change.path}: its content changed since it was added as {change.id!r}; "
+                                         f"graphhash remove {change.id} and add it again")  # fmt: skip
+                files.append((change.path, data))
+            embedded = embedder.embed(files)
         for (serial, change), error in zip(adds, embedded.errors, strict=True):
             if error and serial in live:
                 raise GraphhashError(f"{error} (added as {change.id!r}); graphhash remove it, or restore the file")

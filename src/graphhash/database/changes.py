@@ -9,7 +9,9 @@ shows what a change left to rebuild and ``dvc repro`` rebuilds it::
 
 - ``add``: an item joins the database after every item before it. ``batch`` numbers the ``graphhash add`` that
   added it (its features are ``batch-<n>.h5`` of the additions folder), ``path`` is where its file is (relative
-  to the repository when inside it, as every path of the pipeline), ``sha256`` the digest of its bytes.
+  to the repository when inside it, as every path of the pipeline), ``sha256`` the digest of its bytes. An item of
+  features rather than an image (``graphhash add --vectors``: one modality of a paired run) is ``row`` of the
+  ``.npy`` matrix at ``path``, and ``sha256`` the digest of that row's float32 bytes.
 - ``remove``: an item leaves the database: an addition, or an item of the pipeline's own database.
 
 A change's number (from 1, in the file's order) is its *serial*: an addition is known by it in the index files, so
@@ -43,9 +45,12 @@ class Change:
     modality: str = ""  # add: what the item holds
     path: str = ""  # add: its file
     sha256: str = ""  # add: its bytes' digest
+    row: int = -1  # add: a row of the .npy matrix at path (an item of features); -1: an image file
 
     def line(self) -> str:
         fields = asdict(self) if self.op == "add" else {"op": self.op, "id": self.id}
+        if fields.get("row", 0) < 0:  # an image: no row
+            del fields["row"]
         return json.dumps(fields, sort_keys=True, ensure_ascii=False)
 
 
@@ -85,7 +90,8 @@ def read_changes(path: str | Path) -> list[Change]:
                 if missing:
                     raise ValueError(f"an add without {', '.join(missing)}")
                 change = Change(op="add", id=raw["id"], batch=int(raw["batch"]), modality=str(raw["modality"]),
-                                path=str(raw["path"]), sha256=str(raw["sha256"]))  # fmt: skip
+                                path=str(raw["path"]), sha256=str(raw["sha256"]),
+                                row=int(raw.get("row", -1)))  # fmt: skip
             else:
                 change = Change(op="remove", id=raw["id"])
         except (ValueError, TypeError) as exc:

@@ -19,6 +19,7 @@ index is one consistent state.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -30,14 +31,15 @@ import numpy as np
 import yaml
 
 from graphhash.backbones import BACKBONES
-from graphhash.data.images import MAX_PIXELS
+from graphhash.data.images import MAX_PIXELS, load_npy
 from graphhash.data.sources import open_source
-from graphhash.database.additions import Embedder, addition_features, image_files, list_batches, sha256
+from graphhash.database.additions import Embedded, Embedder, addition_features, image_files, list_batches, sha256
 from graphhash.database.changes import Addition, Change, State, locked, net, read_changes, write_changes
 from graphhash.errors import GraphhashError
 from graphhash.files.additions import Batch, write_batch
 from graphhash.files.atomic import WriteError, write_bytes
 from graphhash.files.codes import pack
+from graphhash.files.features import read_features_attrs
 from graphhash.files.index import (
     INDEX_FILE,
     PIPELINE,
@@ -130,6 +132,15 @@ def _written(changes: Path) -> Iterator[None]:
         raise GraphhashError(f"{exc}; {state}") from None
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """An item to add: its id, its file, and for an item of features its row of the file's matrix (-1: an image)."""
+
+    id: str
+    path: Path
+    row: int = -1
+
+
 @dataclass
 class Report:
     """What a change did: the ids it added or removed, and the files it skipped, each with why."""
@@ -170,7 +181,27 @@ class Database:
         whose content is already in the database is skipped (``allow_duplicates``: added again); an id already in
         it with other content is one line. ``wait``: queue behind a change in progress instead of refusing."""
         files = image_files(inputs)
-        return self._add([(Path(os.path.normpath(f)).as_posix(), f) for f in files], allow_duplicates, wait)
+        incoming = [Incoming(Path(os.path.normpath(f)).as_posix(), f) for f in files]
+        return self._add(incoming, "image", allow_duplicates, wait)
+
+    def add_vectors(self, path: str | Path, modality: str, *, ids: list[str] | None = None,
+                    allow_duplicates: bool = False, wait: bool = False) -> Report:  # fmt: skip
+        """Add items of features rather than images: the rows of the ``.npy`` matrix at ``path`` (n, D), in the run's
+        ``modality`` (a paired run's ``text``: its items then hold that modality alone, and join that modality's
+        indexes). ``ids``: one per row (default ``<file name>/<row>``); otherwise as ``add``."""
+        path = Path(path)
+        dims = json.loads(read_features_attrs(self.paths["features"]).get("dims", "{}"))
+        if modality not in dims:
+            raise GraphhashError(f"--modality {modality}: the run's items hold {', '.join(dims)}")
+        matrix = load_npy(path, str(path), mapped=True)
+        if matrix.ndim != 2 or matrix.shape[1] != int(dims[modality]) or not matrix.dtype.kind == "f":
+            raise GraphhashError(f"{path}: a {matrix.dtype} array of shape {matrix.shape}; the run's {modality} "
+                                 f"features are float rows of {dims[modality]} values")  # fmt: skip
+        ids = ids if ids is not None else [f"{path.stem}/{row}" for row in range(len(matrix))]
+        if len(ids) != len(matrix):
+            raise GraphhashError(f"{path}: {len(matrix):,} rows but {len(ids):,} ids")
+        incoming = [Incoming(item_id, path, row) for row, item_id in enumerate(ids)]
+        return self._add(incoming, modality, allow_duplicates, wait, np.asarray(matrix, dtype=np.float32))
 
     def add_upload(self, name: str, data: bytes, folder: Path, *, wait: bool = True) -> Report:
         """Add an uploaded image: its bytes are kept as ``folder/<digest>-<name>`` (so that the pipeline can embed it
@@ -179,7 +210,7 @@ class Database:
         path = folder / f"{sha256(data)[:16]}-{safe}"
         if not path.is_file():
             write_bytes(path, data)
-        return self._add([(self._recorded(path), path)], False, wait)
+        return self._add([Incoming(self._recorded(path), path)], "image", False, wait)
 
     def remove(self, item_ids: list[str], *, wait: bool = False) -> Report:
         """Take items out of the database by id: additions, or items of the pipeline's database. An id that is not in
@@ -215,7 +246,9 @@ class Database:
         except ValueError:
             return absolute.as_posix()
 
-    def _add(self, named: list[tuple[str, Path]], allow_duplicates: bool, wait: bool) -> Report:
+    def _add(self, incoming: list[Incoming], modality: str, allow_duplicates: bool, wait: bool,
+             matrix: np.ndarray | None = None) -> Report:  # fmt: skip
+        """Add ``incoming`` items of ``modality``: image files, or the rows of ``matrix`` (features)."""
         report = Report()
         with locked(self.paths["changes"], wait=wait):
             changes = read_changes(self.paths["changes"])
@@ -227,10 +260,11 @@ class Database:
                 searched = pipeline - state.removed
                 held |= {d: i for d, i in self._pipeline_digests(pipeline).items() if i in searched}
             taken = {item_id for item_id in pipeline if item_id not in state.removed} | set(state.additions)
-            planned: list[tuple[str, Path, str]] = []
-            for item_id, path in named:
+            planned: list[tuple[Incoming, str]] = []
+            for item in incoming:
+                item_id, path = item.id, item.path
                 try:
-                    digest = sha256(path.read_bytes())
+                    digest = sha256(path.read_bytes() if matrix is None else matrix[item.row].tobytes())
                 except OSError as exc:
                     digest = ""
                     if self.on_bad_image == "fail":
@@ -245,11 +279,17 @@ class Database:
                     raise GraphhashError(f"id {item_id!r}: already in the database with other content; remove it "
                                          "first (graphhash remove), or add the file under another name")  # fmt: skip
                 held[digest], taken = item_id, taken | {item_id}
-                planned.append((item_id, path, digest))
+                planned.append((item, digest))
             if not planned:
                 return report
-            embedder = self._embedder_of_run()
-            embedded = embedder.embed([(str(path), path) for _, path, _ in planned])
+            embedder = Embedder(self.paths["features"], self.extract) if matrix is not None else self._embedder_of_run()
+            if matrix is None:
+                embedded = embedder.embed([(str(item.path), item.path) for item, _ in planned])
+            else:
+                rows = matrix[[item.row for item, _ in planned]]
+                finite = np.isfinite(rows).all(axis=1)
+                why = [f"{item.path}: row {item.row}: its features hold NaN or infinite values" for item, _ in planned]
+                embedded = Embedded(rows, ["" if ok else w for w, ok in zip(why, finite, strict=True)])
             bad = [error for error in embedded.errors if error]
             if bad and self.on_bad_image == "fail":
                 raise GraphhashError(f"{bad[0]} (set extract.on_bad_image: skip to leave such files out); nothing "
@@ -258,8 +298,8 @@ class Database:
             keep = [not error for error in embedded.errors]
             batch = state.batches + 1
             kept = [entry for entry, ok in zip(planned, keep, strict=True) if ok]
-            new = [Change(op="add", id=item_id, batch=batch, modality="image", path=self._recorded(path),
-                          sha256=digest) for item_id, path, digest in kept]  # fmt: skip
+            new = [Change(op="add", id=item.id, batch=batch, modality=modality, path=self._recorded(item.path),
+                          sha256=digest, row=item.row) for item, digest in kept]  # fmt: skip
             if not new:
                 return report
             serials = np.arange(len(changes) + 1, len(changes) + 1 + len(new))
@@ -272,9 +312,10 @@ class Database:
     def _record(self, new: list[Change], serials: np.ndarray, features: np.ndarray, changes: list[Change],
                 embedder: Embedder) -> None:  # fmt: skip
         """Write an add: its batch file, then the changes file (the add is made), then every index."""
-        write_batch(self.paths["additions"], Batch(batch=new[0].batch, modality="image", ids=[c.id for c in new],
-                                                   sha256=[c.sha256 for c in new], serials=serials, features=features,
-                                                   embedding=embedder.settings))  # fmt: skip
+        batch = Batch(batch=new[0].batch, modality=new[0].modality, ids=[c.id for c in new],
+                      sha256=[c.sha256 for c in new], serials=serials, features=features,
+                      embedding=embedder.settings)  # fmt: skip
+        write_batch(self.paths["additions"], batch)
         changes = changes + new
         list_batches(self.paths["additions"], changes)
         write_changes(self.paths["changes"], changes)

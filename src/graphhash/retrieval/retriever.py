@@ -33,7 +33,7 @@ from PIL import Image
 
 from graphhash.data.images import MAX_PIXELS, decode
 from graphhash.data.sources import Source, open_source
-from graphhash.database.changes import read_changes
+from graphhash.database.changes import Change, read_changes
 from graphhash.database.run import Database, Report, read_checked_index, run_paths
 from graphhash.errors import GraphhashError
 from graphhash.files.codes import CODES, CodeSet, find_code_files, nrdh_method, pack, read_codes
@@ -247,18 +247,21 @@ class Retriever:
         """An item of the run as an RGB image, read from its data source, or an added item's from its file (nothing
         is extracted to disk)."""
         if item_id in self.added:
-            return decode(self._added_file(item_id).read_bytes(), item_id)
+            change = self._added_change(item_id)
+            if change.row >= 0:
+                raise GraphhashError(f"id {item_id!r}: an added item of {change.modality} features, not an image")
+            root = self.database.root if self.database else Path(".")
+            return decode((root / change.path).read_bytes(), item_id)
         if item_id not in self.rows and item_id not in self.query_rows:
             raise KeyError(item_id)
         if self.source is None or self.source.holds_vectors:
             raise GraphhashError(f"{self.features_attrs.get('source')}: the run's items are vectors, not images")
         return self.source.image(item_id)
 
-    def _added_file(self, item_id: str) -> Path:
-        root = self.database.root if self.database else Path(".")
+    def _added_change(self, item_id: str) -> Change:
+        """The change that added ``item_id`` (the last add of that id)."""
         changes = read_changes(self.database.paths["changes"]) if self.database else []
-        path = next(c.path for c in reversed(changes) if c.op == "add" and c.id == item_id)
-        return root / path
+        return next(c for c in reversed(changes) if c.op == "add" and c.id == item_id)
 
     # -- searching -------------------------------------------------------------------------------------
 
