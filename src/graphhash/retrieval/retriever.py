@@ -131,6 +131,7 @@ class Retriever:
         self.rows = {stored.ids[slot]: int(slot) for slot in self.live}  # the slot of every item searched
         self.added = {stored.ids[slot] for slot in self.live if stored.serials[slot] >= 0}
         self._stamp = _stamp(self.folder)
+        self._changes: dict[str, Change] | None = None  # the add of each addition, read when first asked
 
     @classmethod
     def from_run(
@@ -259,9 +260,12 @@ class Retriever:
         return self.source.image(item_id)
 
     def _added_change(self, item_id: str) -> Change:
-        """The change that added ``item_id`` (the last add of that id)."""
-        changes = read_changes(self.database.paths["changes"]) if self.database else []
-        return next(c for c in reversed(changes) if c.op == "add" and c.id == item_id)
+        """The change that added ``item_id`` (the last add of that id), from the changes file read once per version of
+        the index."""
+        if self._changes is None:
+            changes = read_changes(self.database.paths["changes"]) if self.database else []
+            self._changes = {c.id: c for c in changes if c.op == "add"}
+        return self._changes[item_id]
 
     # -- searching -------------------------------------------------------------------------------------
 
