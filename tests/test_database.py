@@ -342,6 +342,19 @@ def test_the_server_adds_and_removes_with_allow_writes_and_sees_a_change_made_fr
     assert client.get("/api/info").json()["count"] == count
 
 
+def test_a_cnn_hash_network_hashes_the_additions_from_their_images(grown):
+    """With ``hash.network: cnn`` the additions are hashed end to end from their image files (read again by the index
+    stage after the retraining, and by an add): every ranking is the brute force's over the CNN's codes."""
+    run_in(grown, "git", "add", "-A")
+    run_in(grown, "git", "commit", "-qm", "before the cnn")
+    run_in(grown, "dvc", "exp", "run", "-S", "hash.network=cnn", "-S", "hash.cnn.steps=5", "-S",
+           "hash.cnn.image_size=32", "-S", "hash.cnn.trainable=1")  # fmt: skip
+    assert_equals_brute_force(grown, 24)
+    Image.new("RGB", (30, 30), "purple").save(grown / "purple.png")
+    assert "added 1 items" in run_in(grown, "graphhash", "add", "purple.png")
+    assert_equals_brute_force(grown, 24)
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_ivf_and_hnsw_indexes_take_adds_and_removes(grown, kind):
     """The run's index rebuilt as ivf (every cell visited at this size: exhaustive) or hnsw, then an add and a remove:

@@ -175,3 +175,14 @@ def test_a_flat_folder_of_unlabelled_photos_runs_end_to_end_trained_on_a_sample(
     (result,) = found["results"]
     assert result["hits"][0]["id"] == item and result["hits"][0]["distance"] == 0
     assert all(hit["relevant"] is None for hit in result["hits"])  # no labels: no relevance to show
+    # a copy of a photo of the database is not added again; a new photo is, under its path as named
+    import shutil
+
+    (work / "inbox").mkdir()
+    shutil.copy(photos / item, work / "inbox" / "copy.jpg")
+    from PIL import Image
+
+    Image.open(photos / item).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(work / "inbox" / "flipped.jpg")
+    added = run_in(work, "graphhash", "add", "inbox/")
+    assert f"skipped: inbox/copy.jpg: already in the database as {item!r} (same content)" in added
+    assert "added 1 items" in added

@@ -12,8 +12,8 @@ a retraining holds the same items, hashed by the new networks.
 embedded first (nothing is written if one fails); then their batch file; then the changes file, by a rename (the
 change is made); then each index file, by a rename. A reader opens an index file before or after a change, never
 between; a change killed after the changes file was written is completed by the next ``add`` or ``remove``, which
-first brings every index up to the changes file (``sync``), as ``Retriever`` refuses nothing in the meantime: each
-index is one consistent state.
+first brings every index up to the changes file (``sync``). Meanwhile each index is one consistent state, which a
+search uses as it is.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from graphhash.backbones import BACKBONES
-from graphhash.data.images import MAX_PIXELS, load_npy
+from graphhash.data.images import MAX_PIXELS, decode, load_npy
 from graphhash.data.sources import open_source
 from graphhash.database.additions import Embedded, Embedder, addition_features, image_files, list_batches, sha256
 from graphhash.database.changes import Addition, Change, State, locked, net, read_changes, write_changes
@@ -52,12 +52,13 @@ from graphhash.files.index import (
 from graphhash.files.manifest import Manifest
 from graphhash.files.models import weights_sha256
 from graphhash.index import build_index
-from graphhash.nrdh.encoder import ItemEncoder, find_hash_network
+from graphhash.nrdh.encoder import HASH_MODELS, ItemEncoder, find_hash_network
 from graphhash.params import PARAMS_FILE, load_params
 from graphhash.params.extract import ExtractParams
 
 log = logging.getLogger(__name__)
 
+Indexes = dict[tuple[str, int, str], StoredIndex]  # a run's indexes by (method, bits, modality)
 RUN_PATHS = ("manifest", "features", "codes", "index", "models", "changes", "additions", "uploads")
 
 
@@ -96,9 +97,7 @@ def hash_additions(encoder: ItemEncoder, adds: list[Addition], features: np.ndar
     (n, D), from their batch files; a CNN hashes their images, read again from their files."""
     if not adds:
         return np.zeros((0, -(-encoder.bits // 8)), dtype=np.uint8)
-    if encoder.config.get("model") == "nrdh-hashcnn":
-        from graphhash.data.images import decode
-
+    if encoder.config.get("model") == HASH_MODELS["cnn"]:
         images = [np.asarray(decode((root / a.change.path).read_bytes(), a.change.path)) for a in adds]
         return pack(encoder.encode_images(images))
     return pack(encoder.encode_features(features, where="the additions' features"))
@@ -227,7 +226,7 @@ class Database:
             changes = changes + [Change(op="remove", id=item_id) for item_id in dict.fromkeys(item_ids)]
             with _written(self.paths["changes"]):
                 write_changes(self.paths["changes"], changes)
-                self._synced(net(changes), changes)
+                self._synced(net(changes), changes, read=indexes)
         return Report(done=list(dict.fromkeys(item_ids)))
 
     def sync(self, *, wait: bool = True) -> None:
@@ -266,7 +265,6 @@ class Database:
                 try:
                     digest = sha256(path.read_bytes() if matrix is None else matrix[item.row].tobytes())
                 except OSError as exc:
-                    digest = ""
                     if self.on_bad_image == "fail":
                         raise GraphhashError(f"{path}: cannot read: {exc.strerror or exc} (set extract.on_bad_image: "
                                              "skip to leave such files out)") from None  # fmt: skip
@@ -278,7 +276,8 @@ class Database:
                 if item_id in taken:
                     raise GraphhashError(f"id {item_id!r}: already in the database with other content; remove it "
                                          "first (graphhash remove), or add the file under another name")  # fmt: skip
-                held[digest], taken = item_id, taken | {item_id}
+                held[digest] = item_id
+                taken.add(item_id)
                 planned.append((item, digest))
             if not planned:
                 return report
@@ -305,12 +304,12 @@ class Database:
             serials = np.arange(len(changes) + 1, len(changes) + 1 + len(new))
             features = embedded.features[np.array(keep)]
             with _written(self.paths["changes"]):
-                self._record(new, serials, features, changes, embedder)
+                self._record(new, serials, features, changes, embedder, indexes)
             report.done = [c.id for c in new]
         return report
 
     def _record(self, new: list[Change], serials: np.ndarray, features: np.ndarray, changes: list[Change],
-                embedder: Embedder) -> None:  # fmt: skip
+                embedder: Embedder, indexes: Indexes) -> None:  # fmt: skip
         """Write an add: its batch file, then the changes file (the add is made), then every index."""
         batch = Batch(batch=new[0].batch, modality=new[0].modality, ids=[c.id for c in new],
                       sha256=[c.sha256 for c in new], serials=serials, features=features,
@@ -320,7 +319,7 @@ class Database:
         list_batches(self.paths["additions"], changes)
         write_changes(self.paths["changes"], changes)
         known = {int(s): row for s, row in zip(serials, features, strict=True)}
-        self._synced(net(changes), changes, known)
+        self._synced(net(changes), changes, known, read=indexes)
 
     def _embedder_of_run(self) -> Embedder:
         """The run's backbone, loaded once; a run of feature vectors (no backbone) is one line."""
@@ -333,26 +332,28 @@ class Database:
             self._embedder = embedder
         return self._embedder
 
-    def _pipeline_ids(self, indexes: dict[tuple[str, int, str], StoredIndex]) -> set[str]:
+    def _pipeline_ids(self, indexes: Indexes) -> set[str]:
         """The ids of the pipeline's database items (every index holds them, less those removed)."""
         stored = next(iter(indexes.values()))
         return {item_id for item_id, serial in zip(stored.ids, stored.serials, strict=True) if serial == PIPELINE}
 
     def _pipeline_digests(self, item_ids: set[str]) -> dict[str, str]:
         """The content digest of every item of the pipeline's database (``item_ids``) -> its id, read from the run's
-        data source once and kept beside the changes file (for the manifest's content digest)."""
-        manifest = Manifest.load(self.paths["manifest"])
+        data source once and kept beside the changes file (for the data's content digest, which the features file
+        records)."""
+        content = str(read_features_attrs(self.paths["features"]).get("content_sha256"))
         cache = self.paths["changes"].parent / f".{self.paths['changes'].name}.digests.npz"
         if cache.is_file():
             with np.load(cache) as saved:
-                if str(saved["content"]) == manifest.content_sha256:
+                if str(saved["content"]) == content:
                     return dict(zip(saved["digests"].tolist(), saved["ids"].tolist(), strict=True))
+        manifest = Manifest.load(self.paths["manifest"])
         source = open_source(manifest.source, manifest.path)
         ids = sorted(item_ids)
         log.info("add: reading the digests of the %d items of the database once (kept in %s)", len(ids), cache)
         digests = [sha256(source.read(item_id)) for item_id in ids]
         buffer = io.BytesIO()
-        np.savez(buffer, content=np.array(manifest.content_sha256), digests=np.array(digests), ids=np.array(ids))
+        np.savez(buffer, content=np.array(content), digests=np.array(digests), ids=np.array(ids))
         try:
             write_bytes(cache, buffer.getvalue())
         except WriteError as exc:  # only a cache: the next add reads the digests again
@@ -369,21 +370,23 @@ class Database:
                                                    training=self._training.get(modality))  # fmt: skip
         return self._encoders[key]
 
-    def _synced(self, state: State, changes: list[Change], known: dict[int, np.ndarray] | None = None) -> dict:
+    def _synced(self, state: State, changes: list[Change], known: dict[int, np.ndarray] | None = None,
+                read: Indexes | None = None) -> Indexes:  # fmt: skip
         """Every index, brought up to ``state``: additions it lacks hashed and added, items taken out removed.
-        ``known``: features of additions by serial, when in memory (else read from their batch files)."""
+        ``known``: features of additions by serial, when in memory (else read from their batch files); ``read``: the
+        indexes as this change read them, under the same lock (else read from their files)."""
         found = find_indexes(self.paths["index"])
         if not found:
             raise GraphhashError(f"{self.paths['index']}: no index yet; run the pipeline first (dvc repro)")
         indexes = {}
         for key, folder in found.items():
-            indexes[key] = self._sync_index(folder, key, state, changes, known or {})
+            stored = (read or {}).get(key) or read_checked_index(folder, self.paths["models"])
+            indexes[key] = self._sync_index(folder, key, stored, state, changes, known or {})
         return indexes
 
-    def _sync_index(self, folder: Path, key: tuple[str, int, str], state: State, changes: list[Change],
-                    known: dict[int, np.ndarray]) -> StoredIndex:  # fmt: skip
+    def _sync_index(self, folder: Path, key: tuple[str, int, str], stored: StoredIndex, state: State,
+                    changes: list[Change], known: dict[int, np.ndarray]) -> StoredIndex:  # fmt: skip
         method, bits, modality = key
-        stored = read_checked_index(folder, self.paths["models"])
         gone, adds = pending(stored, state)
         if not len(gone) and not adds:
             return stored

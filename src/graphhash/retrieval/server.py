@@ -71,7 +71,6 @@ def create_app(
     """The app serving ``retriever``'s run to requests that name one of ``allowed_hosts`` (``"*"``: any); with
     ``allow_writes`` it adds and removes items."""
     app = FastAPI(title="graphhash", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     lock = threading.Lock()
     page = files("graphhash.retrieval").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -95,6 +94,8 @@ def create_app(
             except GraphhashError as exc:
                 return JSONResponse({"detail": str(exc).splitlines()[0]}, status_code=503)
         return await call_next(request)
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))  # added last: checked first
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
