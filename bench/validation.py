@@ -18,10 +18,14 @@ the raw features as reference; mean ± standard deviation over the seeds.
         --sweep baselines.agh.anchors=100,1000
 
 Datasets (``--dataset``), each with its validation queries per class: ``digits`` (the embedded default, 16 per
-class), ``cifar10`` (all 60,000 CIFAR-10 images: 500 per class from the 50,000 training images) and ``subset``
+class), ``cifar10`` (all 60,000 CIFAR-10 images: 500 per class from the 50,000 training images), ``subset``
 (5,000 CIFAR-10 images, ``split: random, limit_per_class: 500, query_size: 50``: 45 per class from the 4,500
-training images). The table is written into ``docs/results/validation.md`` between markers named by ``--name``
-(by default the command line's arguments), so a rerun of a study replaces its table.
+training images), ``tinyimagenet`` (Tiny ImageNet's 20 classes of 64 x 64 photos, 550 each: 50 test queries per
+class left out, 50 per class from the other 500) and ``cars`` (Stanford Cars' 50 fine-grained models, about 40
+photos each: 5 test queries per class left out, 5 per class from the rest). The last two are folders of images
+(``prepare.source: folder``), extracted once from their tars into ``bench/.work/datasets/``. The table is written
+into ``docs/results/validation.md`` between markers named by ``--name`` (by default the command line's arguments), so
+a rerun of a study replaces its table.
 """
 
 from __future__ import annotations
@@ -31,16 +35,42 @@ import logging
 import re
 import shlex
 import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
-from common import CIFAR_TAR, RESULTS, Project, params, require, write_report
+from common import CIFAR_TAR, RESULTS, WORK, Project, params, require, write_report
+from common import DATASETS as SHARED
 
-DATASETS = {  # name: (the data's params sections, validation queries per class)
-    "digits": ({}, 16),
-    "cifar10": ({"prepare": {"source": "cifar10", "path": str(CIFAR_TAR), "split": "auto"}}, 500),
+TINY_TAR, CARS_TAR = SHARED / "tinyimagenet20.tar", SHARED / "stanfordcars50.tar"
+FOLDERS = WORK / "datasets"  # the image tars, extracted once
+
+
+def folder(name: str, query_size: int) -> dict:
+    """The prepare section of a folder of class folders extracted from a tar (``<FOLDERS>/<name>``)."""
+    return {"source": "folder", "path": str(FOLDERS / name), "split": "random", "query_size": query_size}
+
+
+DATASETS = {  # name: (the data's params sections, validation queries per class, the file it needs)
+    "digits": ({}, 16, None),
+    "cifar10": ({"prepare": {"source": "cifar10", "path": str(CIFAR_TAR), "split": "auto"}}, 500, CIFAR_TAR),
     "subset": ({"prepare": {"source": "cifar10", "path": str(CIFAR_TAR), "split": "random", "limit_per_class": 500,
-                            "query_size": 50}}, 45),
+                            "query_size": 50}}, 45, CIFAR_TAR),
+    "tinyimagenet": ({"prepare": folder("tinyimagenet20", 50)}, 50, TINY_TAR),
+    "cars": ({"prepare": folder("stanfordcars50", 5)}, 5, CARS_TAR),
 }  # fmt: skip
+
+
+def extracted(tar: Path) -> None:
+    """The tar's folder under ``FOLDERS`` (made once; the tars hold one top folder each)."""
+    name = tar.name.removesuffix(".tar")
+    if not (FOLDERS / name).is_dir():
+        FOLDERS.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tar) as archive:
+            archive.extractall(FOLDERS / f".{name}.partial", filter="data")
+        (FOLDERS / f".{name}.partial" / name).rename(FOLDERS / name)
+
+
 SEEDED = ("represent.seed", "hash.seed", "baselines.seed")
 METHOD = "nrdh-gcn"
 
@@ -60,7 +90,7 @@ ABLATION = [
 
 def run_row(project: Project, args: argparse.Namespace, changes: list[str], seed: int) -> dict:
     """The metrics of one row's run with one seed."""
-    data, per_class = DATASETS[args.dataset]
+    data, per_class, _ = DATASETS[args.dataset]
     data = {"prepare": {**data.get("prepare", {}), "validation_size": per_class}}
     values = params(*([args.preset] if args.preset else []), changes=[*changes, *(f"{k}={seed}" for k in SEEDED)],
                     **data, codes={"bits": args.bits, "filters": ["gcn"]},
@@ -116,8 +146,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.ablation:
         args.preset = "paper"
-    if args.dataset != "digits":
-        require(CIFAR_TAR, "the CIFAR-10 tar lives in ../shared/datasets")
+    needs = DATASETS[args.dataset][2]
+    if needs is not None:
+        require(needs, "the datasets live in ../shared/datasets")
+        if needs != CIFAR_TAR:
+            extracted(needs)
     logging.basicConfig(level=logging.WARNING)
     project = Project(f"validation-{args.dataset}")
     found = {name: [run_row(project, args, changes, seed) for seed in args.seeds] for name, changes in rows(args)}
