@@ -316,6 +316,7 @@ def test_the_server_adds_and_removes_with_allow_writes_and_sees_a_change_made_fr
     assert item_id.startswith("data/uploads/") and item_id.endswith("-r.png")
     again = client.post("/api/items", content=png("red"), headers={"Content-Type": "image/png"})
     assert again.status_code == 200 and again.json()["added"] == [] and "same content" in again.json()["skipped"][0]
+    assert [f.name for f in (grown / "data" / "uploads").iterdir()] == [Path(item_id).name]  # no copy of the twin
     hits = client.post("/api/search", json={"id": item_id, "k": 200}).json()["hits"]
     assert item_id in [hit["id"] for hit in hits if hit["distance"] == 0]
     assert client.get(f"/api/image/{item_id}?size=48").status_code == 200

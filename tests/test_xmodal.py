@@ -347,5 +347,10 @@ def test_items_of_one_modality_join_that_modalitys_index_as_a_rebuild_would_hold
         f"error: wide.npy: a float32 array of shape (2, {rows.shape[1] + 1}); the run's text features are float rows "
         f"of {rows.shape[1]} values"
     )
+    huge = np.lib.format.open_memmap(run / "huge.npy", mode="w+", dtype=np.float32, shape=(10**9, rows.shape[1]))
+    del huge  # a sparse file: its header declares 10^9 rows, none of them stored
+    assert fails("add", "--vectors", "huge.npy", "--modality", "text").startswith(
+        f"error: huge.npy: its 1,000,000,000 rows as float32 would need {2 * rows.shape[1] * 4 * 10**9 / 2**30:.1f} GiB"
+    )
     Image.new("RGB", (8, 8)).save(run / "x.png")
     assert "the run's items are feature vectors (wiki), made without a backbone" in fails("add", "x.png")

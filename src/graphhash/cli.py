@@ -69,10 +69,11 @@ def _encode(args: argparse.Namespace) -> None:
         what = f"the rows of {inputs[0]}"
     else:
         from graphhash.data.images import decode
+        from graphhash.database.additions import image_files
         from graphhash.params import PARAMS_FILE, load_params
         from graphhash.params.extract import ExtractParams
 
-        files = _query_files(args.inputs)
+        files = image_files(args.inputs)
         (extract,) = load_params(ExtractParams, path=root / PARAMS_FILE)
         encoder = ItemEncoder.load(args.model, run_paths(root)["features"], weights=extract.weights,
                                    weights_path=extract.weights_path)  # fmt: skip
@@ -83,12 +84,6 @@ def _encode(args: argparse.Namespace) -> None:
     np.save(buffer, codes)
     write_bytes(args.out, buffer.getvalue())
     print(f"{args.out}: {codes.shape[0]} codes packed into {codes.shape[1]} bytes each, of {what}")
-
-
-def _query_files(paths: list[str]) -> list[Path]:
-    from graphhash.database.additions import image_files
-
-    return image_files(paths)
 
 
 def _add(args: argparse.Namespace) -> None:
@@ -121,6 +116,7 @@ def _remove(args: argparse.Namespace) -> None:
 
 
 def _search(args: argparse.Namespace) -> None:
+    from graphhash.database.additions import image_files
     from graphhash.retrieval.retriever import Retriever
 
     if not (args.queries or args.id or args.features):
@@ -130,7 +126,7 @@ def _search(args: argparse.Namespace) -> None:
     retriever = Retriever.from_run(args.root, method=args.method, bits=args.bits, query_modality=args.query_modality,
                                    database_modality=args.database_modality)  # fmt: skip
     results = []
-    files = _query_files(args.queries)
+    files = image_files(args.queries)
     if files:
         results += retriever.search_images([(str(p), p.read_bytes()) for p in files], args.k, args.max_pixels)
     if args.id:

@@ -123,10 +123,10 @@ def matrix_rows(changes: list[Change], root: Path) -> Embedded:
         if change.path not in matrices:
             try:
                 matrices[change.path] = load_npy(root / change.path, change.path)
-            except (OSError, BadItemError) as exc:
-                matrices[change.path] = (
-                    str(exc).splitlines()[0] if isinstance(exc, BadItemError) else f"{change.path}: cannot read"
-                )
+            except BadItemError as exc:
+                matrices[change.path] = str(exc).splitlines()[0]
+            except OSError as exc:
+                matrices[change.path] = f"{change.path}: cannot read: {exc.strerror or exc}"
         found = matrices[change.path]
         if isinstance(found, str) or found.ndim != 2 or not 0 <= change.row < len(found):
             rows.append(None)
@@ -199,9 +199,9 @@ def sync_additions(changes_path: Path, embedder: Embedder, folder: Path, root: P
         write_batch(folder, Batch(batch=number, modality=adds[0][1].modality, ids=[c.id for _, c in adds],
                                   sha256=[c.sha256 for _, c in adds], serials=np.array([s for s, _ in adds]),
                                   features=embedded.features, embedding=embedder.settings))  # fmt: skip
-    for stale in sorted(folder.glob("batch-*.h5")):
-        if stale not in {batch_file(folder, n) for n in grouped}:
-            stale.unlink()
+    named = {batch_file(folder, number) for number in grouped}
+    for stale in sorted(set(folder.glob("batch-*.h5")) - named):
+        stale.unlink()
     list_batches(folder, changes)
 
 

@@ -55,6 +55,7 @@ from graphhash.index import build_index
 from graphhash.nrdh.encoder import HASH_MODELS, ItemEncoder, find_hash_network
 from graphhash.params import PARAMS_FILE, load_params
 from graphhash.params.extract import ExtractParams
+from graphhash.runtime import require_memory
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class Database:
         if matrix.ndim != 2 or matrix.shape[1] != int(dims[modality]) or not matrix.dtype.kind == "f":
             raise GraphhashError(f"{path}: a {matrix.dtype} array of shape {matrix.shape}; the run's {modality} "
                                  f"features are float rows of {dims[modality]} values")  # fmt: skip
+        require_memory(str(path), 2 * len(matrix) * matrix.shape[1] * 4, f"its {len(matrix):,} rows as float32")
         ids = ids if ids is not None else [f"{path.stem}/{row}" for row in range(len(matrix))]
         if len(ids) != len(matrix):
             raise GraphhashError(f"{path}: {len(matrix):,} rows but {len(ids):,} ids")
@@ -207,9 +209,16 @@ class Database:
         again), its id that path relative to the repository."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name)[-100:] or "upload"
         path = folder / f"{sha256(data)[:16]}-{safe}"
-        if not path.is_file():
+        kept = path.is_file()
+        if not kept:
             write_bytes(path, data)
-        return self._add([Incoming(self._recorded(path), path)], "image", False, wait)
+        report = Report()
+        try:
+            report = self._add([Incoming(self._recorded(path), path)], "image", False, wait)
+        finally:
+            if not kept and not report.done:  # not added (there already, or refused): no copy left behind
+                path.unlink(missing_ok=True)
+        return report
 
     def remove(self, item_ids: list[str], *, wait: bool = False) -> Report:
         """Take items out of the database by id: additions, or items of the pipeline's database. An id that is not in
@@ -219,15 +228,16 @@ class Database:
             state = net(changes)
             indexes = self._synced(state, changes)
             pipeline = self._pipeline_ids(indexes)
-            for item_id in dict.fromkeys(item_ids):
+            wanted = list(dict.fromkeys(item_ids))
+            for item_id in wanted:
                 if item_id not in state.additions and (item_id not in pipeline or item_id in state.removed):
                     gone = " (removed already)" if item_id in state.removed else ""
                     raise GraphhashError(f"id {item_id!r}: not in the database{gone}; nothing was removed")
-            changes = changes + [Change(op="remove", id=item_id) for item_id in dict.fromkeys(item_ids)]
+            changes = changes + [Change(op="remove", id=item_id) for item_id in wanted]
             with _written(self.paths["changes"]):
                 write_changes(self.paths["changes"], changes)
                 self._synced(net(changes), changes, read=indexes)
-        return Report(done=list(dict.fromkeys(item_ids)))
+        return Report(done=wanted)
 
     def sync(self, *, wait: bool = True) -> None:
         """Bring every index up to the changes file (after a change that was killed before it had updated them)."""
