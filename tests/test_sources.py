@@ -16,13 +16,13 @@ from conftest import CIFAR_CLASSES, cifar_paths, make_tar
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from graphhash.cli import _query_files
 from graphhash.data.images import BadItemError
 from graphhash.data.sources import SOURCES, SyntheticSource, open_source
 from graphhash.data.sources.images import Cifar10Source, DigitsSource, FolderSource
 from graphhash.data.sources.paired import MirflickrTagsSource, PairedFeaturesSource, WikiSource
 from graphhash.data.sources.vectors import NpySource
 from graphhash.data.storage import TarStore, _plain_members, is_hidden
+from graphhash.database.additions import image_files
 from graphhash.errors import GraphhashError
 from graphhash.files.manifest import Manifest
 from graphhash.params import validate
@@ -532,6 +532,6 @@ def test_hidden_files_follow_one_rule_in_sources_and_query_folders(tmp_path, mak
     (tree / "._photo.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
     (tree / ".thumbs").mkdir()
     (tree / ".thumbs" / "t.png").write_bytes(b"not an image")
-    assert _query_files([str(tree)]) == [tree / "inner" / "two.png", tree / "photo.png"]
+    assert image_files([str(tree)]) == [tree / "inner" / "two.png", tree / "photo.png"]
     assert [is_hidden(name) for name in ("._photo.png", ".git/x", "a/.b/c", "./a", "a.b", "a/../b")] == [
         True, True, True, False, False, False]  # fmt: skip
