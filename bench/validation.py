@@ -25,7 +25,8 @@ class left out, 50 per class from the other 500) and ``cars`` (Stanford Cars' 50
 photos each: 5 test queries per class left out, 5 per class from the rest), both folders of images (``prepare.source:
 folder``) extracted once from their tars into ``bench/.work/datasets/``, and ``mirflickr`` (MIRFlickr-25K's tags,
 multi-label, as ``bench/mirflickr.py`` runs them: 2,000 test queries left out, 2,000 validation queries from the other
-18,015 items, counts in all). The table is written
+18,015 items, counts in all). ``--stages`` writes, instead of the retrieval table, where each stage of NRDH stands on
+the same rows (``stage_scores``): which stage loses what. The table is written
 into ``docs/results/validation.md`` between markers named by ``--name`` (by default the command line's arguments), so
 a rerun of a study replaces its table.
 """
@@ -43,6 +44,16 @@ from pathlib import Path
 import numpy as np
 from common import CIFAR_TAR, RESULTS, WORK, Project, params, require, write_report
 from common import DATASETS as SHARED
+
+from graphhash.evaluation.metrics import cosine_map, evaluate
+from graphhash.files.codes import code_file, pack, read_codes, unpack
+from graphhash.files.features import read_features, read_rows
+from graphhash.files.neighbours import read_neighbours
+from graphhash.files.representations import read_representations
+from graphhash.graphs.knn import TrainingSet
+from graphhash.nrdh.encoder import GraphInput
+from graphhash.nrdh.hashnet import rotated_targets
+from graphhash.params.all import render
 
 TINY_TAR, CARS_TAR, TAGS = SHARED / "tinyimagenet20.tar", SHARED / "stanfordcars50.tar", SHARED / "mirflickr25k-tags"
 FOLDERS = WORK / "datasets"  # the image tars, extracted once
@@ -92,8 +103,8 @@ ABLATION = [
 ]  # fmt: skip
 
 
-def run_row(project: Project, args: argparse.Namespace, changes: list[str], seed: int) -> dict:
-    """The metrics of one row's run with one seed."""
+def row_params(args: argparse.Namespace, changes: list[str], seed: int) -> tuple[str, dict]:
+    """The run name and the params of one row with one seed."""
     data, per_class, _ = DATASETS[args.dataset]
     data = {"prepare": {**data.get("prepare", {}), "validation_size": per_class}}
     values = params(*([args.preset] if args.preset else []), changes=[*changes, *(f"{k}={seed}" for k in SEEDED)],
@@ -101,7 +112,62 @@ def run_row(project: Project, args: argparse.Namespace, changes: list[str], seed
                     baselines={"methods": args.baselines or ["itq"]},
                     evaluate={"map_at": [1000], "figure_queries": 0, "cosine_queries": 0})  # fmt: skip
     name = re.sub(r"[^\w.=,-]+", "_", " ".join([*changes, args.preset or "", f"s{seed}"])).strip("_")
-    return project.run(name, values)["metrics"]
+    return name, values
+
+
+def run_row(project: Project, args: argparse.Namespace, changes: list[str], seed: int) -> dict:
+    """The metrics of one row's run with one seed."""
+    return project.run(*row_params(args, changes, seed))["metrics"]
+
+
+STAGE_QUERIES = 1000  # training items drawn as queries (seeded) by ``stage_scores``: at most a third of them
+
+
+def stage_scores(project: Project, args: argparse.Namespace, changes: list[str], seed: int) -> dict[str, float]:
+    """Where each stage's ranking stands, for one row's run with one seed: mAP@1000 of ranking the other training
+    items by cosine similarity of the raw features, of the graph inputs (``hash.input: graph``), of the node
+    representations and of their rotated targets, then by Hamming distance of the signs of those targets and of
+    the hash network's codes, ``STAGE_QUERIES`` training items as queries. Every stage has these items (the
+    representations exist for training items only), so the columns compare stages, not protocols; and ``rank
+    16``, the share of the representations' variance in their 16 leading principal directions."""
+    name, values = row_params(args, changes, seed)
+    project.run(name, values)
+    (project.root / "params.yaml").write_text(render(values), encoding="utf-8")
+    project.dvc("repro", log=project.runs / f"{name}.stages.log")  # the run's outputs back in the workspace
+    fs = read_features(project.path("features"))
+    x = read_rows(fs.features)
+    train = np.flatnonzero(fs.train)
+    labels = fs.labels[train]
+    draw = np.random.default_rng(0).permutation(len(train))
+    count = min(STAGE_QUERIES, len(train) // 3)
+    queries, database = np.sort(draw[:count]), np.sort(draw[count:])
+
+    def ranked(v: np.ndarray) -> float:
+        return cosine_map(v[queries], v[database], labels[queries], labels[database], (1000,))["map@1000"]
+
+    def hamming(codes: np.ndarray, bits: int) -> float:
+        packed = pack(codes)
+        return evaluate(packed[queries], packed[database], labels[queries], labels[database], bits, (1000,))["map@1000"]
+
+    graph, hashing = values["graph"], values["hash"]
+    found = {"raw features": ranked(x[train])}
+    if hashing["input"] == "graph":
+        graph_input = GraphInput(graph["rho"], hashing["input_p"], graph["nodes"] - 1)
+        neighbours = read_neighbours(project.path("neighbours"), len(fs.ids), graph_input.neighbours)
+        found["graph inputs"] = ranked(graph_input.inputs(TrainingSet(x[train]), x, neighbours)[train])
+    train_ids = fs.ids_where(fs.train)
+    for bits in args.bits:
+        z = read_representations(project.path("representations") / "gcn" / f"{bits}.h5").values
+        variance = np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2
+        targets = rotated_targets(z, hashing["seed"], bits)
+        codes = read_codes(code_file(project.path("codes") / METHOD, METHOD, bits, fs.modalities[0]))
+        where = {item: row for row, item in enumerate(codes.database_ids)}
+        network = unpack(codes.database[[where[item] for item in train_ids]], bits)
+        found |= {f"representation {bits}": ranked(z), f"rank 16 {bits}": variance[:16].sum() / variance.sum(),
+                  f"rotated targets {bits}": ranked(targets),
+                  f"signs of the targets {bits}": hamming(targets >= 0, bits),
+                  f"hash network {bits}": hamming(network, bits)}  # fmt: skip
+    return found
 
 
 def cells(runs: list[dict], method: str, bits: list[int]) -> str:
@@ -146,6 +212,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run every row with each seed")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--baselines", nargs="*", default=["itq"], help="baselines.methods scored on the same split")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="instead of the retrieval table, where each stage's ranking stands (stage_scores)",
+    )
     parser.add_argument("--name", help="the table's block in docs/results/validation.md (default: the arguments)")
     args = parser.parse_args()
     if args.ablation:
@@ -157,6 +228,8 @@ def main() -> None:
             extracted(needs)
     logging.basicConfig(level=logging.WARNING)
     project = Project(f"validation-{args.dataset}")
+    if args.stages:
+        return stages_table(project, args)
     found = {name: [run_row(project, args, changes, seed) for seed in args.seeds] for name, changes in rows(args)}
     first = next(iter(found.values()))
     multi_label = args.dataset == "mirflickr"  # its sizes count items in all
@@ -176,6 +249,33 @@ def main() -> None:
     if not baseline_sweep:
         lines += [f"| NRDH, {name} | {cells(runs, METHOD, args.bits)} |" for name, runs in found.items()]
     write_report(RESULTS / "validation.md", lines, args.name or f"validation {' '.join(sys.argv[1:])}")
+
+
+STAGES = ["representation", "rotated targets", "signs of the targets", "hash network", "rank 16"]
+
+
+def stages_table(project: Project, args: argparse.Namespace) -> None:
+    """``--stages``: ``stage_scores`` of every row, mean ± std over the seeds, written like the retrieval table."""
+    command = shlex.join(["python", "bench/validation.py", *sys.argv[1:]])
+    header = " | ".join(f"{b} bits" for b in args.bits)
+    lines = [f"`{command}`: {args.dataset}, mAP@1000 of up to {STAGE_QUERIES} training items (at most a third) as "
+             f"queries against the other training items, seeds {', '.join(map(str, args.seeds))}", "",
+             f"| setting, stage | {header} |", "| --- |" + " ---: |" * len(args.bits)]  # fmt: skip
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.4f}" + (f" ± {np.std(values):.4f}" if len(values) > 1 else "")
+
+    for name, changes in rows(args):
+        found = [stage_scores(project, args, changes, seed) for seed in args.seeds]
+        for stage in ["raw features", "graph inputs"]:
+            if stage in found[0]:
+                empty = " |" * (len(args.bits) - 1)
+                lines.append(f"| {name}: {stage} | {cell([run[stage] for run in found])} |{empty}")
+        for stage in STAGES:
+            what = "share of variance in 16 directions" if stage == "rank 16" else stage
+            values = " | ".join(cell([run[f"{stage} {b}"] for run in found]) for b in args.bits)
+            lines.append(f"| {name}: {what} | {values} |")
+    write_report(RESULTS / "validation.md", lines, args.name or f"stages {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":
