@@ -484,3 +484,43 @@ def test_knn_epoch_loss_is_the_mean_over_every_graph_node(digits, frozen):
 def test_knn_graph_needs_neighbours(digits):
     with pytest.raises(GraphhashError, match=r"^graph\.kind: knn needs"):
         small_represent().fit(digits[:20], 4, "gcn", small_graph(kind="knn"))
+
+
+def test_narrowness_is_one_minus_the_normalised_spectral_entropy():
+    """L_n against a dense eigendecomposition of NumPy's covariance: 1 - H(p) / log g; 0 for an even spread, near 1
+    for rows on one line."""
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((300, 6)) @ np.diag([4.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    values = np.linalg.eigvalsh(np.cov(z, rowvar=False))
+    p = values / values.sum()
+    expected = 1 + (p * np.log(p)).sum() / np.log(6)
+    assert autoencoder.narrowness(torch.from_numpy(z)).item() == pytest.approx(expected, rel=1e-9)
+    even = np.linalg.qr(rng.standard_normal((300, 6)))[0] * np.sqrt(299)  # orthonormal columns: covariance ~ I
+    assert autoencoder.narrowness(torch.from_numpy(even - even.mean(0))).item() == pytest.approx(0.0, abs=1e-2)
+    line = np.outer(rng.standard_normal(300), rng.standard_normal(6))
+    assert autoencoder.narrowness(torch.from_numpy(line)).item() > 0.9
+
+
+def test_the_spread_term_widens_the_representations_and_is_recorded_only_when_weighed(digits):
+    """represent.spread > 0: the representations' variance is spread over more directions than without it (their
+    covariance's spectrum measured with NumPy), the epoch records carry the narrowness, and the loss includes it;
+    spread 0 records the paper's terms alone."""
+    graphs = small_graph(kind="knn")
+    unit = digits.numpy() / np.linalg.norm(digits.numpy(), axis=1, keepdims=True)
+    neighbours = torch.from_numpy(np.argsort(-(unit @ unit.T), axis=1, kind="stable")[:, 1:10])
+
+    def entropy_and_history(spread: float) -> tuple[float, list[dict]]:
+        learner = small_represent(spread=spread, steps=60, graphs_per_step=8)
+        model, history = learner.fit(digits, BITS, "gcn", graphs, neighbours)
+        z = node_representations(model, digits, graphs, 0, neighbours).double().numpy()
+        values = np.clip(np.linalg.eigvalsh(np.cov(z, rowvar=False)), 1e-12, None)
+        p = values / values.sum()
+        return float(-(p * np.log(p)).sum()), history
+
+    plain, plain_history = entropy_and_history(0.0)
+    spread, spread_history = entropy_and_history(100.0)  # these raw pixels reconstruct with errors in the hundreds
+    assert spread > plain + 0.2
+    assert "narrowness" not in plain_history[-1] and 0 <= spread_history[-1]["narrowness"] <= 1
+    last = spread_history[-1]
+    assert last["loss"] == pytest.approx(0.999 * last["reconstruction"] + 0.001 * last["weight_penalty"]
+                                         + 100.0 * last["narrowness"])  # fmt: skip

@@ -57,6 +57,7 @@ VALID = {
         "latent": 0,
         "alpha": 0.5,
         "beta": 0.0,
+        "spread": 0.5,
         "steps": 2,
         "lr": 0.01,
         "graphs_per_step": 1,

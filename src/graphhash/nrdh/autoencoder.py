@@ -8,8 +8,15 @@ Layers (Table 1), for a graph with propagation matrix U' (G, M, M) and node feat
     decoder: g -> 64 (ReLU) -> 64 (ReLU) -> D (none)         the reconstruction X_hat
 
     L1 = alpha * L_r + beta * L_w                            (Eq. 8)
+         + spread * L_n
     L_r = mean over nodes of ||X - X_hat||^2                 (Eq. 6)
     L_w = 1/2 * sum over encoder and decoder layers of ||W||_F^2   (Eq. 7)
+    L_n = 1 - H(p) / log g,  p = eig(cov(Z)) / tr(cov(Z))     over the nodes of a step's graphs
+
+L_n is graphhash's (``represent.spread``, 0 in the paper): the narrowness of the representations, 0 when their
+variance is spread evenly over all g directions and 1 when it lies in one. Without it the autoencoder keeps almost
+all of its representations' variance in about 16 directions, whatever g (``docs/results/validation.md``, "Where each
+stage stands"), and longer codes have nothing more to encode.
 
 The filter (``codes.filters``) swaps U' X W for another graph filter (``graphhash.graphs.filters``); L_w then
 covers all of the layers' parameters (weight matrices and responses). Training runs for ``steps`` Adam steps
@@ -114,6 +121,15 @@ def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return (x - x_hat).pow(2).sum(dim=-1).mean()
 
 
+def narrowness(z: torch.Tensor) -> torch.Tensor:
+    """L_n of rows z (n, g): 1 - H(p) / log g, p the eigenvalues of their covariance over its trace (eigenvalues
+    below 1e-12 count as 1e-12), H the entropy; 0 for variance spread evenly over the g directions."""
+    centred = z - z.mean(0)
+    values = torch.linalg.eigvalsh(centred.T @ centred / max(len(z) - 1, 1)).clamp_min(1e-12)
+    p = values / values.sum()
+    return 1 - (-(p * p.log()).sum()) / math.log(z.shape[1])
+
+
 def _graphs(
     order: torch.Tensor, graph: Graphs, fixed_size: bool, neighbours: torch.Tensor | None
 ) -> list[tuple[torch.Tensor, int]]:
@@ -154,6 +170,8 @@ class RepresentationLearner(Configurable):
             code, hash.target rotated fits the bits to its leading principal directions
         alpha: weight of the reconstruction loss (Eq. 8)
         beta: weight of the 1/2 sum ||W||^2 penalty (Eq. 8)
+        spread: weight of L_n, the narrowness of a step's representations (1 - the entropy of their covariance's
+            normalised eigenvalues / log g); 0: none, as the paper
         steps: Adam steps, whatever the dataset's size
         lr: Adam's learning rate
         graphs_per_step: graphs per Adam step (the paper: 1)
@@ -169,6 +187,7 @@ class RepresentationLearner(Configurable):
         latent: Annotated[int, Field(ge=0, le=65536)] = 64,
         alpha: NonNegative = 0.999,
         beta: NonNegative = 0.001,
+        spread: NonNegative = 0.0,
         steps: Steps = 800,
         lr: Positive = 0.001,
         graphs_per_step: Count = 32,
@@ -176,6 +195,7 @@ class RepresentationLearner(Configurable):
     ):
         self.filter_options = dict(filter_options or {})
         self.hidden, self.latent, self.alpha, self.beta = hidden, latent, alpha, beta
+        self.spread = spread
         self.steps, self.lr, self.graphs_per_step, self.seed = steps, lr, graphs_per_step, seed
 
     def size(self, bits: int) -> int:
@@ -226,7 +246,7 @@ class RepresentationLearner(Configurable):
                 order = torch.randperm(len(features), generator=order_rng)
                 blocks = _graphs(order, graph, model.fixed_size, neighbours)
                 record = _epoch(model, optimiser, features, blocks, self.alpha, self.beta, self.graphs_per_step,
-                                self.steps - step)  # fmt: skip
+                                self.steps - step, self.spread)  # fmt: skip
                 step += record["steps"]
                 history.append({"epoch": len(history) + 1, "step": step, **record})
                 log.info("represent: epoch %d, step %d/%d, loss %.5f", len(history), step, self.steps, record["loss"])
@@ -245,10 +265,11 @@ def _epoch(
     beta: float,
     per_step: int,
     budget: int,
+    spread: float = 0.0,
 ) -> dict[str, float]:
     """One pass over the epoch's graphs, ``per_step`` graphs an Adam step, stopping after ``budget`` steps; the
-    epoch's loss record (alpha and beta weigh Eq. 8's terms)."""
-    reconstruction_sum = torch.zeros((), dtype=torch.float64)
+    epoch's loss record (alpha and beta weigh Eq. 8's terms, spread the narrowness L_n)."""
+    reconstruction_sum, narrowness_sum = torch.zeros((), dtype=torch.float64), 0.0
     counted = steps = 0  # nodes in the loss: every node once with batch graphs, M times with kNN graphs
     for block, own in blocks:
         if steps == budget:  # the steps ran out: prepare no further graphs
@@ -259,12 +280,17 @@ def _epoch(
             if steps == budget:
                 break
             xs = x[start : start + per_step]
-            _, x_hat = model(xs, graph[start : start + per_step])
+            z, x_hat = model(xs, graph[start : start + per_step])
             if own < xs.shape[1]:  # a completed remainder graph: the borrowed nodes count elsewhere
-                xs, x_hat = xs[:, :own], x_hat[:, :own]
+                xs, x_hat, z = xs[:, :own], x_hat[:, :own], z[:, :own]
             reconstruction = reconstruction_loss(xs, x_hat)
             optimiser.zero_grad(set_to_none=True)
-            (alpha * reconstruction).backward()
+            total = alpha * reconstruction
+            if spread > 0:  # computed only when weighed: the paper's and the default's runs as they were
+                narrow = narrowness(z.reshape(-1, z.shape[-1]))
+                total = total + spread * narrow
+                narrowness_sum += narrow.item()
+            total.backward()
             optimiser.step()
             reconstruction_sum += reconstruction.detach() * (xs.shape[0] * xs.shape[1])  # per node
             counted += xs.shape[0] * xs.shape[1]
@@ -273,7 +299,11 @@ def _epoch(
     with torch.no_grad():
         penalty = model.weight_penalty().item()  # at the end of the epoch
     loss = alpha * mean_reconstruction + beta * penalty
-    return {"steps": steps, "loss": loss, "reconstruction": mean_reconstruction, "weight_penalty": penalty}
+    record = {"steps": steps, "loss": loss, "reconstruction": mean_reconstruction, "weight_penalty": penalty}
+    if spread > 0:  # the mean narrowness of the epoch's steps
+        record["narrowness"] = narrowness_sum / max(steps, 1)
+        record["loss"] = loss + spread * record["narrowness"]
+    return record
 
 
 @torch.no_grad()
