@@ -265,7 +265,7 @@ def _epoch(
     beta: float,
     per_step: int,
     budget: int,
-    spread: float = 0.0,
+    spread: float,
 ) -> dict[str, float]:
     """One pass over the epoch's graphs, ``per_step`` graphs an Adam step, stopping after ``budget`` steps; the
     epoch's loss record (alpha and beta weigh Eq. 8's terms, spread the narrowness L_n)."""
@@ -298,11 +298,11 @@ def _epoch(
     mean_reconstruction = reconstruction_sum.item() / counted
     with torch.no_grad():
         penalty = model.weight_penalty().item()  # at the end of the epoch
-    loss = alpha * mean_reconstruction + beta * penalty
-    record = {"steps": steps, "loss": loss, "reconstruction": mean_reconstruction, "weight_penalty": penalty}
-    if spread > 0:  # the mean narrowness of the epoch's steps
+    record = {"steps": steps, "loss": alpha * mean_reconstruction + beta * penalty,
+              "reconstruction": mean_reconstruction, "weight_penalty": penalty}  # fmt: skip
+    if spread > 0:  # the mean narrowness of the epoch's steps, and its share of the loss
         record["narrowness"] = narrowness_sum / max(steps, 1)
-        record["loss"] = loss + spread * record["narrowness"]
+        record["loss"] += spread * record["narrowness"]
     return record
 
 
